@@ -1,0 +1,424 @@
+//! `features.yaml`: the declarative file users write. Parsed with position information so that
+//! every error names the line and the key.
+
+use std::collections::HashMap;
+
+use fstore_snapshot::{FeatureRef, FeatureType, Field, KeyType};
+use marked_yaml::Spanned;
+use serde::Deserialize;
+
+use crate::{
+    Definitions, Entity, FeatureDef, FeatureService, FeatureView, Source, SourceFormat, SpecError,
+    parse_duration,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    project: Option<String>,
+    #[serde(default)]
+    entities: Vec<RawEntity>,
+    #[serde(default)]
+    sources: Vec<RawSource>,
+    #[serde(default)]
+    feature_views: Vec<RawView>,
+    #[serde(default)]
+    feature_services: Vec<RawService>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    name: String,
+    #[serde(rename = "type")]
+    ty: KeyType,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntity {
+    name: Spanned<String>,
+    join_keys: Vec<RawKey>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    owner: String,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    name: Spanned<String>,
+    path: Spanned<String>,
+    #[serde(default)]
+    format: Option<SourceFormat>,
+    timestamp_field: String,
+    #[serde(default)]
+    created_timestamp_field: Option<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    owner: String,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeature {
+    name: Spanned<String>,
+    #[serde(rename = "type")]
+    ty: FeatureType,
+    #[serde(default)]
+    column: Option<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawView {
+    name: Spanned<String>,
+    entities: Vec<Spanned<String>>,
+    source: Spanned<String>,
+    #[serde(default)]
+    ttl: Option<Spanned<String>>,
+    features: Vec<RawFeature>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    owner: String,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: Spanned<String>,
+    features: Vec<Spanned<String>>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    owner: String,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+type Spans = HashMap<String, (usize, usize)>;
+
+fn pos<T>(s: &Spanned<T>) -> (usize, usize) {
+    s.span()
+        .start()
+        .map(|m| (m.line(), m.column()))
+        .unwrap_or((0, 0))
+}
+
+fn with_pos(e: SpecError, p: (usize, usize)) -> SpecError {
+    if p.0 > 0 { e.at(p.0, p.1) } else { e }
+}
+
+/// Parses and validates a `features.yaml`. `base_dir`, when given, is where relative source
+/// paths are resolved from (the directory holding the file). Returns every problem found, each
+/// with its line when the problem has one.
+pub fn parse_features_yaml(
+    text: &str,
+    base_dir: Option<&std::path::Path>,
+) -> Result<Definitions, Vec<SpecError>> {
+    let raw: RawFile = marked_yaml::from_yaml(0, text).map_err(|e| vec![yaml_error(e)])?;
+    let _ = raw.project;
+    let mut spans: Spans = HashMap::new();
+    let mut errs = Vec::new();
+    let mut defs = Definitions::default();
+
+    for e in raw.entities {
+        spans.insert(format!("entities.{}", *e.name), pos(&e.name));
+        spans.insert(format!("entities.{}.name", *e.name), pos(&e.name));
+        spans.insert(format!("entities.{}.join_keys", *e.name), pos(&e.name));
+        defs.entities.push(Entity {
+            name: e.name.to_string(),
+            join_keys: e
+                .join_keys
+                .into_iter()
+                .map(|k| Field {
+                    name: k.name,
+                    ty: k.ty,
+                })
+                .collect(),
+            description: e.description,
+            owner: e.owner,
+            tags: e.tags,
+        });
+    }
+    for s in raw.sources {
+        spans.insert(format!("sources.{}", *s.name), pos(&s.name));
+        spans.insert(format!("sources.{}.name", *s.name), pos(&s.name));
+        spans.insert(format!("sources.{}.path", *s.name), pos(&s.path));
+        let format = match s.format {
+            Some(f) => f,
+            None => match infer_format(&s.path) {
+                Some(f) => f,
+                None => {
+                    errs.push(with_pos(
+                        SpecError::new(format!(
+                            "source `{}`: cannot tell the format of `{}`; add `format: parquet` or `format: csv`",
+                            *s.name, *s.path
+                        ))
+                        .key(format!("sources.{}.format", *s.name)),
+                        pos(&s.path),
+                    ));
+                    SourceFormat::Parquet
+                }
+            },
+        };
+        defs.sources.push(Source {
+            name: s.name.to_string(),
+            path: resolve_path(&s.path, base_dir),
+            format,
+            timestamp_field: s.timestamp_field,
+            created_timestamp_field: s.created_timestamp_field,
+            description: s.description,
+            owner: s.owner,
+            tags: s.tags,
+        });
+    }
+    for v in raw.feature_views {
+        let name = v.name.to_string();
+        spans.insert(format!("feature_views.{name}"), pos(&v.name));
+        spans.insert(format!("feature_views.{name}.name"), pos(&v.name));
+        spans.insert(format!("feature_views.{name}.source"), pos(&v.source));
+        spans.insert(format!("feature_views.{name}.entities"), pos(&v.name));
+        spans.insert(format!("feature_views.{name}.features"), pos(&v.name));
+        for e in &v.entities {
+            spans.insert(format!("feature_views.{name}.entities.{}", **e), pos(e));
+        }
+        for f in &v.features {
+            spans.insert(
+                format!("feature_views.{name}.features.{}", *f.name),
+                pos(&f.name),
+            );
+        }
+        let ttl_seconds = match &v.ttl {
+            None => 0,
+            Some(t) => parse_duration(t).unwrap_or_else(|m| {
+                errs.push(with_pos(
+                    SpecError::new(format!("feature view `{name}`: ttl {m}"))
+                        .key(format!("feature_views.{name}.ttl")),
+                    pos(t),
+                ));
+                0
+            }),
+        };
+        defs.feature_views.push(FeatureView {
+            name,
+            entities: v.entities.iter().map(|e| e.to_string()).collect(),
+            source: v.source.to_string(),
+            ttl_seconds,
+            features: v
+                .features
+                .into_iter()
+                .map(|f| FeatureDef {
+                    name: f.name.to_string(),
+                    ty: f.ty,
+                    column: f.column,
+                    description: f.description,
+                    tags: f.tags,
+                })
+                .collect(),
+            description: v.description,
+            owner: v.owner,
+            tags: v.tags,
+        });
+    }
+    for s in raw.feature_services {
+        let name = s.name.to_string();
+        spans.insert(format!("feature_services.{name}"), pos(&s.name));
+        spans.insert(format!("feature_services.{name}.name"), pos(&s.name));
+        spans.insert(format!("feature_services.{name}.features"), pos(&s.name));
+        let mut refs = Vec::new();
+        for r in &s.features {
+            match FeatureRef::parse(r) {
+                Some(fr) => {
+                    spans.insert(format!("feature_services.{name}.features.{fr}"), pos(r));
+                    refs.push(fr);
+                }
+                None => errs.push(with_pos(
+                    SpecError::new(format!(
+                        "feature service `{name}`: `{}` is not a `view:feature` reference",
+                        **r
+                    ))
+                    .key(format!("feature_services.{name}.features")),
+                    pos(r),
+                )),
+            }
+        }
+        defs.feature_services.push(FeatureService {
+            name,
+            features: refs,
+            description: s.description,
+            owner: s.owner,
+            tags: s.tags,
+        });
+    }
+    if let Err(v) = defs.validate() {
+        errs.extend(v.into_iter().map(|e| {
+            let p = e
+                .key
+                .as_ref()
+                .and_then(|k| spans.get(k))
+                .copied()
+                .unwrap_or((0, 0));
+            with_pos(e, p)
+        }));
+    }
+    if !errs.is_empty() {
+        errs.sort_by_key(|e| e.location.clone());
+        return Err(errs);
+    }
+    defs.sort();
+    Ok(defs)
+}
+
+fn yaml_error(e: marked_yaml::FromYamlError) -> SpecError {
+    match e {
+        marked_yaml::FromYamlError::ParseYaml(le) => {
+            let msg = le.to_string();
+            SpecError::new(format!("not valid YAML: {msg}"))
+        }
+        marked_yaml::FromYamlError::FromNode(ne) => {
+            let key = ne.path().map(str::to_string);
+            let mark = ne.start_mark();
+            let inner = ne.into_inner();
+            let mut err = SpecError::new(match &key {
+                Some(k) => format!("{k}: {inner}"),
+                None => inner.to_string(),
+            });
+            if let Some(k) = key {
+                err = err.key(k);
+            }
+            match mark {
+                Some(m) => err.at(m.line(), m.column()),
+                None => err,
+            }
+        }
+    }
+}
+
+fn infer_format(path: &str) -> Option<SourceFormat> {
+    let p = path.trim_end_matches('/').to_ascii_lowercase();
+    if p.ends_with(".parquet") || p.ends_with(".pq") {
+        Some(SourceFormat::Parquet)
+    } else if p.ends_with(".csv") {
+        Some(SourceFormat::Csv)
+    } else {
+        None
+    }
+}
+
+fn resolve_path(path: &str, base: Option<&std::path::Path>) -> String {
+    let is_url = path.contains("://");
+    match base {
+        Some(base) if !is_url && !std::path::Path::new(path).is_absolute() => {
+            let joined = base.join(path);
+            let mut s = joined.to_string_lossy().into_owned();
+            if path.ends_with('/') && !s.ends_with('/') {
+                s.push('/');
+            }
+            s
+        }
+        _ => path.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+entities:
+  - name: customer
+    join_keys: [{name: customer_id, type: int64}]
+sources:
+  - name: stats
+    path: data/stats.parquet
+    timestamp_field: event_timestamp
+feature_views:
+  - name: customer_rfm
+    entities: [customer]
+    source: stats
+    ttl: 30d
+    features:
+      - {name: recency_days, type: int64}
+      - {name: embedding, type: "list<float64>"}
+feature_services:
+  - name: segmentation_v1
+    features: [customer_rfm:recency_days]
+"#;
+
+    #[test]
+    fn parses_a_good_file() {
+        let d = parse_features_yaml(GOOD, Some(std::path::Path::new("/repo"))).expect("valid");
+        assert_eq!(d.feature_views[0].ttl_seconds, 30 * 86_400);
+        assert_eq!(d.sources[0].path, "/repo/data/stats.parquet");
+        assert_eq!(d.sources[0].format, SourceFormat::Parquet);
+        assert_eq!(d.feature_views[0].features[1].ty, FeatureType::ListFloat64);
+    }
+
+    fn first_err(text: &str) -> SpecError {
+        parse_features_yaml(text, None)
+            .expect_err("must fail")
+            .remove(0)
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let e = first_err(&GOOD.replace("    ttl: 30d", "    ttl: 30d\n    tll: 3d"));
+        assert!(e.message.contains("tll"), "{e}");
+        assert_eq!(e.location.as_deref(), Some("line 14, column 5"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let e = first_err(&GOOD.replace("type: int64}]", "type: int65}]"));
+        assert!(e.message.contains("int65"), "{e}");
+        assert!(
+            e.location
+                .as_deref()
+                .is_some_and(|l| l.starts_with("line 4")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn dangling_references_name_line_and_key() {
+        let e = first_err(&GOOD.replace("source: stats", "source: orders"));
+        assert_eq!(e.key.as_deref(), Some("feature_views.customer_rfm.source"));
+        assert!(
+            e.location
+                .as_deref()
+                .is_some_and(|l| l.starts_with("line 12,")),
+            "{e}"
+        );
+        let e = first_err(&GOOD.replace("[customer_rfm:recency_days]", "[customer_rfm:nope]"));
+        assert!(e.message.contains("no feature `nope`"), "{e}");
+        assert!(
+            e.location
+                .as_deref()
+                .is_some_and(|l| l.starts_with("line 19,")),
+            "{e}"
+        );
+        let e = first_err(&GOOD.replace("ttl: 30d", "ttl: 30 days"));
+        assert!(e.message.contains("ttl"), "{e}");
+    }
+
+    #[test]
+    fn broken_yaml_is_an_error() {
+        assert!(parse_features_yaml("entities: [", None).is_err());
+        assert!(parse_features_yaml("- a\n- b\n", None).is_err());
+    }
+}

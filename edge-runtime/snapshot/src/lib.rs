@@ -1,0 +1,54 @@
+//! The fstore snapshot format: an immutable, memory-mappable file holding one feature view's
+//! latest row per entity, with a hash index so that a lookup is a hash, a probe and a few loads,
+//! never a parse of the row.
+//!
+//! Both planes use this crate: the control plane writes snapshots ([`SnapshotWriter`]), the edge
+//! maps them ([`Snapshot::open`]) and renders values straight from the mapped bytes
+//! ([`json`]). The byte layout is documented in `ARCHITECTURE.md` and in [`format`].
+
+pub mod format;
+pub mod json;
+mod key;
+mod reader;
+mod schema;
+mod time;
+mod value;
+mod writer;
+
+pub use key::{KeyBuf, KeyError, KeyPart, decode_key};
+pub use reader::{Row, Snapshot};
+pub use schema::{FeatureRef, FeatureType, Field, KeyType, SnapshotSchema};
+pub use time::format_rfc3339_micros;
+pub use value::{F64List, Value};
+pub use writer::SnapshotWriter;
+
+/// Everything that can go wrong reading or writing a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("i/o error on snapshot: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("not an fstore snapshot (bad magic)")]
+    BadMagic,
+    #[error("unsupported snapshot format version {0} (this build reads {max})", max = format::FORMAT_VERSION)]
+    UnsupportedVersion(u16),
+    #[error("snapshot is corrupt: {0}")]
+    Corrupt(String),
+    #[error(
+        "snapshot checksum mismatch: header says {expected:#018x}, content hashes to {actual:#018x}"
+    )]
+    ChecksumMismatch { expected: u64, actual: u64 },
+    #[error("invalid snapshot schema: {0}")]
+    Schema(String),
+    #[error("duplicate entity key in snapshot")]
+    DuplicateKey,
+    #[error("row has {got} values, schema has {expected} features")]
+    Arity { expected: usize, got: usize },
+    #[error("feature `{feature}` expects {expected}, got {got}")]
+    TypeMismatch {
+        feature: String,
+        expected: &'static str,
+        got: &'static str,
+    },
+    #[error("row too large: {0} bytes (limit 4 GiB)")]
+    RowTooLarge(usize),
+}

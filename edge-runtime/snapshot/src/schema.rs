@@ -1,0 +1,168 @@
+use serde::{Deserialize, Serialize};
+
+use crate::SnapshotError;
+
+/// The type of a feature value. The names are the ones written in `features.yaml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FeatureType {
+    #[serde(rename = "int64")]
+    Int64,
+    #[serde(rename = "float64")]
+    Float64,
+    #[serde(rename = "string")]
+    String,
+    #[serde(rename = "bool")]
+    Bool,
+    #[serde(rename = "timestamp")]
+    Timestamp,
+    #[serde(rename = "list<float64>")]
+    ListFloat64,
+}
+
+impl FeatureType {
+    pub const ALL: [FeatureType; 6] = [
+        FeatureType::Int64,
+        FeatureType::Float64,
+        FeatureType::String,
+        FeatureType::Bool,
+        FeatureType::Timestamp,
+        FeatureType::ListFloat64,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FeatureType::Int64 => "int64",
+            FeatureType::Float64 => "float64",
+            FeatureType::String => "string",
+            FeatureType::Bool => "bool",
+            FeatureType::Timestamp => "timestamp",
+            FeatureType::ListFloat64 => "list<float64>",
+        }
+    }
+
+    /// Whether values of this type live in a row's variable-length area.
+    pub fn is_var(self) -> bool {
+        matches!(self, FeatureType::String | FeatureType::ListFloat64)
+    }
+}
+
+impl std::fmt::Display for FeatureType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The type of one entity join-key column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyType {
+    Int64,
+    String,
+}
+
+impl KeyType {
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyType::Int64 => "int64",
+            KeyType::String => "string",
+        }
+    }
+}
+
+impl std::fmt::Display for KeyType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A named, typed column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Field<T> {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: T,
+}
+
+/// What a snapshot holds: which view, which version, its key columns and its features in the
+/// order of the row slots. Stored as JSON inside the snapshot so a snapshot is self-describing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotSchema {
+    pub view: String,
+    pub version: u64,
+    pub keys: Vec<Field<KeyType>>,
+    pub features: Vec<Field<FeatureType>>,
+    /// Maximum age of a row at serving time, in seconds; 0 means unbounded.
+    pub ttl_seconds: u64,
+    /// When the snapshot was materialized, microseconds since the Unix epoch.
+    pub created_at_micros: i64,
+}
+
+impl SnapshotSchema {
+    pub fn validate(&self) -> Result<(), SnapshotError> {
+        if self.keys.is_empty() {
+            return Err(SnapshotError::Schema(
+                "a snapshot needs at least one key column".into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for name in self
+            .keys
+            .iter()
+            .map(|k| &k.name)
+            .chain(self.features.iter().map(|f| &f.name))
+        {
+            if !seen.insert(name.as_str()) {
+                return Err(SnapshotError::Schema(format!(
+                    "column `{name}` appears twice"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn feature_index(&self, name: &str) -> Option<usize> {
+        self.features.iter().position(|f| f.name == name)
+    }
+}
+
+/// `view:feature`, the unit a feature service bundles.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FeatureRef {
+    pub view: String,
+    pub feature: String,
+}
+
+impl FeatureRef {
+    /// Parses `view:feature`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (view, feature) = s.split_once(':')?;
+        if view.is_empty() || feature.is_empty() || feature.contains(':') {
+            return None;
+        }
+        Some(Self {
+            view: view.to_string(),
+            feature: feature.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for FeatureRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.view, self.feature)
+    }
+}
+
+impl Serialize for FeatureRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for FeatureRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        FeatureRef::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!("`{s}` is not a `view:feature` reference"))
+        })
+    }
+}

@@ -1,0 +1,45 @@
+//! Object storage for fstore: opening a store from a URL, the object layout both planes agree
+//! on, and the publish protocol (immutable objects plus one live pointer) that guarantees no
+//! reader ever sees half a snapshot.
+//!
+//! Layout under the store's root prefix:
+//! - `snapshots/<view>/<version>.fss`: one immutable snapshot file per view version;
+//! - `manifests/<seq>.json`: one immutable manifest per publish (what every view's live version
+//!   is, and the feature services);
+//! - `live.json`: the pointer to the current manifest, the only object ever overwritten.
+
+mod layout;
+mod manifest;
+mod store;
+
+pub use fstore_snapshot::FeatureRef;
+pub use layout::{POINTER_KEY, manifest_key, snapshot_key};
+pub use manifest::{MANIFEST_FORMAT, Manifest, ManifestView, Pointer};
+pub use store::{PointerRead, Store};
+
+/// Errors talking to object storage, with the location that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("invalid object-store URL `{url}`: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("object `{0}` not found")]
+    NotFound(String),
+    #[error("object `{0}` already exists (objects are immutable)")]
+    AlreadyExists(String),
+    #[error("live pointer already at manifest {current}, refusing to move it back to {attempted}")]
+    Stale { current: u64, attempted: u64 },
+    #[error("invalid `{key}`: {reason}")]
+    Decode { key: String, reason: String },
+    #[error("object store error on `{key}`: {source}")]
+    Store {
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("local i/o error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,372 @@
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{
+    GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
+};
+use tokio::io::AsyncWriteExt;
+
+use crate::{MANIFEST_FORMAT, Manifest, POINTER_KEY, Pointer, StorageError, manifest_key};
+
+/// An object store and the root prefix fstore owns inside it.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    root: Path,
+    url: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("url", &self.url).finish()
+    }
+}
+
+/// Result of polling the live pointer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PointerRead {
+    /// Nothing has been published yet.
+    Missing,
+    /// The pointer has the ETag the caller already holds.
+    NotModified,
+    Found {
+        pointer: Pointer,
+        etag: Option<String>,
+    },
+}
+
+fn store_err(key: &str) -> impl FnOnce(object_store::Error) -> StorageError + '_ {
+    move |source| match source {
+        object_store::Error::NotFound { .. } => StorageError::NotFound(key.to_string()),
+        object_store::Error::AlreadyExists { .. } => StorageError::AlreadyExists(key.to_string()),
+        source => StorageError::Store {
+            key: key.to_string(),
+            source,
+        },
+    }
+}
+
+impl Store {
+    /// Opens a store from a URL: a plain path or `file://` URL (a local directory, created if
+    /// missing), `s3://bucket/prefix`, `gs://bucket/prefix` or `az://container/prefix`. Cloud
+    /// credentials, region and endpoint come from the usual environment variables
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_REGION`, `AWS_ENDPOINT_URL`, `GOOGLE_*`, `AZURE_*`).
+    pub fn from_url(url: &str) -> Result<Self, StorageError> {
+        let bad = |reason: String| StorageError::BadUrl {
+            url: url.to_string(),
+            reason,
+        };
+        let (inner, root): (Arc<dyn ObjectStore>, Path) = if let Some(rest) =
+            url.split_once("://").map(|(scheme, _)| scheme)
+        {
+            let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+            let prefix = Path::from_url_path(parsed.path()).map_err(|e| bad(e.to_string()))?;
+            match rest {
+                "file" => {
+                    let dir = parsed
+                        .to_file_path()
+                        .map_err(|()| bad("not a local path".into()))?;
+                    return Self::local(&dir, url);
+                }
+                "s3" | "s3a" => {
+                    let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(url);
+                    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+                        .or_else(|_| std::env::var("AWS_ENDPOINT"))
+                        .ok();
+                    if endpoint
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("http://"))
+                    {
+                        b = b.with_allow_http(true);
+                    }
+                    (Arc::new(b.build().map_err(|e| bad(e.to_string()))?), prefix)
+                }
+                "gs" => {
+                    let b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url);
+                    (Arc::new(b.build().map_err(|e| bad(e.to_string()))?), prefix)
+                }
+                "az" | "abfs" | "abfss" | "azure" => {
+                    let b = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url);
+                    (Arc::new(b.build().map_err(|e| bad(e.to_string()))?), prefix)
+                }
+                other => {
+                    return Err(bad(format!(
+                        "unsupported scheme `{other}` (use a path, file://, s3://, gs:// or az://)"
+                    )));
+                }
+            }
+        } else {
+            return Self::local(std::path::Path::new(url), url);
+        };
+        Ok(Self {
+            inner,
+            root,
+            url: url.to_string(),
+        })
+    }
+
+    fn local(dir: &std::path::Path, url: &str) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(|e| {
+            StorageError::BadUrl {
+                url: url.to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(Self {
+            inner: Arc::new(fs),
+            root: Path::default(),
+            url: url.to_string(),
+        })
+    }
+
+    /// Wraps an existing object store (tests use `InMemory`).
+    pub fn from_object_store(inner: Arc<dyn ObjectStore>, root: &str) -> Self {
+        Self {
+            inner,
+            root: Path::from(root),
+            url: format!("custom://{root}"),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner
+    }
+
+    /// The full object path of `key` (relative to the root).
+    pub fn path(&self, key: &str) -> Path {
+        key.split('/')
+            .filter(|p| !p.is_empty())
+            .fold(self.root.clone(), |p, part| p.clone().join(part))
+    }
+
+    /// Writes an immutable object: fails with `AlreadyExists` rather than replace one.
+    pub async fn put_new(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        self.inner
+            .put_opts(&self.path(key), PutPayload::from_bytes(bytes), opts)
+            .await
+            .map_err(store_err(key))?;
+        Ok(())
+    }
+
+    pub async fn get_bytes(&self, key: &str) -> Result<Bytes, StorageError> {
+        let r = self
+            .inner
+            .get(&self.path(key))
+            .await
+            .map_err(store_err(key))?;
+        r.bytes().await.map_err(store_err(key))
+    }
+
+    pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        match self.inner.head(&self.path(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(store_err(key)(e)),
+        }
+    }
+
+    /// Streams an object to `dest` without holding it in memory: written to a temporary file
+    /// beside `dest`, then renamed, so `dest` is either absent or complete.
+    pub async fn download(&self, key: &str, dest: &std::path::Path) -> Result<u64, StorageError> {
+        let io = |source| StorageError::Io {
+            path: dest.display().to_string(),
+            source,
+        };
+        let r = self
+            .inner
+            .get(&self.path(key))
+            .await
+            .map_err(store_err(key))?;
+        let tmp = dest.with_extension(format!("part-{}", std::process::id()));
+        let mut file = tokio::fs::File::create(&tmp).await.map_err(io)?;
+        let mut stream = r.into_stream();
+        let mut n = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(store_err(key))?;
+            n += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(io)?;
+        }
+        file.flush().await.map_err(io)?;
+        file.sync_all().await.map_err(io)?;
+        drop(file);
+        tokio::fs::rename(&tmp, dest).await.map_err(io)?;
+        Ok(n)
+    }
+
+    /// Keys (relative to the root) under `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let base = self.path(prefix);
+        let mut out = Vec::new();
+        let mut s = self.inner.list(Some(&base));
+        let root_parts = self.root.parts().count();
+        while let Some(meta) = s.next().await {
+            let meta = meta.map_err(store_err(prefix))?;
+            let rel: Vec<String> = meta
+                .location
+                .parts()
+                .skip(root_parts)
+                .map(|p| p.as_ref().to_string())
+                .collect();
+            out.push(rel.join("/"));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Reads the live pointer; with `if_none_match`, answers `NotModified` cheaply when the
+    /// pointer has not moved (a conditional GET, so polling costs one small request).
+    pub async fn read_pointer(
+        &self,
+        if_none_match: Option<&str>,
+    ) -> Result<PointerRead, StorageError> {
+        let opts = GetOptions {
+            if_none_match: if_none_match.map(str::to_string),
+            ..Default::default()
+        };
+        let r = match self.inner.get_opts(&self.path(POINTER_KEY), opts).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(PointerRead::Missing),
+            Err(object_store::Error::NotModified { .. }) => return Ok(PointerRead::NotModified),
+            Err(e) => return Err(store_err(POINTER_KEY)(e)),
+        };
+        let etag = r.meta.e_tag.clone();
+        let bytes = r.bytes().await.map_err(store_err(POINTER_KEY))?;
+        let pointer: Pointer =
+            serde_json::from_slice(&bytes).map_err(|e| StorageError::Decode {
+                key: POINTER_KEY.into(),
+                reason: e.to_string(),
+            })?;
+        Ok(PointerRead::Found { pointer, etag })
+    }
+
+    pub async fn read_manifest(&self, key: &str) -> Result<Manifest, StorageError> {
+        let bytes = self.get_bytes(key).await?;
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| StorageError::Decode {
+            key: key.into(),
+            reason: e.to_string(),
+        })?;
+        if m.format != MANIFEST_FORMAT {
+            return Err(StorageError::Decode {
+                key: key.into(),
+                reason: format!(
+                    "manifest format {} is not supported (expected {MANIFEST_FORMAT})",
+                    m.format
+                ),
+            });
+        }
+        Ok(m)
+    }
+
+    /// The manifest the live pointer names, if anything was published.
+    pub async fn live_manifest(&self) -> Result<Option<Manifest>, StorageError> {
+        match self.read_pointer(None).await? {
+            PointerRead::Found { pointer, .. } => {
+                Ok(Some(self.read_manifest(&pointer.manifest).await?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Publishes `manifest`: writes it as a new immutable object, then moves the live pointer
+    /// to it. Every snapshot the manifest names must already exist. The pointer only moves
+    /// forward: a conditional put (ETag match) where the store supports it, so two publishers
+    /// cannot interleave; a store without conditional updates (a local directory) falls back
+    /// to an atomic overwrite after re-checking the sequence number.
+    pub async fn publish(&self, manifest: &Manifest) -> Result<(), StorageError> {
+        let key = manifest_key(manifest.seq);
+        let body = serde_json::to_vec_pretty(manifest).map_err(|e| StorageError::Decode {
+            key: key.clone(),
+            reason: e.to_string(),
+        })?;
+        self.put_new(&key, Bytes::from(body)).await?;
+        let pointer = Pointer {
+            format: MANIFEST_FORMAT,
+            seq: manifest.seq,
+            manifest: key,
+        };
+        self.move_pointer(&pointer).await
+    }
+
+    /// Points `live.json` at an existing manifest (publish and rollback both end here).
+    pub async fn move_pointer(&self, pointer: &Pointer) -> Result<(), StorageError> {
+        let body = Bytes::from(
+            serde_json::to_vec(pointer).map_err(|e| StorageError::Decode {
+                key: POINTER_KEY.into(),
+                reason: e.to_string(),
+            })?,
+        );
+        let path = self.path(POINTER_KEY);
+        for _ in 0..16 {
+            let mode = match self.inner.get(&path).await {
+                Err(object_store::Error::NotFound { .. }) => PutMode::Create,
+                Err(e) => return Err(store_err(POINTER_KEY)(e)),
+                Ok(r) => {
+                    let version = UpdateVersion {
+                        e_tag: r.meta.e_tag.clone(),
+                        version: r.meta.version.clone(),
+                    };
+                    let bytes = r.bytes().await.map_err(store_err(POINTER_KEY))?;
+                    // An unreadable pointer is replaced rather than blocking every publish.
+                    if let Ok(cur) = serde_json::from_slice::<Pointer>(&bytes)
+                        && cur.seq >= pointer.seq
+                    {
+                        return Err(StorageError::Stale {
+                            current: cur.seq,
+                            attempted: pointer.seq,
+                        });
+                    }
+                    PutMode::Update(version)
+                }
+            };
+            let put = self
+                .inner
+                .put_opts(
+                    &path,
+                    PutPayload::from_bytes(body.clone()),
+                    PutOptions {
+                        mode,
+                        ..Default::default()
+                    },
+                )
+                .await;
+            match put {
+                Ok(_) => return Ok(()),
+                Err(
+                    object_store::Error::Precondition { .. }
+                    | object_store::Error::AlreadyExists { .. },
+                ) => continue,
+                Err(object_store::Error::NotImplemented { .. }) => {
+                    // Local directories: the write is a rename, so readers still see the old or
+                    // the new pointer whole; ordering was checked just above.
+                    self.inner
+                        .put(&path, PutPayload::from_bytes(body.clone()))
+                        .await
+                        .map_err(store_err(POINTER_KEY))?;
+                    return Ok(());
+                }
+                Err(e) => return Err(store_err(POINTER_KEY)(e)),
+            }
+        }
+        Err(StorageError::Store {
+            key: POINTER_KEY.into(),
+            source: object_store::Error::Generic {
+                store: "fstore",
+                source: "live pointer kept changing under 16 attempts".into(),
+            },
+        })
+    }
+}
