@@ -1,1 +1,319 @@
-//! placeholder
+//! The `fstore` command: apply definitions, materialize, look features up, run the servers,
+//! and the quickstart that does all of it on embedded defaults.
+
+pub mod datagen;
+mod quickstart;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use fstore_control::{ControlConfig, ControlError, ControlPlane};
+
+pub use quickstart::QuickstartArgs;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fstore",
+    version,
+    about = "An edge feature store: definitions in, sub-millisecond lookups out."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the registry and the object store are; shared by every command.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Registry database: a SQLite file path or `sqlite://…`, or `postgres://…`.
+    #[arg(
+        long,
+        global = true,
+        env = "FSTORE_DATABASE_URL",
+        default_value = ".fstore/registry.db"
+    )]
+    pub database_url: String,
+    /// Object store snapshots are published to: a directory, `s3://bucket/prefix`, `gs://…`, `az://…`.
+    #[arg(
+        long = "store",
+        global = true,
+        env = "FSTORE_STORE_URL",
+        default_value = ".fstore/objects"
+    )]
+    pub store_url: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Plan and apply a features.yaml (objects missing from it are removed).
+    Apply {
+        #[arg(short = 'f', long = "file", default_value = "features.yaml")]
+        file: PathBuf,
+        /// Show the plan and stop.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Materialize feature views from their sources and publish the snapshots.
+    Materialize {
+        /// Views to materialize (all when none is named).
+        #[arg(long = "view")]
+        views: Vec<String>,
+    },
+    /// Look features up on an edge.
+    Get {
+        /// Edge base URL.
+        #[arg(long, env = "FSTORE_EDGE_URL", default_value = "http://127.0.0.1:6566")]
+        edge: String,
+        /// A feature service to read.
+        #[arg(long, conflicts_with = "features")]
+        service: Option<String>,
+        /// `view:feature` references (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',')]
+        features: Vec<String>,
+        /// Entity keys as `join_key=value` (repeat for several entities or composite keys).
+        #[arg(long = "entity", required = true)]
+        entities: Vec<String>,
+    },
+    /// Run a server.
+    Serve {
+        #[command(subcommand)]
+        what: ServeCommand,
+    },
+    /// Generate a sample data set, apply, materialize, and serve it on loopback.
+    Quickstart(QuickstartArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServeCommand {
+    /// The control plane's REST API.
+    ControlPlane {
+        #[arg(long, default_value = "127.0.0.1:6565")]
+        addr: String,
+    },
+    /// An edge runtime reading snapshots from the object store.
+    Edge {
+        #[arg(long, default_value = "127.0.0.1:6566")]
+        addr: String,
+        /// How often to poll for a new snapshot, e.g. 5s, 500ms.
+        #[arg(long, default_value = "5s", value_parser = parse_interval)]
+        poll_interval: Duration,
+        /// Where downloaded snapshots are kept.
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Most entities one request may ask for.
+        #[arg(long, default_value_t = 1000)]
+        max_entities: usize,
+        /// Largest request body, in bytes.
+        #[arg(long, default_value_t = 1 << 20)]
+        max_body_bytes: usize,
+        #[arg(long, default_value = "local")]
+        region: String,
+    },
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|e| format!("`{s}`: {e}"));
+    }
+    fstore_spec::parse_duration(s).map(Duration::from_secs)
+}
+
+pub async fn open_control(g: &Global) -> anyhow::Result<ControlPlane> {
+    ControlPlane::open(ControlConfig {
+        database_url: g.database_url.clone(),
+        store_url: g.store_url.clone(),
+        max_body_bytes: 8 << 20,
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "opening registry `{}` and store `{}`",
+            g.database_url, g.store_url
+        )
+    })
+}
+
+/// Prints definition errors one per line, the way a compiler would.
+fn explain(file: &std::path::Path, e: ControlError) -> anyhow::Error {
+    if let ControlError::InvalidDefinitions(errs) = &e {
+        for err in errs {
+            eprintln!("error: {}: {err}", file.display());
+        }
+        return anyhow::anyhow!("{} has {} error(s)", file.display(), errs.len());
+    }
+    e.into()
+}
+
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = cli.global;
+    match cli.command {
+        Command::Apply { file, dry_run } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let base = file.parent().map(|p| {
+                if p.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    p
+                }
+            });
+            let base = base.map(std::fs::canonicalize).transpose()?;
+            let defs =
+                ControlPlane::parse(&text, base.as_deref()).map_err(|e| explain(&file, e))?;
+            let cp = open_control(&g).await?;
+            let plan = cp.plan(&defs).await?;
+            print!("{}", plan.render());
+            if dry_run {
+                println!("Dry run: nothing changed.");
+                return Ok(());
+            }
+            let report = cp
+                .apply(&defs, false, &whoami())
+                .await
+                .map_err(|e| explain(&file, e))?;
+            if report.applied {
+                println!("Applied.");
+            } else {
+                println!("Nothing to change.");
+            }
+            if let Some(seq) = report.republished_manifest {
+                println!("Republished live manifest {seq}.");
+            }
+        }
+        Command::Materialize { views } => {
+            let cp = open_control(&g).await?;
+            let bar = spinner("materializing");
+            let reports = cp.materialize(&views).await;
+            bar.finish_and_clear();
+            for r in reports? {
+                println!(
+                    "{}: version {} — {} rows read, {} entities written, {} expired, {:.1} MiB, {} ms (manifest {})",
+                    r.view,
+                    r.version,
+                    r.rows_read,
+                    r.rows_written,
+                    r.rows_expired,
+                    r.size_bytes as f64 / (1 << 20) as f64,
+                    r.duration_ms,
+                    r.manifest_seq
+                );
+            }
+        }
+        Command::Get {
+            edge,
+            service,
+            features,
+            entities,
+        } => {
+            let body = lookup_body(service, features, &entities)?;
+            let resp = reqwest::Client::new()
+                .post(format!("{}/v1/features", edge.trim_end_matches('/')))
+                .json(&body)
+                .send()
+                .await
+                .with_context(|| format!("calling the edge at {edge}"))?;
+            let status = resp.status();
+            let v: serde_json::Value = resp
+                .json()
+                .await
+                .context("edge answered with something that is not JSON")?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            if !status.is_success() {
+                bail!("edge answered {status}");
+            }
+        }
+        Command::Serve { what } => match what {
+            ServeCommand::ControlPlane { addr } => {
+                let cp = Arc::new(open_control(&g).await?);
+                let listener = tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .with_context(|| format!("binding {addr}"))?;
+                eprintln!(
+                    "control plane listening on http://{}",
+                    listener.local_addr()?
+                );
+                fstore_control::serve(cp, listener, shutdown_signal()).await?;
+            }
+            ServeCommand::Edge {
+                addr,
+                poll_interval,
+                cache_dir,
+                max_entities,
+                max_body_bytes,
+                region,
+            } => {
+                let mut cfg = fstore_edge::EdgeConfig::new(g.store_url.clone());
+                cfg.poll_interval = poll_interval;
+                if let Some(d) = cache_dir {
+                    cfg.cache_dir = d;
+                }
+                cfg.max_entities = max_entities;
+                cfg.max_body_bytes = max_body_bytes;
+                cfg.region = region;
+                let listener = tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .with_context(|| format!("binding {addr}"))?;
+                eprintln!(
+                    "edge listening on http://{} (store {})",
+                    listener.local_addr()?,
+                    g.store_url
+                );
+                fstore_edge::serve(cfg, listener, shutdown_signal()).await?;
+            }
+        },
+        Command::Quickstart(args) => quickstart::run(args).await?,
+    }
+    Ok(())
+}
+
+/// Builds a `/v1/features` body from `join_key=value` pairs; integers stay integers.
+pub fn lookup_body(
+    service: Option<String>,
+    features: Vec<String>,
+    entities: &[String],
+) -> anyhow::Result<serde_json::Value> {
+    let mut cols: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
+    for e in entities {
+        let (k, v) = e
+            .split_once('=')
+            .with_context(|| format!("`{e}` is not `join_key=value`"))?;
+        let val = v
+            .parse::<i64>()
+            .map(serde_json::Value::from)
+            .unwrap_or_else(|_| serde_json::Value::from(v));
+        match cols.iter_mut().find(|(c, _)| c == k) {
+            Some((_, vals)) => vals.push(val),
+            None => cols.push((k.to_string(), vec![val])),
+        }
+    }
+    let mut body = serde_json::json!({ "entities": serde_json::Map::from_iter(cols.into_iter().map(|(k, v)| (k, serde_json::Value::from(v)))) });
+    match service {
+        Some(s) => body["feature_service"] = s.into(),
+        None if features.is_empty() => bail!("name --service or --features"),
+        None => body["features"] = features.into(),
+    }
+    Ok(body)
+}
+
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "cli".into())
+}
+
+pub(crate) fn spinner(msg: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(msg.to_string());
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}

@@ -1,0 +1,86 @@
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use fstore_spec::SpecError;
+
+/// Everything the control plane can refuse or fail at. Each variant maps to one HTTP status:
+/// caller mistakes are 4xx with a message; infrastructure failures are 5xx whose details go
+/// to the log, not the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("invalid definitions: {}", .0.first().map(ToString::to_string).unwrap_or_default())]
+    InvalidDefinitions(Vec<SpecError>),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{kind} `{name}` not found")]
+    NotFound { kind: String, name: String },
+    #[error("materialization of `{view}` failed: {message}")]
+    Materialization { view: String, message: String },
+    #[error("registry: {0}")]
+    Registry(#[from] fstore_registry::RegistryError),
+    #[error("object storage: {0}")]
+    Storage(#[from] fstore_storage::StorageError),
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] fstore_snapshot::SnapshotError),
+}
+
+impl ControlError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ControlError::InvalidDefinitions(_) | ControlError::BadRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ControlError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ControlError::Materialization { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ControlError::Registry(_) | ControlError::Snapshot(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ControlError::Storage(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ControlError::InvalidDefinitions(_) => "invalid_definitions",
+            ControlError::BadRequest(_) => "bad_request",
+            ControlError::NotFound { .. } => "not_found",
+            ControlError::Materialization { .. } => "materialization_failed",
+            ControlError::Registry(_) => "registry_error",
+            ControlError::Storage(_) => "storage_error",
+            ControlError::Snapshot(_) => "snapshot_error",
+        }
+    }
+}
+
+/// The JSON error body every endpoint uses: `{"error": {"code", "message", "details"?}}`.
+pub(crate) fn error_body(
+    code: &str,
+    message: &str,
+    details: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let mut e = serde_json::json!({"code": code, "message": message});
+    if let Some(d) = details {
+        e["details"] = d;
+    }
+    serde_json::json!({ "error": e })
+}
+
+impl IntoResponse for ControlError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+            "internal error; see the control plane's log".to_string()
+        } else {
+            self.to_string()
+        };
+        let details = match &self {
+            ControlError::InvalidDefinitions(errs) => serde_json::to_value(errs).ok(),
+            _ => None,
+        };
+        (
+            status,
+            axum::Json(error_body(self.code(), &message, details)),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,280 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use fstore_registry::{Registry, SnapshotRecord};
+use fstore_spec::{Definitions, Plan};
+use fstore_storage::{MANIFEST_FORMAT, Manifest, ManifestView, Store, snapshot_key};
+use serde::Serialize;
+
+use crate::ControlError;
+
+/// Where the control plane keeps its state.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// `sqlite://…`, a file path, or `postgres://…`.
+    pub database_url: String,
+    /// Where snapshots are published.
+    pub store_url: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// What `apply` did (or, dry, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyReport {
+    pub plan: Plan,
+    pub applied: bool,
+    /// Set when the apply republished the live manifest (services changed or views removed).
+    pub republished_manifest: Option<u64>,
+}
+
+/// One view's materialization.
+#[derive(Debug, Clone, Serialize)]
+pub struct MaterializeReport {
+    pub view: String,
+    pub version: u64,
+    pub key: String,
+    pub files: usize,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub rows_expired: u64,
+    pub size_bytes: u64,
+    pub duration_ms: u64,
+    pub manifest_seq: u64,
+}
+
+/// The control plane's operations, free of HTTP: the REST handlers and the CLI both call these.
+pub struct ControlPlane {
+    registry: Arc<dyn Registry>,
+    store: Store,
+    /// One publish at a time per process; across processes the manifest sequence (allocated
+    /// by the registry) and the conditional pointer update keep publishes ordered.
+    publish: tokio::sync::Mutex<()>,
+    pub config: ControlConfig,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+impl ControlPlane {
+    pub async fn open(config: ControlConfig) -> Result<Self, ControlError> {
+        let registry = fstore_registry::open(&config.database_url).await?;
+        let store = Store::from_url(&config.store_url)?;
+        Ok(Self {
+            registry,
+            store,
+            publish: tokio::sync::Mutex::new(()),
+            config,
+        })
+    }
+
+    pub fn registry(&self) -> &Arc<dyn Registry> {
+        &self.registry
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Parses a `features.yaml` text; relative source paths resolve against `base_dir`.
+    pub fn parse(
+        yaml: &str,
+        base_dir: Option<&std::path::Path>,
+    ) -> Result<Definitions, ControlError> {
+        fstore_spec::parse_features_yaml(yaml, base_dir).map_err(ControlError::InvalidDefinitions)
+    }
+
+    pub async fn plan(&self, defs: &Definitions) -> Result<Plan, ControlError> {
+        let current = self.registry.definitions().await?;
+        Ok(Plan::between(&current, defs))
+    }
+
+    /// Validates and (unless `dry_run`) applies `defs` as the complete set of definitions.
+    pub async fn apply(
+        &self,
+        defs: &Definitions,
+        dry_run: bool,
+        author: &str,
+    ) -> Result<ApplyReport, ControlError> {
+        defs.validate().map_err(ControlError::InvalidDefinitions)?;
+        let plan = self.plan(defs).await?;
+        if dry_run || plan.is_empty() {
+            return Ok(ApplyReport {
+                plan,
+                applied: false,
+                republished_manifest: None,
+            });
+        }
+        self.registry.apply(defs, author, "fstore apply").await?;
+        // Edges learn feature services from the manifest, so a live manifest whose services
+        // or views no longer match the registry is republished right away.
+        let republished = self.republish_if_stale(defs).await?;
+        Ok(ApplyReport {
+            plan,
+            applied: true,
+            republished_manifest: republished,
+        })
+    }
+
+    async fn republish_if_stale(&self, defs: &Definitions) -> Result<Option<u64>, ControlError> {
+        let _guard = self.publish.lock().await;
+        let Some(live) = self.store.live_manifest().await? else {
+            return Ok(None);
+        };
+        let next = self
+            .next_manifest(Some(&live), defs, BTreeMap::new())
+            .await?;
+        if next.views == live.views && next.services == live.services {
+            return Ok(None);
+        }
+        self.store.publish(&next).await?;
+        Ok(Some(next.seq))
+    }
+
+    /// A manifest with the live views (minus views no longer defined) overlaid with `new_views`
+    /// and the registry's services restricted to what those views can serve.
+    async fn next_manifest(
+        &self,
+        live: Option<&Manifest>,
+        defs: &Definitions,
+        new_views: BTreeMap<String, ManifestView>,
+    ) -> Result<Manifest, ControlError> {
+        let mut views: BTreeMap<String, ManifestView> = live
+            .map(|m| {
+                m.views
+                    .iter()
+                    .filter(|(name, _)| defs.view(name).is_some())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        views.extend(new_views);
+        let services = defs
+            .feature_services
+            .iter()
+            .filter(|s| s.features.iter().all(|r| views.contains_key(&r.view)))
+            .map(|s| (s.name.clone(), s.features.clone()))
+            .collect();
+        let seq = self.registry.next_sequence("manifest").await?;
+        Ok(Manifest {
+            format: MANIFEST_FORMAT,
+            seq,
+            created_at: now_rfc3339(),
+            views,
+            services,
+        })
+    }
+
+    /// Materializes `views` (all views when empty) and publishes them in one manifest. Every
+    /// snapshot is written before the pointer moves; if any view fails, nothing is published
+    /// and the live snapshot stays.
+    pub async fn materialize(
+        &self,
+        views: &[String],
+    ) -> Result<Vec<MaterializeReport>, ControlError> {
+        let defs = self.registry.definitions().await?;
+        let names: Vec<String> = if views.is_empty() {
+            defs.feature_views.iter().map(|v| v.name.clone()).collect()
+        } else {
+            for v in views {
+                if defs.view(v).is_none() {
+                    return Err(ControlError::NotFound {
+                        kind: "feature view".into(),
+                        name: v.clone(),
+                    });
+                }
+            }
+            views.to_vec()
+        };
+        if names.is_empty() {
+            return Err(ControlError::BadRequest(
+                "no feature views are defined; apply a features.yaml first".into(),
+            ));
+        }
+        let mut reports = Vec::new();
+        let mut new_views = BTreeMap::new();
+        for name in &names {
+            let started = Instant::now();
+            let version = self
+                .registry
+                .next_sequence(&format!("snapshot:{name}"))
+                .await?;
+            let m = fstore_offline::materialize(&defs, name, version, now_micros())
+                .await
+                .map_err(|e| match e {
+                    fstore_offline::OfflineError::Storage(s) => ControlError::Storage(s),
+                    other => ControlError::Materialization {
+                        view: name.clone(),
+                        message: other.to_string(),
+                    },
+                })?;
+            let key = snapshot_key(name, version);
+            let checksum = {
+                let snap = fstore_snapshot::Snapshot::from_bytes(m.bytes.clone())?;
+                format!("{:016x}", snap.checksum())
+            };
+            let size = m.bytes.len() as u64;
+            self.store.put_new(&key, m.bytes.into()).await?;
+            new_views.insert(
+                name.clone(),
+                ManifestView {
+                    version,
+                    key: key.clone(),
+                    size_bytes: size,
+                    rows: m.rows_written,
+                    checksum: checksum.clone(),
+                },
+            );
+            reports.push(MaterializeReport {
+                view: name.clone(),
+                version,
+                key,
+                files: m.files,
+                rows_read: m.rows_read,
+                rows_written: m.rows_written,
+                rows_expired: m.rows_expired,
+                size_bytes: size,
+                duration_ms: started.elapsed().as_millis() as u64,
+                manifest_seq: 0,
+            });
+        }
+        let _guard = self.publish.lock().await;
+        let live = self.store.live_manifest().await?;
+        let manifest = self
+            .next_manifest(live.as_ref(), &defs, new_views.clone())
+            .await?;
+        self.store.publish(&manifest).await?;
+        for r in &mut reports {
+            r.manifest_seq = manifest.seq;
+            let mv = &new_views[&r.view];
+            self.registry
+                .record_snapshot(&SnapshotRecord {
+                    view: r.view.clone(),
+                    version: r.version,
+                    key: r.key.clone(),
+                    rows: r.rows_written,
+                    size_bytes: r.size_bytes,
+                    checksum: mv.checksum.clone(),
+                    manifest_seq: manifest.seq,
+                    created_at: now_rfc3339(),
+                    duration_ms: r.duration_ms,
+                })
+                .await?;
+        }
+        Ok(reports)
+    }
+}

@@ -1,0 +1,32 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How an edge runs. Every field has a default except the store URL.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Where snapshots are published (`./.fstore/objects`, `s3://bucket/prefix`, …).
+    pub store_url: String,
+    /// Local directory snapshots are downloaded to and mapped from.
+    pub cache_dir: PathBuf,
+    /// How often the live pointer is polled (a conditional GET, so cheap).
+    pub poll_interval: Duration,
+    /// Most entity rows one lookup request may ask for.
+    pub max_entities: usize,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// A label for metrics and logs.
+    pub region: String,
+}
+
+impl EdgeConfig {
+    pub fn new(store_url: impl Into<String>) -> Self {
+        Self {
+            store_url: store_url.into(),
+            cache_dir: std::env::temp_dir().join(format!("fstore-edge-{}", std::process::id())),
+            poll_interval: Duration::from_secs(5),
+            max_entities: 1_000,
+            max_body_bytes: 1 << 20,
+            region: "local".into(),
+        }
+    }
+}

@@ -1,0 +1,202 @@
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwapOption;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::lookup::{self, Format};
+use crate::metrics::Endpoint;
+use crate::{ApiError, Catalog, EdgeConfig, EdgeError, Loader, Metrics};
+
+/// What handlers share: the served catalog (swapped atomically), the one before it, metrics.
+#[derive(Debug)]
+pub struct EdgeState {
+    pub catalog: ArcSwapOption<Catalog>,
+    pub previous: ArcSwapOption<Catalog>,
+    pub metrics: Metrics,
+    pub max_entities: usize,
+    pub region: String,
+}
+
+impl EdgeState {
+    pub fn new(config: &EdgeConfig) -> Self {
+        Self {
+            catalog: ArcSwapOption::empty(),
+            previous: ArcSwapOption::empty(),
+            metrics: Metrics::default(),
+            max_entities: config.max_entities,
+            region: config.region.clone(),
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+fn body_error(rej: BytesRejection) -> ApiError {
+    if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body is over the size limit",
+        )
+    } else {
+        ApiError::bad_request("bad_body", rej.body_text())
+    }
+}
+
+async fn lookup_handler(
+    state: &EdgeState,
+    body: Result<Bytes, BytesRejection>,
+    format: Format,
+    ep: Endpoint,
+) -> Response {
+    let start = Instant::now();
+    let result = (|| {
+        let body = body.map_err(body_error)?;
+        let catalog = state.catalog.load();
+        let catalog = catalog.as_deref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "no snapshot loaded yet",
+            )
+        })?;
+        let mut out = Vec::new();
+        let stats = lookup::execute(
+            catalog,
+            &body,
+            format,
+            state.max_entities,
+            now_micros(),
+            &mut out,
+        )?;
+        state.metrics.record_lookup(stats.found, stats.not_found);
+        Ok::<_, ApiError>(out)
+    })();
+    let (status, resp) = match result {
+        Ok(out) => (StatusCode::OK, json_response(StatusCode::OK, out)),
+        Err(e) => (e.status, e.into_response()),
+    };
+    state
+        .metrics
+        .record(ep, status.as_u16(), start.elapsed().as_secs_f64());
+    resp
+}
+
+async fn features(
+    State(s): State<Arc<EdgeState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    lookup_handler(&s, body, Format::Fstore, Endpoint::Features).await
+}
+
+async fn feast(State(s): State<Arc<EdgeState>>, body: Result<Bytes, BytesRejection>) -> Response {
+    lookup_handler(&s, body, Format::Feast, Endpoint::Feast).await
+}
+
+async fn healthz(State(s): State<Arc<EdgeState>>) -> Response {
+    s.metrics.record(Endpoint::Health, 200, 0.0);
+    json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())
+}
+
+async fn readyz(State(s): State<Arc<EdgeState>>) -> Response {
+    let c = s.catalog.load();
+    let (status, body) = match c.as_deref() {
+        Some(c) => {
+            let views: serde_json::Map<String, serde_json::Value> = c
+                .views()
+                .iter()
+                .map(|v| (v.name.clone(), serde_json::json!(v.version)))
+                .collect();
+            (
+                StatusCode::OK,
+                serde_json::json!({"status": "ready", "manifest": c.seq, "views": views}),
+            )
+        }
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": {"code": "not_ready", "message": "no snapshot loaded yet"}}),
+        ),
+    };
+    s.metrics.record(Endpoint::Ready, status.as_u16(), 0.0);
+    json_response(status, serde_json::to_vec(&body).unwrap_or_default())
+}
+
+async fn metrics(State(s): State<Arc<EdgeState>>) -> Response {
+    let c = s.catalog.load();
+    let text = s.metrics.render(c.as_deref(), &s.region);
+    s.metrics.record(Endpoint::Metrics, 200, 0.0);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response()
+}
+
+async fn not_found(State(s): State<Arc<EdgeState>>) -> Response {
+    s.metrics.record(Endpoint::Other, 404, 0.0);
+    ApiError::not_found("no_route", "no such endpoint").into_response()
+}
+
+async fn method_not_allowed(State(s): State<Arc<EdgeState>>) -> Response {
+    s.metrics.record(Endpoint::Other, 405, 0.0);
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint",
+    )
+    .into_response()
+}
+
+/// The edge's HTTP routes over `state`.
+pub fn router(state: Arc<EdgeState>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/features", post(features))
+        .route("/get-online-features", post(feast))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// Runs an edge on `listener` until `shutdown` resolves: starts the poller, serves HTTP.
+/// The first poll happens right away; `/readyz` turns green once it has loaded a snapshot.
+pub async fn serve(
+    config: EdgeConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), EdgeError> {
+    let store = fstore_storage::Store::from_url(&config.store_url)?;
+    let state = Arc::new(EdgeState::new(&config));
+    let loader = Loader::new(store, config.cache_dir.clone(), state.clone());
+    let poller = tokio::spawn(loader.run(config.poll_interval));
+    let app = router(state, config.max_body_bytes);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    poller.abort();
+    served.map_err(|source| EdgeError::Io {
+        path: "listener".into(),
+        source,
+    })
+}

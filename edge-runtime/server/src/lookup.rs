@@ -1,0 +1,516 @@
+//! Feature lookups without HTTP: parse a request body, resolve features, probe snapshots and
+//! render the response straight into one buffer. The handlers in `http` are thin wrappers
+//! around [`execute`], and the criterion benchmark calls it directly.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use fstore_snapshot::{KeyBuf, KeyType, Row, Value, json};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::{ApiError, Catalog, ResolvedFeature};
+
+/// A join-key value as the caller sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EntityValue<'a> {
+    Int(i64),
+    Str(Cow<'a, str>),
+    /// Anything else (float, bool, null, object): reported as a wrong key type.
+    Other(&'static str),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for EntityValue<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = EntityValue<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an entity key (integer or string)")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(EntityValue::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(i64::try_from(v).map_or(
+                    EntityValue::Other("an integer beyond int64"),
+                    EntityValue::Int,
+                ))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(EntityValue::Other("a float"))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(EntityValue::Other("a bool"))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(EntityValue::Other("null"))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(EntityValue::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(EntityValue::Str(Cow::Owned(v.to_string())))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(EntityValue::Other("a list"))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+                Ok(EntityValue::Other("an object"))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// Entity columns in the order the caller sent them (Feast echoes join keys in that order).
+#[derive(Debug, Default)]
+pub struct Entities<'a>(pub Vec<(Cow<'a, str>, Vec<EntityValue<'a>>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Entities<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Entities<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object mapping join keys to lists of values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = a.next_entry::<Cow<'a, str>, Vec<EntityValue<'a>>>()? {
+                    out.push((k, v));
+                }
+                Ok(Entities(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// The body both lookup endpoints accept (a superset of Feast's; unknown keys are ignored,
+/// as Feast's server does, so newer Feast clients keep working).
+#[derive(Debug, Deserialize)]
+pub struct LookupRequest<'a> {
+    #[serde(borrow, default)]
+    pub features: Vec<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub feature_service: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub entities: Entities<'a>,
+    #[serde(default)]
+    pub full_feature_names: bool,
+}
+
+/// Which wire format to answer in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// fstore's row-major format (`POST /v1/features`).
+    Fstore,
+    /// The Feast feature server's column-major format (`POST /get-online-features`).
+    Feast,
+}
+
+/// Per-request counters for metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LookupStats {
+    pub entities: usize,
+    pub found: usize,
+    pub not_found: usize,
+}
+
+pub fn parse(body: &[u8]) -> Result<LookupRequest<'_>, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("request body is not a valid lookup request: {e}"),
+        )
+    })
+}
+
+const EPOCH: &str = "1970-01-01T00:00:00Z";
+
+/// Parses `body`, looks everything up in `catalog` and renders the response into `out`.
+pub fn execute(
+    catalog: &Catalog,
+    body: &[u8],
+    format: Format,
+    max_entities: usize,
+    now_micros: i64,
+    out: &mut Vec<u8>,
+) -> Result<LookupStats, ApiError> {
+    let req = parse(body)?;
+    let resolved_owned;
+    let features: &[ResolvedFeature] = if let Some(name) = &req.feature_service {
+        catalog.service(name).map(|s| &s[..]).ok_or_else(|| {
+            ApiError::not_found(
+                "unknown_feature_service",
+                format!("feature service `{name}` is not served by this edge"),
+            )
+        })?
+    } else {
+        if req.features.is_empty() {
+            return Err(ApiError::bad_request(
+                "no_features",
+                "name `features` (a list of `view:feature`) or a `feature_service`",
+            ));
+        }
+        let mut pairs = Vec::with_capacity(req.features.len());
+        for f in &req.features {
+            let (v, name) = f
+                .split_once(':')
+                .filter(|(v, n)| !v.is_empty() && !n.is_empty())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "bad_feature_reference",
+                        format!("`{f}` is not a `view:feature` reference"),
+                    )
+                })?;
+            pairs.push((v, name));
+        }
+        resolved_owned = catalog.resolve(pairs)?;
+        &resolved_owned
+    };
+
+    let cols = &req.entities.0;
+    if cols.is_empty() {
+        return Err(ApiError::bad_request(
+            "no_entities",
+            "`entities` must map at least one join key to a list of values",
+        ));
+    }
+    let n = cols[0].1.len();
+    if let Some((name, c)) = cols.iter().find(|(_, c)| c.len() != n) {
+        return Err(ApiError::bad_request(
+            "ragged_entities",
+            format!(
+                "entity column `{name}` has {} values, `{}` has {n}",
+                c.len(),
+                cols[0].0
+            ),
+        ));
+    }
+    if n > max_entities {
+        return Err(ApiError::bad_request(
+            "too_many_entities",
+            format!("{n} entities requested, the limit is {max_entities}"),
+        ));
+    }
+
+    // The distinct views involved, each with its join-key columns located in the request.
+    let mut views: Vec<(usize, Vec<usize>)> = Vec::new();
+    for f in features {
+        if views.iter().any(|(v, _)| *v == f.view) {
+            continue;
+        }
+        let lv = catalog.view_at(f.view);
+        let mut idx = Vec::with_capacity(lv.key_names.len());
+        for k in &lv.key_names {
+            let i = cols.iter().position(|(c, _)| c == k).ok_or_else(|| {
+                ApiError::bad_request(
+                    "missing_join_key",
+                    format!(
+                        "feature view `{}` is keyed by `{k}`, which `entities` does not have",
+                        lv.name
+                    ),
+                )
+            })?;
+            idx.push(i);
+        }
+        views.push((f.view, idx));
+    }
+
+    // Probe every (view, entity) once.
+    let mut rows: Vec<Option<Row<'_>>> = Vec::with_capacity(views.len() * n);
+    let mut kb = KeyBuf::new();
+    let mut stats = LookupStats {
+        entities: n,
+        ..Default::default()
+    };
+    for (vi, idx) in &views {
+        let lv = catalog.view_at(*vi);
+        for r in 0..n {
+            kb.clear();
+            for (&ci, ty) in idx.iter().zip(&lv.key_types) {
+                match (&cols[ci].1[r], ty) {
+                    (EntityValue::Int(v), KeyType::Int64) => kb.push_i64(*v),
+                    (EntityValue::Str(s), KeyType::String) => kb.push_str(s),
+                    (got, ty) => {
+                        let got = match got {
+                            EntityValue::Int(_) => "an integer",
+                            EntityValue::Str(_) => "a string",
+                            EntityValue::Other(what) => what,
+                        };
+                        return Err(ApiError::bad_request(
+                            "wrong_key_type",
+                            format!("join key `{}` is {ty}, but entity {r} is {got}", cols[ci].0),
+                        ));
+                    }
+                }
+            }
+            let row = lv.snapshot.get(kb.as_bytes());
+            if row.is_some() {
+                stats.found += 1;
+            } else {
+                stats.not_found += 1;
+            }
+            rows.push(row);
+        }
+    }
+    let slot = |view: usize| views.iter().position(|(v, _)| *v == view).unwrap_or(0);
+    let ctx = Ctx {
+        catalog,
+        features,
+        rows: &rows,
+        slot: &slot,
+        n,
+        now_micros,
+    };
+    out.reserve(64 + n * features.len() * 24);
+    match format {
+        Format::Fstore => render_fstore(&ctx, &req, out),
+        Format::Feast => render_feast(&ctx, &req, out),
+    }
+    Ok(stats)
+}
+
+struct Ctx<'c, 'r> {
+    catalog: &'c Catalog,
+    features: &'c [ResolvedFeature],
+    rows: &'r [Option<Row<'c>>],
+    slot: &'r dyn Fn(usize) -> usize,
+    n: usize,
+    now_micros: i64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Present,
+    NotFound,
+    Null,
+    OutsideMaxAge,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Present => "\"PRESENT\"",
+            Status::NotFound => "\"NOT_FOUND\"",
+            Status::Null => "\"NULL_VALUE\"",
+            Status::OutsideMaxAge => "\"OUTSIDE_MAX_AGE\"",
+        }
+    }
+}
+
+impl<'c> Ctx<'c, '_> {
+    /// The value of feature `f` for entity `r`, its status and its event time (micros).
+    #[inline]
+    fn cell(&self, f: &ResolvedFeature, r: usize) -> (Value<'c>, Status, Option<i64>) {
+        let Some(row) = self.rows[(self.slot)(f.view) * self.n + r] else {
+            return (Value::Null, Status::NotFound, None);
+        };
+        let ev = row.event_micros();
+        let ttl = self.catalog.view_at(f.view).snapshot.schema().ttl_seconds;
+        // Unlike Feast, max age is enforced when serving, so a snapshot that outlives its
+        // data never serves stale values.
+        if ttl > 0 && self.now_micros.saturating_sub(ev) > (ttl as i64).saturating_mul(1_000_000) {
+            return (Value::Null, Status::OutsideMaxAge, Some(ev));
+        }
+        match row.value(f.feature) {
+            Value::Null => (Value::Null, Status::Null, Some(ev)),
+            v => (v, Status::Present, Some(ev)),
+        }
+    }
+}
+
+fn write_entity(out: &mut Vec<u8>, v: &EntityValue<'_>) {
+    match v {
+        EntityValue::Int(i) => json::write_i64(out, *i),
+        EntityValue::Str(s) => json::write_str(out, s),
+        EntityValue::Other(_) => out.extend_from_slice(b"null"),
+    }
+}
+
+fn render_fstore(ctx: &Ctx<'_, '_>, req: &LookupRequest<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"manifest\":");
+    json::write_i64(out, ctx.catalog.seq as i64);
+    out.extend_from_slice(b",\"views\":{");
+    let mut first = true;
+    for (i, f) in ctx.features.iter().enumerate() {
+        if ctx.features[..i].iter().any(|g| g.view == f.view) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        let lv = ctx.catalog.view_at(f.view);
+        json::write_str(out, &lv.name);
+        out.push(b':');
+        json::write_i64(out, lv.version as i64);
+    }
+    out.extend_from_slice(b"},\"features\":[");
+    for (i, f) in ctx.features.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json::write_str(out, &f.reference);
+    }
+    out.extend_from_slice(b"],\"results\":[");
+    let mut statuses: Vec<Status> = Vec::with_capacity(ctx.features.len());
+    let mut times: Vec<Option<i64>> = Vec::with_capacity(ctx.features.len());
+    for r in 0..ctx.n {
+        if r > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"entity\":{");
+        for (ci, (name, vals)) in req.entities.0.iter().enumerate() {
+            if ci > 0 {
+                out.push(b',');
+            }
+            json::write_str(out, name);
+            out.push(b':');
+            write_entity(out, &vals[r]);
+        }
+        out.extend_from_slice(b"},\"values\":[");
+        statuses.clear();
+        times.clear();
+        for (i, f) in ctx.features.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let (v, s, t) = ctx.cell(f, r);
+            json::write_value(out, &v);
+            statuses.push(s);
+            times.push(t);
+        }
+        out.extend_from_slice(b"],\"statuses\":[");
+        for (i, s) in statuses.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(s.as_str().as_bytes());
+        }
+        out.extend_from_slice(b"],\"event_timestamps\":[");
+        for (i, t) in times.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            match t {
+                Some(t) => json::write_timestamp(out, *t),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        out.extend_from_slice(b"]}");
+    }
+    out.extend_from_slice(b"]}");
+}
+
+/// Feast's value encoding: timestamps as epoch seconds, an empty list as null (Feast's client
+/// cannot infer a type from `[]`).
+fn write_feast_value(out: &mut Vec<u8>, v: &Value<'_>) {
+    match v {
+        Value::Timestamp(t) => json::write_i64(out, t.div_euclid(1_000_000)),
+        Value::ListFloat64(l) if l.is_empty() => out.extend_from_slice(b"null"),
+        v => json::write_value(out, v),
+    }
+}
+
+fn render_feast(ctx: &Ctx<'_, '_>, req: &LookupRequest<'_>, out: &mut Vec<u8>) {
+    let n = ctx.n;
+    out.extend_from_slice(b"{\"metadata\":{\"feature_names\":[");
+    let mut first = true;
+    for (name, _) in &req.entities.0 {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        json::write_str(out, name);
+    }
+    for f in ctx.features {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        json::write_str(
+            out,
+            if req.full_feature_names {
+                &f.full_name
+            } else {
+                &f.short_name
+            },
+        );
+    }
+    out.extend_from_slice(b"]},\"results\":[");
+    let mut first = true;
+    let epoch_list = |out: &mut Vec<u8>| {
+        for r in 0..n {
+            if r > 0 {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(EPOCH.as_bytes());
+            out.push(b'"');
+        }
+    };
+    for (_, vals) in &req.entities.0 {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(b"{\"values\":[");
+        for (r, v) in vals.iter().enumerate() {
+            if r > 0 {
+                out.push(b',');
+            }
+            write_entity(out, v);
+        }
+        out.extend_from_slice(b"],\"statuses\":[");
+        for r in 0..n {
+            if r > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(Status::Present.as_str().as_bytes());
+        }
+        out.extend_from_slice(b"],\"event_timestamps\":[");
+        epoch_list(out);
+        out.extend_from_slice(b"]}");
+    }
+    for f in ctx.features {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(b"{\"values\":[");
+        for r in 0..n {
+            if r > 0 {
+                out.push(b',');
+            }
+            write_feast_value(out, &ctx.cell(f, r).0);
+        }
+        out.extend_from_slice(b"],\"statuses\":[");
+        for r in 0..n {
+            if r > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(ctx.cell(f, r).1.as_str().as_bytes());
+        }
+        out.extend_from_slice(b"],\"event_timestamps\":[");
+        for r in 0..n {
+            if r > 0 {
+                out.push(b',');
+            }
+            match ctx.cell(f, r).2 {
+                Some(t) => json::write_timestamp(out, t),
+                None => {
+                    out.push(b'"');
+                    out.extend_from_slice(EPOCH.as_bytes());
+                    out.push(b'"');
+                }
+            }
+        }
+        out.extend_from_slice(b"]}");
+    }
+    out.extend_from_slice(b"]}");
+}
