@@ -118,8 +118,7 @@ pub async fn materialize(
     }
 
     // Latest row per key. Keys are compared as their canonical encoding.
-    let mut best: HashMap<Vec<u8>, Latest> =
-        HashMap::with_capacity(rows_read as usize);
+    let mut best: HashMap<Vec<u8>, Latest> = HashMap::with_capacity(rows_read as usize);
     let mut kb = KeyBuf::new();
     for (bi, p) in prepared.iter().enumerate() {
         let key_cols: Vec<Col<'_>> = p.keys.iter().filter_map(Col::of).collect();

@@ -199,6 +199,26 @@ fn read_csv(
         .with_projection(projection)
         .build(std::io::Cursor::new(bytes))
         .map_err(|e| e.to_string())?;
-    // arrow-csv's parse errors already carry the line number.
-    reader.map(|b| b.map_err(|e| e.to_string())).collect()
+    reader
+        .map(|b| b.map_err(|e| csv_error(&e.to_string())))
+        .collect()
+}
+
+/// arrow-csv counts "lines" from the first data row; say so, and give the file line too,
+/// so the message points at what an editor shows.
+fn csv_error(msg: &str) -> String {
+    let Some(at) = msg.find(" at line ") else {
+        return msg.to_string();
+    };
+    let rest = &msg[at + 9..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    match digits.parse::<u64>() {
+        Ok(n) => format!(
+            "{} at row {n} (file line {}){}",
+            &msg[..at],
+            n + 1,
+            &rest[digits.len()..]
+        ),
+        Err(_) => msg.to_string(),
+    }
 }

@@ -54,6 +54,12 @@ impl Store {
     /// credentials, region and endpoint come from the usual environment variables
     /// (`AWS_ACCESS_KEY_ID`, `AWS_REGION`, `AWS_ENDPOINT_URL`, `GOOGLE_*`, `AZURE_*`).
     pub fn from_url(url: &str) -> Result<Self, StorageError> {
+        Self::from_url_opts(url, &[])
+    }
+
+    /// Like [`Store::from_url`], with explicit options on top of the environment, named as
+    /// object_store's config keys (`aws_endpoint`, `aws_access_key_id`, `aws_allow_http`, …).
+    pub fn from_url_opts(url: &str, options: &[(&str, &str)]) -> Result<Self, StorageError> {
         let bad = |reason: String| StorageError::BadUrl {
             url: url.to_string(),
             reason,
@@ -81,14 +87,34 @@ impl Store {
                     {
                         b = b.with_allow_http(true);
                     }
+                    for (k, v) in options {
+                        let key = k
+                            .parse()
+                            .map_err(|e: object_store::Error| bad(e.to_string()))?;
+                        b = b.with_config(key, *v);
+                    }
                     (Arc::new(b.build().map_err(|e| bad(e.to_string()))?), prefix)
                 }
                 "gs" => {
-                    let b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url);
+                    let mut b =
+                        object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url);
+                    for (k, v) in options {
+                        let key = k
+                            .parse()
+                            .map_err(|e: object_store::Error| bad(e.to_string()))?;
+                        b = b.with_config(key, *v);
+                    }
                     (Arc::new(b.build().map_err(|e| bad(e.to_string()))?), prefix)
                 }
                 "az" | "abfs" | "abfss" | "azure" => {
-                    let b = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url);
+                    let mut b =
+                        object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url);
+                    for (k, v) in options {
+                        let key = k
+                            .parse()
+                            .map_err(|e: object_store::Error| bad(e.to_string()))?;
+                        b = b.with_config(key, *v);
+                    }
                     (Arc::new(b.build().map_err(|e| bad(e.to_string()))?), prefix)
                 }
                 other => {
