@@ -14,6 +14,8 @@ use crate::source::{list_source_files, read_source};
 #[derive(Debug)]
 pub struct Materialized {
     pub bytes: Vec<u8>,
+    /// The snapshot's body checksum (xxh3-64), as its header records it.
+    pub checksum: u64,
     pub files: usize,
     pub rows_read: u64,
     /// Entities written to the snapshot.
@@ -217,6 +219,7 @@ pub async fn materialize(
     let written = writer.len() as u64;
     let bytes = writer.finish_to_vec()?;
     Ok(Materialized {
+        checksum: fstore_snapshot::format::body_checksum(&bytes).unwrap_or_default(),
         bytes,
         files: files.len(),
         rows_read,

@@ -223,10 +223,7 @@ impl ControlPlane {
                     },
                 })?;
             let key = snapshot_key(name, version);
-            let checksum = {
-                let snap = fstore_snapshot::Snapshot::from_bytes(m.bytes.clone())?;
-                format!("{:016x}", snap.checksum())
-            };
+            let checksum = format!("{:016x}", m.checksum);
             let size = m.bytes.len() as u64;
             self.store.put_new(&key, m.bytes.into()).await?;
             new_views.insert(

@@ -102,3 +102,9 @@ pub(crate) fn header_checksum(header: &[u8]) -> u64 {
     h[OFF_HEADER_SUM..OFF_HEADER_SUM + 8].fill(0);
     xxhash_rust::xxh3::xxh3_64(&h)
 }
+
+/// The body checksum a snapshot's header records, read without loading the snapshot; `None`
+/// when `bytes` is too short to hold a header.
+pub fn body_checksum(bytes: &[u8]) -> Option<u64> {
+    (bytes.len() >= HEADER_LEN).then(|| read_u64(bytes, OFF_BODY_SUM))
+}
