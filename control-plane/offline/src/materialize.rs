@@ -1,5 +1,7 @@
 use std::collections::HashMap;
 
+use xxhash_rust::xxh3::Xxh3Builder;
+
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
@@ -120,7 +122,10 @@ pub async fn materialize(
     }
 
     // Latest row per key. Keys are compared as their canonical encoding.
-    let mut best: HashMap<Vec<u8>, Latest> = HashMap::with_capacity(rows_read as usize);
+    // Sized for about one row per entity, not for every source row (history has many rows per
+    // key); xxh3 instead of SipHash, since keys come from our own files, not from attackers.
+    let mut best: HashMap<Vec<u8>, Latest, Xxh3Builder> =
+        HashMap::with_capacity_and_hasher((rows_read as usize / 4).max(1024), Xxh3Builder::new());
     let mut kb = KeyBuf::new();
     for (bi, p) in prepared.iter().enumerate() {
         let key_cols: Vec<Col<'_>> = p.keys.iter().filter_map(Col::of).collect();

@@ -213,15 +213,33 @@ impl ControlPlane {
                 .registry
                 .next_sequence(&format!("snapshot:{name}"))
                 .await?;
-            let m = fstore_offline::materialize(&defs, name, version, now_micros())
-                .await
-                .map_err(|e| match e {
-                    fstore_offline::OfflineError::Storage(s) => ControlError::Storage(s),
-                    other => ControlError::Materialization {
-                        view: name.clone(),
-                        message: other.to_string(),
-                    },
-                })?;
+            // Materializing is CPU-bound for seconds at a time: run it on the blocking pool so
+            // the REST API keeps answering meanwhile.
+            let (defs2, view, handle) = (
+                defs.clone(),
+                name.clone(),
+                tokio::runtime::Handle::current(),
+            );
+            let m = tokio::task::spawn_blocking(move || {
+                handle.block_on(fstore_offline::materialize(
+                    &defs2,
+                    &view,
+                    version,
+                    now_micros(),
+                ))
+            })
+            .await
+            .map_err(|e| ControlError::Materialization {
+                view: name.clone(),
+                message: format!("the materialization task failed: {e}"),
+            })?
+            .map_err(|e| match e {
+                fstore_offline::OfflineError::Storage(s) => ControlError::Storage(s),
+                other => ControlError::Materialization {
+                    view: name.clone(),
+                    message: other.to_string(),
+                },
+            })?;
             let key = snapshot_key(name, version);
             let checksum = format!("{:016x}", m.checksum);
             let size = m.bytes.len() as u64;

@@ -46,6 +46,17 @@ pub struct ResolvedFeature {
     pub short_name: String,
     /// `view__feature` (Feast's full feature names)
     pub full_name: String,
+    /// The three names above as JSON string literals, escaped once here rather than on
+    /// every request.
+    pub reference_json: Box<[u8]>,
+    pub short_json: Box<[u8]>,
+    pub full_json: Box<[u8]>,
+}
+
+fn json_literal(s: &str) -> Box<[u8]> {
+    let mut v = Vec::with_capacity(s.len() + 2);
+    fstore_snapshot::json::write_str(&mut v, s);
+    v.into_boxed_slice()
 }
 
 /// Everything an edge serves from one manifest: immutable, swapped as a whole.
@@ -133,12 +144,17 @@ impl Catalog {
                         format!("feature view `{view}` has no feature `{feature}`"),
                     )
                 })?;
+            let reference = format!("{view}:{feature}");
+            let full_name = format!("{view}__{feature}");
             out.push(ResolvedFeature {
                 view: vi,
                 feature: fi,
-                reference: format!("{view}:{feature}"),
+                reference_json: json_literal(&reference),
+                short_json: json_literal(feature),
+                full_json: json_literal(&full_name),
+                reference,
                 short_name: feature.to_string(),
-                full_name: format!("{view}__{feature}"),
+                full_name,
             });
         }
         Ok(out)

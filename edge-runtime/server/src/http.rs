@@ -77,7 +77,7 @@ async fn lookup_handler(
                 "no snapshot loaded yet",
             )
         })?;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(2048);
         let stats = lookup::execute(
             catalog,
             &body,

@@ -258,16 +258,21 @@ pub fn execute(
             rows.push(row);
         }
     }
-    let slot = |view: usize| views.iter().position(|(v, _)| *v == view).unwrap_or(0);
+    // Where each feature's rows start in `rows`, computed once rather than per cell.
+    let slots: Vec<usize> = features
+        .iter()
+        .map(|f| views.iter().position(|(v, _)| *v == f.view).unwrap_or(0) * n)
+        .collect();
     let ctx = Ctx {
         catalog,
         features,
         rows: &rows,
-        slot: &slot,
+        slots: &slots,
         n,
         now_micros,
     };
-    out.reserve(64 + n * features.len() * 24);
+    // About 40 bytes per value plus the header; one allocation for typical responses.
+    out.reserve(256 + features.len() * 32 + n * features.len() * 40);
     match format {
         Format::Fstore => render_fstore(&ctx, &req, out),
         Format::Feast => render_feast(&ctx, &req, out),
@@ -279,7 +284,7 @@ struct Ctx<'c, 'r> {
     catalog: &'c Catalog,
     features: &'c [ResolvedFeature],
     rows: &'r [Option<Row<'c>>],
-    slot: &'r dyn Fn(usize) -> usize,
+    slots: &'r [usize],
     n: usize,
     now_micros: i64,
 }
@@ -304,10 +309,12 @@ impl Status {
 }
 
 impl<'c> Ctx<'c, '_> {
-    /// The value of feature `f` for entity `r`, its status and its event time (micros).
+    /// The value of feature `fi` (position in the request) for entity `r`, its status and
+    /// its event time (micros).
     #[inline]
-    fn cell(&self, f: &ResolvedFeature, r: usize) -> (Value<'c>, Status, Option<i64>) {
-        let Some(row) = self.rows[(self.slot)(f.view) * self.n + r] else {
+    fn cell(&self, fi: usize, r: usize) -> (Value<'c>, Status, Option<i64>) {
+        let f = &self.features[fi];
+        let Some(row) = self.rows[self.slots[fi] + r] else {
             return (Value::Null, Status::NotFound, None);
         };
         let ev = row.event_micros();
@@ -355,7 +362,7 @@ fn render_fstore(ctx: &Ctx<'_, '_>, req: &LookupRequest<'_>, out: &mut Vec<u8>) 
         if i > 0 {
             out.push(b',');
         }
-        json::write_str(out, &f.reference);
+        out.extend_from_slice(&f.reference_json);
     }
     out.extend_from_slice(b"],\"results\":[");
     let mut statuses: Vec<Status> = Vec::with_capacity(ctx.features.len());
@@ -376,11 +383,11 @@ fn render_fstore(ctx: &Ctx<'_, '_>, req: &LookupRequest<'_>, out: &mut Vec<u8>) 
         out.extend_from_slice(b"},\"values\":[");
         statuses.clear();
         times.clear();
-        for (i, f) in ctx.features.iter().enumerate() {
+        for i in 0..ctx.features.len() {
             if i > 0 {
                 out.push(b',');
             }
-            let (v, s, t) = ctx.cell(f, r);
+            let (v, s, t) = ctx.cell(i, r);
             json::write_value(out, &v);
             statuses.push(s);
             times.push(t);
@@ -393,13 +400,20 @@ fn render_fstore(ctx: &Ctx<'_, '_>, req: &LookupRequest<'_>, out: &mut Vec<u8>) 
             out.extend_from_slice(s.as_str().as_bytes());
         }
         out.extend_from_slice(b"],\"event_timestamps\":[");
+        // Features of one view share the row's event time: format it once, copy it after.
+        let mut last: Option<(i64, std::ops::Range<usize>)> = None;
         for (i, t) in times.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            match t {
-                Some(t) => json::write_timestamp(out, *t),
-                None => out.extend_from_slice(b"null"),
+            match (t, &last) {
+                (Some(t), Some((lt, range))) if lt == t => out.extend_from_within(range.clone()),
+                (Some(t), _) => {
+                    let start = out.len();
+                    json::write_timestamp(out, *t);
+                    last = Some((*t, start..out.len()));
+                }
+                (None, _) => out.extend_from_slice(b"null"),
             }
         }
         out.extend_from_slice(b"]}");
@@ -477,32 +491,39 @@ fn render_feast(ctx: &Ctx<'_, '_>, req: &LookupRequest<'_>, out: &mut Vec<u8>) {
         epoch_list(out);
         out.extend_from_slice(b"]}");
     }
-    for f in ctx.features {
+    let mut statuses: Vec<Status> = Vec::with_capacity(n);
+    let mut times: Vec<Option<i64>> = Vec::with_capacity(n);
+    for fi in 0..ctx.features.len() {
         if !first {
             out.push(b',');
         }
         first = false;
+        statuses.clear();
+        times.clear();
         out.extend_from_slice(b"{\"values\":[");
         for r in 0..n {
             if r > 0 {
                 out.push(b',');
             }
-            write_feast_value(out, &ctx.cell(f, r).0);
+            let (v, s, t) = ctx.cell(fi, r);
+            write_feast_value(out, &v);
+            statuses.push(s);
+            times.push(t);
         }
         out.extend_from_slice(b"],\"statuses\":[");
-        for r in 0..n {
+        for (r, s) in statuses.iter().enumerate() {
             if r > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(ctx.cell(f, r).1.as_str().as_bytes());
+            out.extend_from_slice(s.as_str().as_bytes());
         }
         out.extend_from_slice(b"],\"event_timestamps\":[");
-        for r in 0..n {
+        for (r, t) in times.iter().enumerate() {
             if r > 0 {
                 out.push(b',');
             }
-            match ctx.cell(f, r).2 {
-                Some(t) => json::write_timestamp(out, t),
+            match t {
+                Some(t) => json::write_timestamp(out, *t),
                 None => {
                     out.push(b'"');
                     out.extend_from_slice(EPOCH.as_bytes());
