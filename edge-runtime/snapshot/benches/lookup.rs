@@ -156,6 +156,17 @@ fn lookups(c: &mut Criterion) {
             }
         })
     });
+    // The same on 1,024 keys whose rows stay in cache: the CPU cost without memory latency.
+    let hot = &hits[..1024];
+    g.bench_function("get_and_read_16_values_cached", |b| {
+        b.iter(|| {
+            i = (i + 1) & (hot.len() - 1);
+            let row = snap.get(&hot[i]).expect("key exists");
+            for f in 0..n_features {
+                black_box(row.value(f));
+            }
+        })
+    });
     let mut out = Vec::with_capacity(1024);
     g.bench_function("get_and_render_16_values_json", |b| {
         b.iter(|| {
