@@ -92,26 +92,27 @@ pub enum Command {
 pub enum ServeCommand {
     /// The control plane's REST API.
     ControlPlane {
-        #[arg(long, default_value = "127.0.0.1:6565")]
+        #[arg(long, env = "FSTORE_CONTROL_ADDR", default_value = "127.0.0.1:6565")]
         addr: String,
     },
     /// An edge runtime reading snapshots from the object store.
     Edge {
-        #[arg(long, default_value = "127.0.0.1:6566")]
+        #[arg(long, env = "FSTORE_EDGE_ADDR", default_value = "127.0.0.1:6566")]
         addr: String,
         /// How often to poll for a new snapshot, e.g. 5s, 500ms.
-        #[arg(long, default_value = "5s", value_parser = parse_interval)]
+        #[arg(long, env = "FSTORE_EDGE_POLL_INTERVAL", default_value = "5s", value_parser = parse_interval)]
         poll_interval: Duration,
         /// Where downloaded snapshots are kept.
-        #[arg(long)]
+        #[arg(long, env = "FSTORE_EDGE_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
         /// Most entities one request may ask for.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, env = "FSTORE_EDGE_MAX_ENTITIES", default_value_t = 1000)]
         max_entities: usize,
         /// Largest request body, in bytes.
-        #[arg(long, default_value_t = 1 << 20)]
+        #[arg(long, env = "FSTORE_EDGE_MAX_BODY_BYTES", default_value_t = 1 << 20)]
         max_body_bytes: usize,
-        #[arg(long, default_value = "local")]
+        /// A label for metrics and logs.
+        #[arg(long, env = "FSTORE_EDGE_REGION", default_value = "local")]
         region: String,
     },
 }
