@@ -288,3 +288,58 @@ async fn fifty_swaps_under_load_fail_no_request() {
         "the client made too few requests ({ok}) to prove anything"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_publish_leaves_the_edge_on_its_last_good_snapshot() {
+    let s = Stack::start(20, 100, 1 << 16).await;
+    let good = get_json(&format!("{}/readyz", s.edge_url)).await;
+    let store = s.cp.store();
+    let mut bad = store.live_manifest().await.expect("read").expect("live");
+    // A manifest naming a snapshot whose bytes are garbage (a torn upload, a bad disk).
+    store
+        .put_new("snapshots/customer_rfm/garbage.fss", vec![7u8; 4096].into())
+        .await
+        .expect("put");
+    let view = bad.views.get_mut("customer_rfm").expect("view");
+    view.key = "snapshots/customer_rfm/garbage.fss".into();
+    view.version = 999;
+    bad.seq = 1_000;
+    store.publish(&bad).await.expect("publish");
+
+    // Several poll intervals later the edge still serves the good snapshot, and says why not.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = reqwest::get(format!("{}/metrics", s.edge_url))
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("text");
+        if !metrics.contains("fstore_edge_poll_errors_total 0\n") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the edge never reported the bad snapshot"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(get_json(&format!("{}/readyz", s.edge_url)).await, good);
+    let r = post(
+        &format!("{}/v1/features", s.edge_url),
+        r#"{"feature_service":"segmentation_v1","entities":{"customer_id":[1000]}}"#,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+
+    // The next good publish is picked up as usual.
+    let next = s.cp.materialize(&[]).await.expect("materialize");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while get_json(&format!("{}/readyz", s.edge_url)).await["manifest"] != next[0].manifest_seq {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the edge did not recover"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

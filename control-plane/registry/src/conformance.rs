@@ -464,6 +464,11 @@ async fn sequences(reg: &dyn Registry) {
         "each counter starts at 1 independently"
     );
     assert_eq!(reg.next_sequence("manifest").await.expect("seq"), 4);
+    // A floor makes the counter jump past numbers used elsewhere, and never go back.
+    assert_eq!(reg.next_sequence_above("jump", 10).await.expect("seq"), 11);
+    assert_eq!(reg.next_sequence("jump").await.expect("seq"), 12);
+    assert_eq!(reg.next_sequence_above("jump", 5).await.expect("seq"), 13);
+    assert_eq!(reg.next_sequence_above("jump", 13).await.expect("seq"), 14);
     assert_eq!(
         reg.next_sequence("snapshot:customer_rfm")
             .await

@@ -73,7 +73,14 @@ pub trait Registry: Send + Sync + 'static {
     /// Atomically allocates the next value (starting at 1) of a named monotonic counter, e.g.
     /// "snapshot:customer_rfm" or "manifest". Safe under concurrent callers, including
     /// separate processes sharing one PostgreSQL database.
-    async fn next_sequence(&self, name: &str) -> Result<u64, RegistryError>;
+    async fn next_sequence(&self, name: &str) -> Result<u64, RegistryError> {
+        self.next_sequence_above(name, 0).await
+    }
+
+    /// Like [`Registry::next_sequence`], but the value is also greater than `floor`: the
+    /// counter jumps ahead when something outside this registry (a restored backup, a second
+    /// registry publishing to the same store) already used higher numbers.
+    async fn next_sequence_above(&self, name: &str, floor: u64) -> Result<u64, RegistryError>;
 
     /// Records a published snapshot; recording the same (view, version) twice is an error
     /// ([`RegistryError::Duplicate`]) because it means two publishers raced for one version.

@@ -452,15 +452,18 @@ impl Registry for SqlRegistry {
             .collect()
     }
 
-    async fn next_sequence(&self, name: &str) -> Result<u64, RegistryError> {
+    async fn next_sequence_above(&self, name: &str, floor: u64) -> Result<u64, RegistryError> {
         // One statement, so the increment and the read cannot be split by another caller on
-        // either database, and no transaction is held open across round trips.
+        // either database, and no transaction is held open across round trips. CASE rather
+        // than GREATEST/MAX: the two dialects spell the two-argument maximum differently.
         let value: i64 = sqlx::query_scalar(
-            "INSERT INTO counters (name, current_value) VALUES ($1, 1) \
-             ON CONFLICT (name) DO UPDATE SET current_value = counters.current_value + 1 \
+            "INSERT INTO counters (name, current_value) VALUES ($1, $2 + 1) \
+             ON CONFLICT (name) DO UPDATE SET current_value = CASE \
+             WHEN counters.current_value >= $2 THEN counters.current_value + 1 ELSE $2 + 1 END \
              RETURNING current_value",
         )
         .bind(name)
+        .bind(to_i64(floor, "a counter floor")?)
         .fetch_one(&self.pool)
         .await
         .map_err(db(format!("advancing counter `{name}`")))?;

@@ -169,7 +169,9 @@ impl ControlPlane {
             .filter(|s| s.features.iter().all(|r| views.contains_key(&r.view)))
             .map(|s| (s.name.clone(), s.features.clone()))
             .collect();
-        let seq = self.registry.next_sequence("manifest").await?;
+        // Past whatever the store already holds, even if this registry did not write it.
+        let floor = live.map_or(0, |m| m.seq);
+        let seq = self.registry.next_sequence_above("manifest", floor).await?;
         Ok(Manifest {
             format: MANIFEST_FORMAT,
             seq,
@@ -207,11 +209,17 @@ impl ControlPlane {
         }
         let mut reports = Vec::new();
         let mut new_views = BTreeMap::new();
+        let live_before = self.store.live_manifest().await?;
         for name in &names {
             let started = Instant::now();
+            // Versions only grow, even past ones this registry did not hand out itself.
+            let floor = live_before
+                .as_ref()
+                .and_then(|m| m.views.get(name))
+                .map_or(0, |v| v.version);
             let version = self
                 .registry
-                .next_sequence(&format!("snapshot:{name}"))
+                .next_sequence_above(&format!("snapshot:{name}"), floor)
                 .await?;
             // Materializing is CPU-bound for seconds at a time: run it on the blocking pool so
             // the REST API keeps answering meanwhile.
