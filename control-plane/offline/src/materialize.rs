@@ -15,7 +15,8 @@ use crate::source::{list_source_files, read_source};
 /// The outcome of one materialization: snapshot bytes plus what happened to the rows.
 #[derive(Debug)]
 pub struct Materialized {
-    pub bytes: Vec<u8>,
+    /// The snapshot file as two parts (head, rows); see `SnapshotWriter::finish_parts`.
+    pub parts: [Vec<u8>; 2],
     /// The snapshot's body checksum (xxh3-64), as its header records it.
     pub checksum: u64,
     pub files: usize,
@@ -26,6 +27,22 @@ pub struct Materialized {
     pub rows_expired: u64,
     /// Rows for entities that had a newer row.
     pub rows_superseded: u64,
+}
+
+impl Materialized {
+    /// Size of the snapshot file in bytes.
+    pub fn len(&self) -> u64 {
+        (self.parts[0].len() + self.parts[1].len()) as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The whole file in one buffer (tests, small snapshots).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.parts.concat()
+    }
 }
 
 /// Where an entity's latest row is: (batch, row in batch, event micros, created micros).
@@ -222,10 +239,10 @@ pub async fn materialize(
         writer.push(key, *e, (*c != i64::MIN).then_some(*c), &values)?;
     }
     let written = writer.len() as u64;
-    let bytes = writer.finish_to_vec()?;
+    let parts = writer.finish_parts()?;
     Ok(Materialized {
-        checksum: fstore_snapshot::format::body_checksum(&bytes).unwrap_or_default(),
-        bytes,
+        checksum: fstore_snapshot::format::body_checksum(&parts[0]).unwrap_or_default(),
+        parts,
         files: files.len(),
         rows_read,
         rows_written: written,

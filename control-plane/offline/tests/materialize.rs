@@ -80,7 +80,7 @@ async fn latest_row_wins_and_old_rows_expire() {
         (2, 6, 3, 1, 2)
     );
 
-    let snap = Snapshot::from_bytes(m.bytes).expect("valid");
+    let snap = Snapshot::from_bytes(m.to_vec()).expect("valid");
     assert_eq!(snap.schema().version, 4);
     assert_eq!(snap.schema().ttl_seconds, 30 * 86_400);
     let row = snap.get(&key(1, "eu")).expect("(1, eu)");

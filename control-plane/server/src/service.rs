@@ -250,8 +250,11 @@ impl ControlPlane {
             })?;
             let key = snapshot_key(name, version);
             let checksum = format!("{:016x}", m.checksum);
-            let size = m.bytes.len() as u64;
-            self.store.put_new(&key, m.bytes.into()).await?;
+            let size = m.len();
+            let [head, rows] = m.parts;
+            self.store
+                .put_new_parts(&key, vec![head.into(), rows.into()])
+                .await?;
             new_views.insert(
                 name.clone(),
                 ManifestView {

@@ -162,6 +162,15 @@ impl SnapshotWriter {
 
     /// Serializes the snapshot into one buffer.
     pub fn finish_to_vec(self) -> Result<Vec<u8>, SnapshotError> {
+        let [mut head, rows] = self.finish_parts()?;
+        head.extend_from_slice(&rows);
+        Ok(head)
+    }
+
+    /// Serializes the snapshot as two buffers whose concatenation is the file: the head
+    /// (header, schema, index) and the rows as they were appended. Uploading the two parts
+    /// avoids copying the rows, the bulk of a snapshot, into one buffer.
+    pub fn finish_parts(self) -> Result<[Vec<u8>; 2], SnapshotError> {
         let schema_json =
             serde_json::to_vec(&self.schema).map_err(|e| SnapshotError::Schema(e.to_string()))?;
         let n = self.entries.len();
@@ -187,15 +196,17 @@ impl SnapshotWriter {
         let rows_off = index_off + index.len();
         let file_len = rows_off + self.rows.len();
 
-        let mut buf = Vec::with_capacity(file_len);
+        let mut buf = Vec::with_capacity(rows_off);
         buf.resize(HEADER_LEN, 0);
         buf.extend_from_slice(&schema_json);
         buf.resize(index_off, 0);
         buf.extend_from_slice(&index);
         drop(index);
-        buf.extend_from_slice(&self.rows);
 
-        let body_sum = xxhash_rust::xxh3::xxh3_64(&buf[HEADER_LEN..]);
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        hasher.update(&buf[HEADER_LEN..]);
+        hasher.update(&self.rows);
+        let body_sum = hasher.digest();
         let h = &mut buf[..HEADER_LEN];
         h[0..8].copy_from_slice(&format::MAGIC);
         h[format::OFF_VERSION..format::OFF_VERSION + 2]
@@ -221,6 +232,6 @@ impl SnapshotWriter {
         let header_sum = format::header_checksum(h);
         h[format::OFF_HEADER_SUM..format::OFF_HEADER_SUM + 8]
             .copy_from_slice(&header_sum.to_le_bytes());
-        Ok(buf)
+        Ok([buf, self.rows])
     }
 }

@@ -182,12 +182,21 @@ impl Store {
 
     /// Writes an immutable object: fails with `AlreadyExists` rather than replace one.
     pub async fn put_new(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
+        self.put_new_parts(key, vec![bytes]).await
+    }
+
+    /// Writes an immutable object given as consecutive parts, without joining them first.
+    pub async fn put_new_parts(&self, key: &str, parts: Vec<Bytes>) -> Result<(), StorageError> {
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
         };
         self.inner
-            .put_opts(&self.path(key), PutPayload::from_bytes(bytes), opts)
+            .put_opts(
+                &self.path(key),
+                parts.into_iter().collect::<PutPayload>(),
+                opts,
+            )
             .await
             .map_err(store_err(key))?;
         Ok(())
