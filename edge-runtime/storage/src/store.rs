@@ -50,6 +50,23 @@ fn store_err(key: &str) -> impl FnOnce(object_store::Error) -> StorageError + '_
     }
 }
 
+/// Applies `key = value` options to a cloud store builder; each cloud has its own key type,
+/// parsed from object_store's option names.
+fn configure<B, K>(
+    mut builder: B,
+    options: &[(&str, &str)],
+    set: impl Fn(B, K, &str) -> B,
+) -> Result<B, String>
+where
+    K: std::str::FromStr<Err = object_store::Error>,
+{
+    for (k, v) in options {
+        let key = k.parse::<K>().map_err(|e| e.to_string())?;
+        builder = set(builder, key, v);
+    }
+    Ok(builder)
+}
+
 impl Store {
     /// Opens a store from a URL: a plain path or `file://` URL (a local directory, created if
     /// missing), `s3://bucket/prefix`, `gs://bucket/prefix` or `az://container/prefix`. Cloud
@@ -89,34 +106,17 @@ impl Store {
                     {
                         b = b.with_allow_http(true);
                     }
-                    for (k, v) in options {
-                        let key = k
-                            .parse()
-                            .map_err(|e: object_store::Error| bad(e.to_string()))?;
-                        b = b.with_config(key, *v);
-                    }
+                    b = configure(b, options, |b, k, v| b.with_config(k, v)).map_err(bad)?;
                     (Arc::new(b.build().map_err(|e| bad(e.to_string()))?), prefix)
                 }
                 "gs" => {
-                    let mut b =
-                        object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url);
-                    for (k, v) in options {
-                        let key = k
-                            .parse()
-                            .map_err(|e: object_store::Error| bad(e.to_string()))?;
-                        b = b.with_config(key, *v);
-                    }
+                    let b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url);
+                    let b = configure(b, options, |b, k, v| b.with_config(k, v)).map_err(bad)?;
                     (Arc::new(b.build().map_err(|e| bad(e.to_string()))?), prefix)
                 }
                 "az" | "abfs" | "abfss" | "azure" => {
-                    let mut b =
-                        object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url);
-                    for (k, v) in options {
-                        let key = k
-                            .parse()
-                            .map_err(|e: object_store::Error| bad(e.to_string()))?;
-                        b = b.with_config(key, *v);
-                    }
+                    let b = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url);
+                    let b = configure(b, options, |b, k, v| b.with_config(k, v)).map_err(bad)?;
                     (Arc::new(b.build().map_err(|e| bad(e.to_string()))?), prefix)
                 }
                 other => {
