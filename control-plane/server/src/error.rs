@@ -19,8 +19,6 @@ pub enum ControlError {
     Registry(#[from] fstore_registry::RegistryError),
     #[error("object storage: {0}")]
     Storage(#[from] fstore_storage::StorageError),
-    #[error("snapshot: {0}")]
-    Snapshot(#[from] fstore_snapshot::SnapshotError),
 }
 
 impl ControlError {
@@ -31,9 +29,7 @@ impl ControlError {
             }
             ControlError::NotFound { .. } => StatusCode::NOT_FOUND,
             ControlError::Materialization { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ControlError::Registry(_) | ControlError::Snapshot(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ControlError::Registry(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ControlError::Storage(_) => StatusCode::BAD_GATEWAY,
         }
     }
@@ -46,7 +42,6 @@ impl ControlError {
             ControlError::Materialization { .. } => "materialization_failed",
             ControlError::Registry(_) => "registry_error",
             ControlError::Storage(_) => "storage_error",
-            ControlError::Snapshot(_) => "snapshot_error",
         }
     }
 }

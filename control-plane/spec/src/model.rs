@@ -1,5 +1,3 @@
-use std::collections::BTreeMap;
-
 use fstore_snapshot::{FeatureRef, FeatureType, Field, KeyType};
 use serde::{Deserialize, Serialize};
 
@@ -394,15 +392,5 @@ impl Definitions {
         }
         d.sort();
         Ok(d)
-    }
-
-    /// Counts per kind, for summaries.
-    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
-        BTreeMap::from([
-            ("entities", self.entities.len()),
-            ("sources", self.sources.len()),
-            ("feature_views", self.feature_views.len()),
-            ("feature_services", self.feature_services.len()),
-        ])
     }
 }

@@ -117,10 +117,6 @@ impl Catalog {
         self.services.get(name)
     }
 
-    pub fn service_names(&self) -> impl Iterator<Item = &str> {
-        self.services.keys().map(String::as_str)
-    }
-
     /// Resolves `(view, feature)` pairs; unknown views and features are 404s that say which.
     pub fn resolve<'a>(
         &self,

@@ -39,11 +39,6 @@ impl FeatureType {
             FeatureType::ListFloat64 => "list<float64>",
         }
     }
-
-    /// Whether values of this type live in a row's variable-length area.
-    pub fn is_var(self) -> bool {
-        matches!(self, FeatureType::String | FeatureType::ListFloat64)
-    }
 }
 
 impl std::fmt::Display for FeatureType {

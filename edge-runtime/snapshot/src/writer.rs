@@ -1,5 +1,3 @@
-use std::io::Write;
-
 use crate::format::{self, HEADER_LEN, ROW_FIXED, align8, key_hash, row_offsets};
 use crate::{FeatureType, SnapshotError, SnapshotSchema, Value};
 
@@ -151,13 +149,6 @@ impl SnapshotWriter {
             let kl = format::read_u16(&self.rows, off + 4) as usize;
             &self.rows[off + ROW_FIXED..off + ROW_FIXED + kl] == key
         })
-    }
-
-    /// Serializes header, schema, index and rows into `out`; returns the bytes written.
-    pub fn finish(self, out: &mut impl Write) -> Result<u64, SnapshotError> {
-        let bytes = self.finish_to_vec()?;
-        out.write_all(&bytes)?;
-        Ok(bytes.len() as u64)
     }
 
     /// Serializes the snapshot into one buffer.

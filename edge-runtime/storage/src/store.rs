@@ -155,16 +155,6 @@ impl Store {
         })
     }
 
-    /// Wraps an existing object store (tests use `InMemory`).
-    pub fn from_object_store(inner: Arc<dyn ObjectStore>, root: &str) -> Self {
-        Self {
-            inner,
-            root: Path::from(root),
-            url: format!("custom://{root}"),
-            local_root: None,
-        }
-    }
-
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -209,14 +199,6 @@ impl Store {
             .await
             .map_err(store_err(key))?;
         r.bytes().await.map_err(store_err(key))
-    }
-
-    pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
-        match self.inner.head(&self.path(key)).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(store_err(key)(e)),
-        }
     }
 
     /// Fetches an object to the local file `dest` without holding it in memory: written to a
