@@ -170,6 +170,39 @@ impl StatCols {
     }
 }
 
+/// Buffered rows of the orders table, written a batch at a time like `StatCols`.
+#[derive(Default)]
+struct OrderCols {
+    id: Vec<i64>,
+    customer: Vec<i64>,
+    ts: Vec<i64>,
+    amount: Vec<f64>,
+    channel: Vec<&'static str>,
+}
+
+impl OrderCols {
+    fn schema() -> Arc<Schema> {
+        Arc::new(Schema::new(vec![
+            Field::new("order_id", DataType::Int64, false),
+            Field::new("customer_id", DataType::Int64, false),
+            ts_field("order_ts"),
+            Field::new("amount", DataType::Float64, false),
+            Field::new("channel", DataType::Utf8, false),
+        ]))
+    }
+
+    fn into_batch(self, schema: &Arc<Schema>) -> Result<RecordBatch, arrow::error::ArrowError> {
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(self.id)),
+            Arc::new(Int64Array::from(self.customer)),
+            Arc::new(TimestampMicrosecondArray::from(self.ts).with_timezone("UTC")),
+            Arc::new(Float64Array::from(self.amount)),
+            Arc::new(StringArray::from(self.channel)),
+        ];
+        RecordBatch::try_new(schema.clone(), cols)
+    }
+}
+
 fn writer(path: &Path, schema: Arc<Schema>) -> anyhow::Result<ArrowWriter<File>> {
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
@@ -192,13 +225,7 @@ pub fn generate(dir: &Path, spec: &GenSpec, progress: &dyn Fn(u64)) -> anyhow::R
     std::fs::create_dir_all(dir)?;
     let schema = stats_schema();
     let mut stats_w = writer(&dir.join("customer_stats.parquet"), schema.clone())?;
-    let orders_schema = Arc::new(Schema::new(vec![
-        Field::new("order_id", DataType::Int64, false),
-        Field::new("customer_id", DataType::Int64, false),
-        ts_field("order_ts"),
-        Field::new("amount", DataType::Float64, false),
-        Field::new("channel", DataType::Utf8, false),
-    ]));
+    let orders_schema = OrderCols::schema();
     let mut orders_w = if spec.orders {
         Some(writer(&dir.join("orders.parquet"), orders_schema.clone())?)
     } else {
@@ -206,8 +233,7 @@ pub fn generate(dir: &Path, spec: &GenSpec, progress: &dyn Fn(u64)) -> anyhow::R
     };
     let mut out = GenStats::default();
     let mut cols = StatCols::default();
-    let (mut o_id, mut o_cust, mut o_ts, mut o_amt, mut o_ch) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    let mut order_cols = OrderCols::default();
     let mut rng = Rng::new(spec.seed);
     let as_of = spec.as_of_micros;
     let history = 365 * DAY;
@@ -248,11 +274,11 @@ pub fn generate(dir: &Path, spec: &GenSpec, progress: &dyn Fn(u64)) -> anyhow::R
         for o in &orders {
             out.orders += 1;
             if orders_w.is_some() {
-                o_id.push(out.orders as i64);
-                o_cust.push(id);
-                o_ts.push(o.ts);
-                o_amt.push(o.amount);
-                o_ch.push(CHANNELS[o.channel]);
+                order_cols.id.push(out.orders as i64);
+                order_cols.customer.push(id);
+                order_cols.ts.push(o.ts);
+                order_cols.amount.push(o.amount);
+                order_cols.channel.push(CHANNELS[o.channel]);
             }
         }
         for m in (0..spec.months).rev() {
@@ -318,16 +344,11 @@ pub fn generate(dir: &Path, spec: &GenSpec, progress: &dyn Fn(u64)) -> anyhow::R
         if cols.len() >= 64 * 1024 {
             stats_w.write(&std::mem::take(&mut cols).into_batch(&schema)?)?;
         }
-        if let Some(w) = orders_w.as_mut().filter(|_| o_id.len() >= 64 * 1024) {
-            write_orders(
-                w,
-                &orders_schema,
-                &mut o_id,
-                &mut o_cust,
-                &mut o_ts,
-                &mut o_amt,
-                &mut o_ch,
-            )?;
+        if let Some(w) = orders_w
+            .as_mut()
+            .filter(|_| order_cols.id.len() >= 64 * 1024)
+        {
+            w.write(&std::mem::take(&mut order_cols).into_batch(&orders_schema)?)?;
         }
         out.customers += 1;
         if c % 4096 == 0 {
@@ -339,45 +360,13 @@ pub fn generate(dir: &Path, spec: &GenSpec, progress: &dyn Fn(u64)) -> anyhow::R
     }
     stats_w.close()?;
     if let Some(mut w) = orders_w {
-        if !o_id.is_empty() {
-            write_orders(
-                &mut w,
-                &orders_schema,
-                &mut o_id,
-                &mut o_cust,
-                &mut o_ts,
-                &mut o_amt,
-                &mut o_ch,
-            )?;
+        if !order_cols.id.is_empty() {
+            w.write(&order_cols.into_batch(&orders_schema)?)?;
         }
         w.close()?;
     }
     progress(spec.customers);
     Ok(out)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn write_orders(
-    w: &mut ArrowWriter<File>,
-    schema: &Arc<Schema>,
-    id: &mut Vec<i64>,
-    cust: &mut Vec<i64>,
-    ts: &mut Vec<i64>,
-    amt: &mut Vec<f64>,
-    ch: &mut Vec<&'static str>,
-) -> anyhow::Result<()> {
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(Int64Array::from(std::mem::take(id))),
-            Arc::new(Int64Array::from(std::mem::take(cust))),
-            Arc::new(TimestampMicrosecondArray::from(std::mem::take(ts)).with_timezone("UTC")),
-            Arc::new(Float64Array::from(std::mem::take(amt))),
-            Arc::new(StringArray::from(std::mem::take(ch))),
-        ],
-    )?;
-    w.write(&batch)?;
-    Ok(())
 }
 
 /// The quickstart's `features.yaml`.

@@ -129,7 +129,8 @@ pub fn parse(body: &[u8]) -> Result<LookupRequest<'_>, ApiError> {
     })
 }
 
-const EPOCH: &str = "1970-01-01T00:00:00Z";
+/// Feast's timestamp for "none" (join keys, missing rows), as a JSON string literal.
+const EPOCH_JSON: &[u8] = b"\"1970-01-01T00:00:00Z\"";
 
 /// Parses `body`, looks everything up in `catalog` and renders the response into `out`.
 pub fn execute(
@@ -463,9 +464,7 @@ fn render_feast(ctx: &Ctx<'_, '_>, req: &LookupRequest<'_>, out: &mut Vec<u8>) {
             if r > 0 {
                 out.push(b',');
             }
-            out.push(b'"');
-            out.extend_from_slice(EPOCH.as_bytes());
-            out.push(b'"');
+            out.extend_from_slice(EPOCH_JSON);
         }
     };
     for (_, vals) in &req.entities.0 {
@@ -524,11 +523,7 @@ fn render_feast(ctx: &Ctx<'_, '_>, req: &LookupRequest<'_>, out: &mut Vec<u8>) {
             }
             match t {
                 Some(t) => json::write_timestamp(out, *t),
-                None => {
-                    out.push(b'"');
-                    out.extend_from_slice(EPOCH.as_bytes());
-                    out.push(b'"');
-                }
+                None => out.extend_from_slice(EPOCH_JSON),
             }
         }
         out.extend_from_slice(b"]}");
