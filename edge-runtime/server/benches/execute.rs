@@ -12,103 +12,16 @@ use std::sync::Arc;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fstore_edge::lookup::{self, Format};
 use fstore_edge::{Catalog, LoadedView};
-use fstore_snapshot::{
-    F64List, FeatureRef, FeatureType, Field, KeyBuf, KeyType, Snapshot, SnapshotSchema,
-    SnapshotWriter, Value,
-};
+use fstore_snapshot::testkit::{AS_OF, DAY, FEATURES, FIRST_ID, Rng, customer_rfm_writer};
+use fstore_snapshot::{FeatureRef, Snapshot};
 
 const CUSTOMERS: i64 = 100_000;
-const FIRST_ID: i64 = 1_000;
-const DAY: i64 = 86_400_000_000;
-const AS_OF: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
-const CHANNELS: [&str; 4] = ["web", "app", "store", "marketplace"];
-const COUNTRIES: [&str; 6] = ["DE", "FR", "GB", "NL", "ES", "US"];
-const FEATURES: [(&str, FeatureType); 16] = [
-    ("recency_days", FeatureType::Int64),
-    ("frequency_30d", FeatureType::Int64),
-    ("frequency_90d", FeatureType::Int64),
-    ("frequency_365d", FeatureType::Int64),
-    ("monetary_30d", FeatureType::Float64),
-    ("monetary_90d", FeatureType::Float64),
-    ("monetary_365d", FeatureType::Float64),
-    ("avg_order_value", FeatureType::Float64),
-    ("max_order_value", FeatureType::Float64),
-    ("days_since_signup", FeatureType::Int64),
-    ("tenure_months", FeatureType::Int64),
-    ("preferred_channel", FeatureType::String),
-    ("country", FeatureType::String),
-    ("is_active", FeatureType::Bool),
-    ("last_order_at", FeatureType::Timestamp),
-    ("spend_trend", FeatureType::ListFloat64),
-];
-
-/// SplitMix64, so runs are repeatable without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
 
 fn snapshot() -> Snapshot {
-    let schema = SnapshotSchema {
-        view: "customer_rfm".into(),
-        version: 1,
-        keys: vec![Field {
-            name: "customer_id".into(),
-            ty: KeyType::Int64,
-        }],
-        features: FEATURES
-            .iter()
-            .map(|(n, ty)| Field {
-                name: (*n).into(),
-                ty: *ty,
-            })
-            .collect(),
-        ttl_seconds: 45 * 86_400,
-        created_at_micros: AS_OF,
-    };
-    let mut w = SnapshotWriter::new(schema).expect("valid schema");
-    let mut rng = Rng(42);
-    let mut kb = KeyBuf::new();
-    for c in 0..CUSTOMERS {
-        let r = rng.next();
-        let f = |shift: u32, m: u64| ((r >> shift) % m) as i64;
-        let money = |shift: u32| ((r >> shift) % 100_000) as f64 / 100.0;
-        let trend = [money(3), money(7), money(11)];
-        let values = [
-            if f(0, 50) == 0 {
-                Value::Null
-            } else {
-                Value::Int64(f(1, 365))
-            },
-            Value::Int64(f(2, 10)),
-            Value::Int64(f(3, 30)),
-            Value::Int64(f(4, 120)),
-            Value::Float64(money(5)),
-            Value::Float64(money(9)),
-            Value::Float64(money(13)),
-            Value::Float64(money(17)),
-            Value::Float64(money(21)),
-            Value::Int64(f(25, 900)),
-            Value::Int64(f(26, 30)),
-            Value::String(CHANNELS[f(27, 4) as usize]),
-            Value::String(COUNTRIES[f(29, 6) as usize]),
-            Value::Bool(r & 1 == 0),
-            Value::Timestamp(AS_OF - f(31, 365) * DAY),
-            Value::ListFloat64(F64List::Slice(&trend)),
-        ];
-        kb.clear();
-        kb.push_i64(FIRST_ID + c);
-        w.push(kb.as_bytes(), AS_OF, Some(AS_OF + 3_600_000_000), &values)
-            .expect("row fits the schema");
-    }
-    Snapshot::from_bytes(w.finish_to_vec().expect("serializes")).expect("verifies")
+    let bytes = customer_rfm_writer(CUSTOMERS)
+        .finish_to_vec()
+        .expect("serializes");
+    Snapshot::from_bytes(bytes).expect("verifies")
 }
 
 fn catalog() -> Catalog {
@@ -137,7 +50,7 @@ fn bodies(per_request: usize) -> Vec<Vec<u8>> {
     (0..256)
         .map(|_| {
             let ids: Vec<String> = (0..per_request)
-                .map(|_| (FIRST_ID + (rng.next() % CUSTOMERS as u64) as i64).to_string())
+                .map(|_| (FIRST_ID + rng.below(CUSTOMERS as u64) as i64).to_string())
                 .collect();
             format!(
                 r#"{{"feature_service":"segmentation_v1","entities":{{"customer_id":[{}]}}}}"#,

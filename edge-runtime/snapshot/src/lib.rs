@@ -11,6 +11,8 @@ pub mod json;
 mod key;
 mod reader;
 mod schema;
+#[doc(hidden)]
+pub mod testkit;
 mod time;
 mod value;
 mod writer;
