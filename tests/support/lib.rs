@@ -91,7 +91,8 @@ pub async fn wait_ok(url: &str, timeout: Duration) {
     }
 }
 
-/// Writes a small seeded data set and the quickstart's features.yaml into `dir`.
+/// Writes a small seeded data set, the example components and the quickstart's features.yaml
+/// into `dir`.
 pub fn quickstart_data(dir: &Path, customers: u64) {
     let today = chrono_free_today_micros();
     let spec = fstore_cli::datagen::GenSpec {
@@ -102,6 +103,7 @@ pub fn quickstart_data(dir: &Path, customers: u64) {
         as_of_micros: today,
     };
     fstore_cli::datagen::generate(&dir.join("data"), &spec, &|_| {}).expect("generate");
+    fstore_cli::datagen::write_components(dir).expect("write components");
     std::fs::write(
         dir.join("features.yaml"),
         fstore_cli::datagen::FEATURES_YAML,

@@ -95,13 +95,18 @@ async fn bad_input_is_a_4xx_with_a_json_error() {
     assert_eq!(expect_api_error(r, 405).await, "method_not_allowed");
 
     // Nothing above changed the registry: a dry run of the original file plans nothing.
-    let abs = fstore_cli::datagen::FEATURES_YAML.replace(
-        "path: data/customer_stats.parquet",
-        &format!(
-            "path: {}/data/customer_stats.parquet",
-            s.dir.path().display()
-        ),
-    );
+    let abs = fstore_cli::datagen::FEATURES_YAML
+        .replace(
+            "path: data/customer_stats.parquet",
+            &format!(
+                "path: {}/data/customer_stats.parquet",
+                s.dir.path().display()
+            ),
+        )
+        .replace(
+            "component: transforms/",
+            &format!("component: {}/transforms/", s.dir.path().display()),
+        );
     let r = c
         .post(u("/v1/apply?dry_run=true"))
         .body(abs)
@@ -119,7 +124,16 @@ async fn bad_input_is_a_4xx_with_a_json_error() {
     let doc = get_json(&u("/openapi.json")).await;
     assert!(doc["paths"]["/v1/apply"]["post"].is_object());
     let list: serde_json::Value = get_json(&u("/v1/feature-services")).await;
-    assert_eq!(list["items"][0]["name"], "segmentation_v1");
+    assert_eq!(list["items"][0]["name"], "personalization_v1");
+    assert_eq!(list["items"][1]["name"], "segmentation_v1");
+    let transforms: serde_json::Value = get_json(&u("/v1/transforms/rfm_score")).await;
+    assert_eq!(
+        transforms["spec"]["resolved"]["sha256"]
+            .as_str()
+            .map(str::len),
+        Some(64),
+        "{transforms}"
+    );
 }
 
 const CSV_YAML: &str = r#"

@@ -22,7 +22,7 @@ async fn run_path(env: &[(&str, &str)], dir: &std::path::Path) {
     let (ok, out, err) = fstore(&["apply", "-f", "features.yaml", "--dry-run"], env, dir);
     assert!(ok, "dry run failed: {err}");
     assert!(
-        out.contains("4 to create") && out.contains("Dry run"),
+        out.contains("11 to create") && out.contains("Dry run"),
         "{out}"
     );
     let (ok, out, err) = fstore(&["apply", "-f", "features.yaml"], env, dir);
@@ -30,7 +30,7 @@ async fn run_path(env: &[(&str, &str)], dir: &std::path::Path) {
     assert!(out.contains("Applied"), "{out}");
     let (ok, out, _) = fstore(&["apply", "-f", "features.yaml", "--dry-run"], env, dir);
     assert!(
-        ok && out.contains("0 to create, 0 to update, 0 to delete, 4 unchanged"),
+        ok && out.contains("0 to create, 0 to update, 0 to delete, 11 unchanged"),
         "{out}"
     );
     let (ok, out, err) = fstore(&["materialize"], env, dir);
@@ -67,6 +67,25 @@ async fn run_path(env: &[(&str, &str)], dir: &std::path::Path) {
         statuses.iter().all(|s| s == "PRESENT" || s == "NULL_VALUE"),
         "{v}"
     );
+    // An on-demand view: the edge process runs the next_offer component per request, over
+    // the stored features and the request context, fetched from the same store as snapshots.
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/features", edge.url))
+        .json(&serde_json::json!({
+            "feature_service": "personalization_v1",
+            "entities": {"customer_id": [1000, 1001]},
+            "request_context": {"cart_value": [40.0, 250.0], "channel": "mobile"},
+        }))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.expect("json");
+    for row in v["results"].as_array().expect("results") {
+        assert_eq!(row["statuses"][3], "PRESENT", "{v}");
+        assert!(row["values"][3].is_string(), "{v}");
+        assert!(row["values"][4].is_number(), "{v}");
+    }
     let missing = lookup(&edge.url, 42).await;
     assert_eq!(missing["results"][0]["statuses"][0], "NOT_FOUND");
 

@@ -387,6 +387,35 @@ sources:
     owner: growth-data@example.com
     tags: [batch, daily]
 
+# Transforms are WebAssembly components (see wit/ and transforms/): the same bytes compute
+# features in batch here and per request at the edge.
+transforms:
+  - name: rfm_score
+    component: transforms/rfm_score.wasm
+    description: R, F and M scores (1-5) from recency, 90-day orders and 90-day spend.
+    owner: growth-data@example.com
+    config: {recency_cuts: "14,30,60,120", frequency_cuts: "1,2,4,8", monetary_cuts: "50,150,400,1000"}
+  - name: segment
+    component: transforms/segment.wasm
+    description: Marketing segment (champions, loyal, at_risk...) from the RFM scores.
+    owner: growth-data@example.com
+  - name: clv
+    component: transforms/clv.wasm
+    description: Discounted three-year customer lifetime value.
+    owner: growth-data@example.com
+    config: {margin: "0.3", horizon_years: "3", discount_rate: "0.1", retention: "0.8"}
+  - name: next_offer
+    component: transforms/next_offer.wasm
+    description: The offer to show at checkout, from the segment and the cart.
+    owner: growth-data@example.com
+
+request_sources:
+  - name: checkout
+    description: What the shop knows at checkout time.
+    fields:
+      - {name: cart_value, type: float64}
+      - {name: channel, type: string}
+
 feature_views:
   - name: customer_rfm
     entities: [customer]
@@ -412,6 +441,27 @@ feature_views:
       - {name: is_active, type: bool, description: Ordered within 90 days.}
       - {name: last_order_at, type: timestamp}
       - {name: spend_trend, type: "list<float64>", description: "Spend in each of the last three 30-day windows, oldest first."}
+      - {name: r_score, type: int64, transform: rfm_score, description: "Recency score; 5 is the most recent."}
+      - {name: f_score, type: int64, transform: rfm_score, description: Frequency score over 90 days.}
+      - {name: m_score, type: int64, transform: rfm_score, description: Monetary score over 90 days.}
+      - {name: rfm_score, type: int64, transform: rfm_score, description: "R + F + M, 3 to 15."}
+      - {name: segment, type: string, transform: segment, tags: [segmentation]}
+      - {name: clv, type: float64, transform: clv, description: Expected margin over three years.}
+      - name: value_tier
+        type: string
+        description: Spend tier over a year, as a SQL expression compiled to WebAssembly.
+        sql: "CASE WHEN monetary_365d >= 1000 THEN 'high' WHEN monetary_365d >= 250 THEN 'mid' ELSE 'low' END"
+
+on_demand_views:
+  - name: checkout_offer
+    sources: [customer_rfm]
+    request_source: checkout
+    description: Computed at the edge per request from stored features and the cart.
+    owner: growth-data@example.com
+    features:
+      - {name: offer, type: string, transform: next_offer}
+      - {name: discount_pct, type: float64, transform: next_offer}
+      - {name: cart_to_aov, type: float64, sql: "CASE WHEN avg_order_value > 0 THEN cart_value / avg_order_value END"}
 
 feature_services:
   - name: segmentation_v1
@@ -434,7 +484,48 @@ feature_services:
       - customer_rfm:is_active
       - customer_rfm:last_order_at
       - customer_rfm:spend_trend
+  - name: personalization_v1
+    description: What the shop front reads at checkout.
+    owner: growth-data@example.com
+    features:
+      - customer_rfm:segment
+      - customer_rfm:clv
+      - customer_rfm:value_tier
+      - checkout_offer:offer
+      - checkout_offer:discount_pct
+      - checkout_offer:cart_to_aov
 "#;
+
+/// The example components the quickstart's definitions name, built from `transforms/` and
+/// checked in (a test rebuilds them and compares).
+pub const COMPONENTS: [(&str, &[u8]); 4] = [
+    (
+        "rfm_score",
+        include_bytes!("../../../transforms/components/rfm_score.wasm"),
+    ),
+    (
+        "segment",
+        include_bytes!("../../../transforms/components/segment.wasm"),
+    ),
+    (
+        "clv",
+        include_bytes!("../../../transforms/components/clv.wasm"),
+    ),
+    (
+        "next_offer",
+        include_bytes!("../../../transforms/components/next_offer.wasm"),
+    ),
+];
+
+/// Writes the example components where `FEATURES_YAML` expects them, under `dir`.
+pub fn write_components(dir: &std::path::Path) -> std::io::Result<()> {
+    let out = dir.join("transforms");
+    std::fs::create_dir_all(&out)?;
+    for (name, bytes) in COMPONENTS {
+        std::fs::write(out.join(format!("{name}.wasm")), bytes)?;
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {
@@ -453,6 +544,7 @@ mod tests {
     #[test]
     fn quickstart_yaml_is_valid() {
         let d = fstore_spec::parse_features_yaml(FEATURES_YAML, None).expect("valid");
-        assert_eq!(d.feature_views[0].features.len(), 16);
+        assert_eq!(d.feature_views[0].features.len(), 23);
+        assert_eq!(d.on_demand_views[0].features.len(), 3);
     }
 }

@@ -70,6 +70,7 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
     // 2. Definitions.
     let yaml_path = dir.join("features.yaml");
     std::fs::write(&yaml_path, FEATURES_YAML)?;
+    datagen::write_components(&dir)?;
     let cp = Arc::new(
         ControlPlane::open(ControlConfig {
             database_url: dir.join("registry.db").to_string_lossy().into_owned(),
@@ -160,6 +161,37 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
                 v[0], v[2], v[5], v[11], v[13]
             );
         }
+    }
+    // 6. Features computed by WebAssembly transforms: stored ones (segment, clv, value tier)
+    // were computed in batch at materialization; the offer is computed per request, at the
+    // edge, from the stored features and the cart.
+    println!(
+        "6. personalization at checkout (feature_service personalization_v1, computed by WebAssembly transforms):"
+    );
+    for (id, cart, channel) in [
+        (1_000i64, 35.0, "web"),
+        (1_001, 180.0, "mobile"),
+        (1_002, 95.5, "store"),
+    ] {
+        let body = serde_json::json!({
+            "feature_service": "personalization_v1",
+            "entities": {"customer_id": [id]},
+            "request_context": {"cart_value": cart, "channel": channel},
+        });
+        let t = Instant::now();
+        let resp: serde_json::Value = client
+            .post(format!("{edge_url}/v1/features"))
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let us = t.elapsed().as_micros();
+        let v = &resp["results"][0]["values"];
+        println!(
+            "   customer {id:>8}, cart {cart:>6.2} via {channel:<6}: segment {}, clv {}, tier {} → offer {}, discount {}% ({us} µs)",
+            v[0], v[1], v[2], v[3], v[4]
+        );
     }
     println!(
         "   try it:  curl -s {edge_url}/v1/features -d '{{\"feature_service\":\"segmentation_v1\",\"entities\":{{\"customer_id\":[1000]}}}}'"

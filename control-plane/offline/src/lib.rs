@@ -1,10 +1,12 @@
 //! The fstore offline engine: reads a feature view's batch source (Parquet or CSV files in a
 //! data lake) with Arrow, keeps the latest row per entity, and encodes the result as an
-//! immutable snapshot ready to publish.
+//! immutable snapshot ready to publish, running the view's transform components over the kept
+//! rows in batches.
 
 mod columns;
 mod materialize;
 mod source;
+mod transform;
 
 pub use materialize::{Materialized, materialize};
 pub use source::{SourceFile, list_source_files, read_source};
@@ -26,6 +28,12 @@ pub enum OfflineError {
     Row {
         file: String,
         row: u64,
+        message: String,
+    },
+    #[error("transform `{transform}` of view `{view}` failed: {message}")]
+    Transform {
+        view: String,
+        transform: String,
         message: String,
     },
     #[error("storage: {0}")]

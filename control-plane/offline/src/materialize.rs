@@ -1,16 +1,18 @@
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use xxhash_rust::xxh3::Xxh3Builder;
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
-use fstore_snapshot::{Field, KeyBuf, KeyType, SnapshotSchema, SnapshotWriter, Value};
-use fstore_spec::{Definitions, SourceFormat};
+use fstore_snapshot::{FeatureType, Field, KeyBuf, KeyType, SnapshotSchema, SnapshotWriter, Value};
+use fstore_spec::{Definitions, FeatureDef, SourceFormat};
 
 use crate::OfflineError;
 use crate::columns::{Col, key_target, normalize, target_type};
 use crate::source::{list_source_files, read_source};
+use crate::transform::run_steps;
 
 /// The outcome of one materialization: snapshot bytes plus what happened to the rows.
 #[derive(Debug)]
@@ -64,15 +66,29 @@ struct Prepared {
 ///
 /// A row with a null join key or event timestamp fails the whole run, naming the file and
 /// row: the caller publishes nothing, so the live snapshot stays.
+///
+/// `transforms` holds the loaded component of each of the view's steps, in order; their outputs
+/// are computed over the kept rows in batches and stored like any other feature.
 pub async fn materialize(
     defs: &Definitions,
     view_name: &str,
     version: u64,
     now_micros: i64,
+    transforms: &[Arc<fstore_wasm_host::Transform>],
 ) -> Result<Materialized, OfflineError> {
     let view = defs
         .view(view_name)
         .ok_or_else(|| OfflineError::UnknownView(view_name.to_string()))?;
+    if transforms.len() != view.steps.len() {
+        return Err(OfflineError::UnknownView(format!(
+            "{view_name} (needs {} loaded transforms, got {})",
+            view.steps.len(),
+            transforms.len()
+        )));
+    }
+    // Only stored features come from the source; the rest are computed after the latest row
+    // per key is known.
+    let stored: Vec<&FeatureDef> = view.features.iter().filter(|f| f.is_stored()).collect();
     let source = defs.source(&view.source).ok_or_else(|| {
         OfflineError::UnknownView(format!("{view_name} (source `{}` missing)", view.source))
     })?;
@@ -83,11 +99,7 @@ pub async fn materialize(
     if let Some(c) = &source.created_timestamp_field {
         columns.push(c.clone());
     }
-    let feature_cols: Vec<String> = view
-        .features
-        .iter()
-        .map(|f| f.column().to_string())
-        .collect();
+    let feature_cols: Vec<String> = stored.iter().map(|f| f.column().to_string()).collect();
     for c in &feature_cols {
         if !columns.contains(c) {
             columns.push(c.clone());
@@ -102,7 +114,7 @@ pub async fn materialize(
     if let Some(c) = &source.created_timestamp_field {
         typed.push((c.clone(), ts.clone()));
     }
-    for f in &view.features {
+    for f in &stored {
         if source.format == SourceFormat::Csv && f.ty == fstore_snapshot::FeatureType::ListFloat64 {
             return Err(OfflineError::File {
                 file: source.path.clone(),
@@ -129,7 +141,7 @@ pub async fn materialize(
                 &keys,
                 source,
                 &feature_cols,
-                view,
+                &stored,
                 &file.display,
             )?;
             first_row += batch.num_rows() as u64;
@@ -228,14 +240,45 @@ pub async fn materialize(
         .iter()
         .map(|p| p.features.iter().filter_map(Col::of).collect())
         .collect();
+    let stored_names: Vec<(&str, FeatureType)> =
+        stored.iter().map(|f| (f.name.as_str(), f.ty)).collect();
+    let read = |si: usize, i: usize| {
+        let (_, (bi, row, _, _)) = &keep[i];
+        cols[*bi as usize][si].value(*row as usize)
+    };
+    let computed = run_steps(
+        &view.name,
+        &view.steps,
+        transforms,
+        keep.len(),
+        &stored_names,
+        &read,
+    )?;
+    // Where each feature's value comes from: a stored column or a computed one.
+    let mut sources = Vec::with_capacity(view.features.len());
+    for f in &view.features {
+        let source = if f.is_stored() {
+            Slot::Stored(stored.iter().position(|s| s.name == f.name).unwrap_or(0))
+        } else {
+            match computed.iter().rposition(|c| c.name == f.name) {
+                Some(ci) => Slot::Computed(ci),
+                None => {
+                    return Err(OfflineError::UnknownView(format!(
+                        "{view_name} (feature `{}` is computed by no transform step; re-apply the definitions)",
+                        f.name
+                    )));
+                }
+            }
+        };
+        sources.push(source);
+    }
     let mut values: Vec<Value<'_>> = Vec::with_capacity(view.features.len());
-    for (key, (bi, row, e, c)) in &keep {
+    for (i, (key, (bi, row, e, c))) in keep.iter().enumerate() {
         values.clear();
-        values.extend(
-            cols[*bi as usize]
-                .iter()
-                .map(|col| col.value(*row as usize)),
-        );
+        values.extend(sources.iter().map(|s| match s {
+            Slot::Stored(si) => cols[*bi as usize][*si].value(*row as usize),
+            Slot::Computed(ci) => computed[*ci].value(i),
+        }));
         writer.push(key, *e, (*c != i64::MIN).then_some(*c), &values)?;
     }
     let written = writer.len() as u64;
@@ -251,6 +294,11 @@ pub async fn materialize(
     })
 }
 
+enum Slot {
+    Stored(usize),
+    Computed(usize),
+}
+
 #[allow(clippy::too_many_arguments)]
 fn prepare(
     batch: &RecordBatch,
@@ -259,7 +307,7 @@ fn prepare(
     keys: &[Field<KeyType>],
     source: &fstore_spec::Source,
     feature_cols: &[String],
-    view: &fstore_spec::FeatureView,
+    stored: &[&FeatureDef],
     display: &str,
 ) -> Result<Prepared, OfflineError> {
     let err = |message: String| OfflineError::File {
@@ -293,7 +341,7 @@ fn prepare(
         None => None,
     };
     let mut features = Vec::with_capacity(feature_cols.len());
-    for (f, c) in view.features.iter().zip(feature_cols) {
+    for (f, c) in stored.iter().zip(feature_cols) {
         features.push(
             normalize(
                 &col(c)?,

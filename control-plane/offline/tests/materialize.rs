@@ -66,7 +66,7 @@ async fn latest_row_wins_and_old_rows_expire() {
     std::fs::write(lake.join("notes.txt"), "not a source file").expect("write");
 
     let defs = parse_features_yaml(YAML, Some(dir.path())).expect("defs");
-    let m = fstore_offline::materialize(&defs, "spend", 4, NOW)
+    let m = fstore_offline::materialize(&defs, "spend", 4, NOW, &[])
         .await
         .expect("materialize");
     assert_eq!(
@@ -107,7 +107,7 @@ async fn problems_name_the_file() {
     std::fs::create_dir_all(&lake).expect("mkdir");
     let defs = parse_features_yaml(YAML, Some(dir.path())).expect("defs");
 
-    let err = fstore_offline::materialize(&defs, "spend", 1, NOW)
+    let err = fstore_offline::materialize(&defs, "spend", 1, NOW, &[])
         .await
         .expect_err("empty prefix");
     assert!(err.to_string().contains("no csv files"), "{err}");
@@ -117,7 +117,7 @@ async fn problems_name_the_file() {
         "customer_id,region,ts,created,amount\n1,eu,2026-02-20T00:00:00Z,,1.0\n",
     )
     .expect("write");
-    let err = fstore_offline::materialize(&defs, "spend", 1, NOW)
+    let err = fstore_offline::materialize(&defs, "spend", 1, NOW, &[])
         .await
         .expect_err("missing column");
     assert!(
@@ -130,7 +130,7 @@ async fn problems_name_the_file() {
         "customer_id,region,ts,created,amount,comment\nseven,eu,2026-02-20T00:00:00Z,,1.0,x\n",
     )
     .expect("write");
-    let err = fstore_offline::materialize(&defs, "spend", 1, NOW)
+    let err = fstore_offline::materialize(&defs, "spend", 1, NOW, &[])
         .await
         .expect_err("bad key");
     assert!(
@@ -138,7 +138,7 @@ async fn problems_name_the_file() {
         "{err}"
     );
 
-    let err = fstore_offline::materialize(&defs, "nope", 1, NOW)
+    let err = fstore_offline::materialize(&defs, "nope", 1, NOW, &[])
         .await
         .expect_err("unknown view");
     assert!(err.to_string().contains("nope"), "{err}");

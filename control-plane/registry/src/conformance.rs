@@ -46,6 +46,9 @@ fn feature(name: &str, ty: FeatureType) -> FeatureDef {
         name: name.into(),
         ty,
         column: None,
+        transform: None,
+        output: None,
+        sql: None,
         description: String::new(),
         tags: vec![],
     }
@@ -61,6 +64,7 @@ fn view(name: &str, entity: &str, features: Vec<FeatureDef>) -> FeatureView {
         description: format!("{name} features"),
         owner: String::new(),
         tags: vec!["core".into()],
+        steps: vec![],
     }
 }
 
@@ -99,6 +103,64 @@ fn fixture() -> Definitions {
             description: String::new(),
             owner: String::new(),
             tags: vec![],
+        }],
+        // Every kind round-trips, including the ones apply fills in (steps, resolved).
+        request_sources: vec![fstore_spec::RequestSource {
+            name: "checkout".into(),
+            fields: vec![fstore_snapshot::Field {
+                name: "cart_value".into(),
+                ty: FeatureType::Float64,
+            }],
+            description: String::new(),
+            owner: String::new(),
+            tags: vec![],
+        }],
+        transforms: vec![fstore_spec::Transform {
+            name: "double".into(),
+            component: "transforms/double.wasm".into(),
+            config: [("factor".to_string(), "2".to_string())].into(),
+            timeout_ms: Some(5),
+            fuel: None,
+            description: "Doubles the cart.".into(),
+            owner: String::new(),
+            tags: vec![],
+            resolved: Some(fstore_spec::ResolvedTransform {
+                sha256: "ab".repeat(32),
+                size_bytes: 1234,
+                inputs: vec![fstore_snapshot::Field {
+                    name: "cart_value".into(),
+                    ty: FeatureType::Float64,
+                }],
+                outputs: vec![fstore_snapshot::Field {
+                    name: "doubled".into(),
+                    ty: FeatureType::Float64,
+                }],
+            }),
+        }],
+        on_demand_views: vec![fstore_spec::OnDemandView {
+            name: "cart".into(),
+            sources: vec!["customer_rfm".into()],
+            request_source: Some("checkout".into()),
+            features: vec![FeatureDef {
+                transform: Some("double".into()),
+                output: Some("doubled".into()),
+                ..feature("cart_doubled", FeatureType::Float64)
+            }],
+            description: String::new(),
+            owner: String::new(),
+            tags: vec![],
+            steps: vec![fstore_snapshot::TransformStep {
+                transform: "double".into(),
+                sha256: "ab".repeat(32),
+                inputs: vec!["cart_value".into()],
+                outputs: vec![fstore_snapshot::Field {
+                    name: "cart_doubled".into(),
+                    ty: FeatureType::Float64,
+                }],
+                config: vec![("factor".into(), "2".into())],
+                timeout_ms: 5,
+                fuel: 1000,
+            }],
         }],
         feature_views: vec![
             view(

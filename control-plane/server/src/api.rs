@@ -31,7 +31,10 @@ fn kind_from_path(kind: &str) -> Result<ObjectKind, ControlError> {
     match kind {
         "entities" => Ok(ObjectKind::Entity),
         "sources" => Ok(ObjectKind::Source),
+        "request-sources" => Ok(ObjectKind::RequestSource),
+        "transforms" => Ok(ObjectKind::Transform),
         "feature-views" => Ok(ObjectKind::FeatureView),
+        "on-demand-views" => Ok(ObjectKind::OnDemandView),
         "feature-services" => Ok(ObjectKind::FeatureService),
         other => Err(ControlError::NotFound {
             kind: "object kind".into(),

@@ -6,8 +6,10 @@ mod api;
 mod error;
 mod openapi;
 mod service;
+mod transforms;
 
 pub use api::{router, serve};
 pub use error::ControlError;
 pub use openapi::openapi;
 pub use service::{ApplyReport, ControlConfig, ControlPlane, MaterializeReport};
+pub use transforms::{Transforms, sha256_hex};

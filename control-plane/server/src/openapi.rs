@@ -24,7 +24,7 @@ fn path_param(name: &str, desc: &str) -> Value {
 
 /// The control plane's OpenAPI 3.1 description.
 pub fn openapi() -> Value {
-    let kinds = json!({"type": "string", "enum": ["entities", "sources", "feature-views", "feature-services"]});
+    let kinds = json!({"type": "string", "enum": ["entities", "sources", "request-sources", "transforms", "feature-views", "on-demand-views", "feature-services"]});
     json!({
         "openapi": "3.1.0",
         "info": {"title": "fstore control plane", "version": env!("CARGO_PKG_VERSION")},

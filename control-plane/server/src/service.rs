@@ -3,11 +3,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use fstore_registry::{Registry, SnapshotRecord};
+use fstore_snapshot::Field;
 use fstore_spec::{Definitions, Plan};
-use fstore_storage::{MANIFEST_FORMAT, Manifest, ManifestView, Store, snapshot_key};
+use fstore_storage::{
+    MANIFEST_FORMAT, Manifest, ManifestOnDemand, ManifestView, Store, snapshot_key,
+};
 use serde::Serialize;
 
 use crate::ControlError;
+use crate::transforms::Transforms;
 
 /// Where the control plane keeps its state.
 #[derive(Debug, Clone)]
@@ -51,6 +55,7 @@ pub struct ControlPlane {
     /// One publish at a time per process; across processes the manifest sequence (allocated
     /// by the registry) and the conditional pointer update keep publishes ordered.
     publish: tokio::sync::Mutex<()>,
+    transforms: Transforms,
     pub config: ControlConfig,
 }
 
@@ -78,6 +83,7 @@ impl ControlPlane {
             registry,
             store,
             publish: tokio::sync::Mutex::new(()),
+            transforms: Transforms::new()?,
             config,
         })
     }
@@ -98,12 +104,26 @@ impl ControlPlane {
         fstore_spec::parse_features_yaml(yaml, base_dir).map_err(ControlError::InvalidDefinitions)
     }
 
+    /// What applying `defs` would change. Transforms are resolved first (loaded, checked,
+    /// SQL compiled; nothing stored), so the plan compares what would really be applied.
     pub async fn plan(&self, defs: &Definitions) -> Result<Plan, ControlError> {
+        let mut resolved = defs.clone();
+        self.transforms.resolve(&mut resolved, None).await?;
+        self.plan_resolved(&resolved).await
+    }
+
+    async fn plan_resolved(&self, resolved: &Definitions) -> Result<Plan, ControlError> {
         let current = self.registry.definitions().await?;
-        Ok(Plan::between(&current, defs))
+        Ok(Plan::between(&current, resolved))
+    }
+
+    pub fn transforms(&self) -> &Transforms {
+        &self.transforms
     }
 
     /// Validates and (unless `dry_run`) applies `defs` as the complete set of definitions.
+    /// Transforms are loaded and checked, and SQL features compiled, in both cases; only a real
+    /// apply stores the components.
     pub async fn apply(
         &self,
         defs: &Definitions,
@@ -111,7 +131,12 @@ impl ControlPlane {
         author: &str,
     ) -> Result<ApplyReport, ControlError> {
         defs.validate().map_err(ControlError::InvalidDefinitions)?;
-        let plan = self.plan(defs).await?;
+        let mut resolved = defs.clone();
+        self.transforms
+            .resolve(&mut resolved, (!dry_run).then_some(&self.store))
+            .await?;
+        let defs = &resolved;
+        let plan = self.plan_resolved(defs).await?;
         if dry_run || plan.is_empty() {
             return Ok(ApplyReport {
                 plan,
@@ -138,7 +163,11 @@ impl ControlPlane {
         let next = self
             .next_manifest(Some(&live), defs, BTreeMap::new())
             .await?;
-        if next.views == live.views && next.services == live.services {
+        if next.views == live.views
+            && next.services == live.services
+            && next.on_demand == live.on_demand
+            && next.transforms == live.transforms
+        {
             return Ok(None);
         }
         self.store.publish(&next).await?;
@@ -163,10 +192,47 @@ impl ControlPlane {
             })
             .unwrap_or_default();
         views.extend(new_views);
+        // An on-demand view is served once every view it reads is.
+        let on_demand: BTreeMap<String, ManifestOnDemand> = defs
+            .on_demand_views
+            .iter()
+            .filter(|v| v.sources.iter().all(|s| views.contains_key(s)))
+            .map(|v| {
+                let request = v
+                    .request_source
+                    .as_ref()
+                    .and_then(|r| defs.request_source(r))
+                    .map(|r| r.fields.clone())
+                    .unwrap_or_default();
+                let od = ManifestOnDemand {
+                    sources: v.sources.clone(),
+                    request,
+                    features: v
+                        .features
+                        .iter()
+                        .map(|f| Field {
+                            name: f.name.clone(),
+                            ty: f.ty,
+                        })
+                        .collect(),
+                    steps: v.steps.clone(),
+                };
+                (v.name.clone(), od)
+            })
+            .collect();
+        let mut served = defs.clone();
+        served
+            .on_demand_views
+            .retain(|v| on_demand.contains_key(&v.name));
+        let transforms = self.transforms.artifacts(&self.store, &served).await?;
         let services = defs
             .feature_services
             .iter()
-            .filter(|s| s.features.iter().all(|r| views.contains_key(&r.view)))
+            .filter(|s| {
+                s.features
+                    .iter()
+                    .all(|r| views.contains_key(&r.view) || on_demand.contains_key(&r.view))
+            })
             .map(|s| (s.name.clone(), s.features.clone()))
             .collect();
         // Past whatever the store already holds, even if this registry did not write it.
@@ -178,6 +244,8 @@ impl ControlPlane {
             created_at: now_rfc3339(),
             views,
             services,
+            on_demand,
+            transforms,
         })
     }
 
@@ -221,6 +289,15 @@ impl ControlPlane {
                 .registry
                 .next_sequence_above(&format!("snapshot:{name}"), floor)
                 .await?;
+            let steps = defs.view(name).map(|v| v.steps.clone()).unwrap_or_default();
+            let loaded = self
+                .transforms
+                .for_steps(&self.store, &steps)
+                .await
+                .map_err(|e| ControlError::Materialization {
+                    view: name.clone(),
+                    message: e.to_string(),
+                })?;
             // Materializing is CPU-bound for seconds at a time: run it on the blocking pool so
             // the REST API keeps answering meanwhile.
             let (defs2, view, handle) = (
@@ -234,6 +311,7 @@ impl ControlPlane {
                     &view,
                     version,
                     now_micros(),
+                    &loaded,
                 ))
             })
             .await

@@ -1,4 +1,5 @@
-//! The fstore definition model: entities, batch sources, feature views and feature services;
+//! The fstore definition model: entities, batch and request sources, transforms, feature views
+//! (materialized and on-demand) and feature services;
 //! parsing and validating `features.yaml` with errors that name the line and the key; and the
 //! plan (create / change / remove) that `apply` shows before it changes anything.
 
@@ -9,7 +10,8 @@ mod yaml;
 
 pub use duration::{format_duration, parse_duration};
 pub use model::{
-    Definitions, Entity, FeatureDef, FeatureService, FeatureView, ObjectKind, Source, SourceFormat,
+    Definitions, Entity, FeatureDef, FeatureService, FeatureView, ObjectKind, OnDemandView,
+    RequestSource, ResolvedTransform, Source, SourceFormat, Transform,
 };
 pub use plan::{Action, Change, Plan};
 pub use yaml::parse_features_yaml;

@@ -1,4 +1,6 @@
-use fstore_snapshot::{FeatureRef, FeatureType, Field, KeyType};
+use std::collections::BTreeMap;
+
+use fstore_snapshot::{FeatureRef, FeatureType, Field, KeyType, TransformStep};
 use serde::{Deserialize, Serialize};
 
 use crate::SpecError;
@@ -9,15 +11,21 @@ use crate::SpecError;
 pub enum ObjectKind {
     Entity,
     Source,
+    RequestSource,
+    Transform,
     FeatureView,
+    OnDemandView,
     FeatureService,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 4] = [
+    pub const ALL: [ObjectKind; 7] = [
         ObjectKind::Entity,
         ObjectKind::Source,
+        ObjectKind::RequestSource,
+        ObjectKind::Transform,
         ObjectKind::FeatureView,
+        ObjectKind::OnDemandView,
         ObjectKind::FeatureService,
     ];
 
@@ -25,7 +33,10 @@ impl ObjectKind {
         match self {
             ObjectKind::Entity => "entity",
             ObjectKind::Source => "source",
+            ObjectKind::RequestSource => "request_source",
+            ObjectKind::Transform => "transform",
             ObjectKind::FeatureView => "feature_view",
+            ObjectKind::OnDemandView => "on_demand_view",
             ObjectKind::FeatureService => "feature_service",
         }
     }
@@ -92,6 +103,15 @@ pub struct FeatureDef {
     /// The source column, when it differs from the feature name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub column: Option<String>,
+    /// Computed by this registered transform: the feature is its output of the same name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<String>,
+    /// The transform output this feature takes, when it is not the feature's own name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// Computed by this SQL expression over the view's other features (and request fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
     #[serde(default)]
     pub description: String,
     #[serde(default)]
@@ -102,6 +122,101 @@ impl FeatureDef {
     pub fn column(&self) -> &str {
         self.column.as_deref().unwrap_or(&self.name)
     }
+
+    /// The transform output this feature takes.
+    pub fn output(&self) -> &str {
+        self.output.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Read from the source rather than computed by a transform or SQL expression.
+    pub fn is_stored(&self) -> bool {
+        self.transform.is_none() && self.sql.is_none()
+    }
+}
+
+/// A WebAssembly component implementing the `fstore:transform` world (see `wit/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transform {
+    pub name: String,
+    /// Where the `.wasm` comes from: a local path or an object-store URL.
+    pub component: String,
+    /// Passed to the component's `configure` (cut points, thresholds...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// Per-call deadline in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Fuel per call (roughly, WebAssembly instructions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub owner: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Filled in at apply, from the component itself: the version a view pins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<ResolvedTransform>,
+}
+
+/// What registration learned from a component: its content address and declared signature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolvedTransform {
+    /// Lowercase hex sha256 of the `.wasm` bytes.
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub inputs: Vec<Field<FeatureType>>,
+    pub outputs: Vec<Field<FeatureType>>,
+}
+
+impl Transform {
+    pub fn timeout_ms(&self) -> u64 {
+        self.timeout_ms
+            .unwrap_or(fstore_snapshot::DEFAULT_TIMEOUT_MS)
+    }
+
+    pub fn fuel(&self) -> u64 {
+        self.fuel.unwrap_or(fstore_snapshot::DEFAULT_FUEL)
+    }
+}
+
+/// Fields a caller passes with a lookup (cart value, channel...), for on-demand views.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSource {
+    pub name: String,
+    pub fields: Vec<Field<FeatureType>>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub owner: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// Features computed per request, at the edge, from other views' features and request fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnDemandView {
+    pub name: String,
+    /// Feature views whose features it reads; all must have the same entities.
+    pub sources: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_source: Option<String>,
+    /// Each computed by a transform or a SQL expression.
+    pub features: Vec<FeatureDef>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub owner: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Filled in at apply: the components it runs, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<TransformStep>,
 }
 
 /// Typed features of one or more entities, computed from a source.
@@ -120,6 +235,9 @@ pub struct FeatureView {
     pub owner: String,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Filled in at apply: the transforms that compute its derived features, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<TransformStep>,
 }
 
 /// A named bundle of features a model consumes.
@@ -146,7 +264,13 @@ pub struct Definitions {
     #[serde(default)]
     pub sources: Vec<Source>,
     #[serde(default)]
+    pub request_sources: Vec<RequestSource>,
+    #[serde(default)]
+    pub transforms: Vec<Transform>,
+    #[serde(default)]
     pub feature_views: Vec<FeatureView>,
+    #[serde(default)]
+    pub on_demand_views: Vec<OnDemandView>,
     #[serde(default)]
     pub feature_services: Vec<FeatureService>,
 }
@@ -177,6 +301,25 @@ impl Definitions {
         self.feature_services.iter().find(|s| s.name == name)
     }
 
+    pub fn transform(&self, name: &str) -> Option<&Transform> {
+        self.transforms.iter().find(|t| t.name == name)
+    }
+
+    pub fn request_source(&self, name: &str) -> Option<&RequestSource> {
+        self.request_sources.iter().find(|r| r.name == name)
+    }
+
+    pub fn on_demand_view(&self, name: &str) -> Option<&OnDemandView> {
+        self.on_demand_views.iter().find(|v| v.name == name)
+    }
+
+    /// The features of a feature view or an on-demand view.
+    pub fn features_of(&self, view: &str) -> Option<&[FeatureDef]> {
+        self.view(view)
+            .map(|v| v.features.as_slice())
+            .or_else(|| self.on_demand_view(view).map(|v| v.features.as_slice()))
+    }
+
     /// The join-key columns of a view, in entity order.
     pub fn view_keys(&self, view: &FeatureView) -> Vec<Field<KeyType>> {
         view.entities
@@ -189,7 +332,10 @@ impl Definitions {
     pub fn sort(&mut self) {
         self.entities.sort_by(|a, b| a.name.cmp(&b.name));
         self.sources.sort_by(|a, b| a.name.cmp(&b.name));
+        self.request_sources.sort_by(|a, b| a.name.cmp(&b.name));
+        self.transforms.sort_by(|a, b| a.name.cmp(&b.name));
         self.feature_views.sort_by(|a, b| a.name.cmp(&b.name));
+        self.on_demand_views.sort_by(|a, b| a.name.cmp(&b.name));
         self.feature_services.sort_by(|a, b| a.name.cmp(&b.name));
     }
 
@@ -225,8 +371,26 @@ impl Definitions {
             self.sources.iter().map(|e| e.name.as_str()).collect(),
         );
         check_names(
+            "request_sources",
+            self.request_sources
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect(),
+        );
+        check_names(
+            "transforms",
+            self.transforms.iter().map(|e| e.name.as_str()).collect(),
+        );
+        check_names(
             "feature_views",
             self.feature_views.iter().map(|e| e.name.as_str()).collect(),
+        );
+        check_names(
+            "on_demand_views",
+            self.on_demand_views
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect(),
         );
         check_names(
             "feature_services",
@@ -235,6 +399,19 @@ impl Definitions {
                 .map(|e| e.name.as_str())
                 .collect(),
         );
+        // Feature references (`view:feature`) do not say which kind of view they mean, so the
+        // two kinds share one namespace.
+        for v in &self.on_demand_views {
+            if self.view(&v.name).is_some() {
+                errs.push(
+                    SpecError::new(format!(
+                        "`{}` names both a feature view and an on-demand view",
+                        v.name
+                    ))
+                    .key(format!("on_demand_views.{}", v.name)),
+                );
+            }
+        }
 
         for e in &self.entities {
             if e.join_keys.is_empty() {
@@ -290,33 +467,115 @@ impl Definitions {
                 );
             }
             let keys: Vec<String> = self.view_keys(v).into_iter().map(|f| f.name).collect();
+            self.check_features(
+                "feature_views",
+                &v.name,
+                &v.features,
+                &keys,
+                false,
+                &mut errs,
+            );
+        }
+        for v in &self.on_demand_views {
+            let k = |field: &str| format!("on_demand_views.{}.{field}", v.name);
+            if v.sources.is_empty() {
+                errs.push(
+                    SpecError::new(format!(
+                        "on-demand view `{}` needs at least one source feature view",
+                        v.name
+                    ))
+                    .key(k("sources")),
+                );
+            }
+            let mut entities: Option<&Vec<String>> = None;
+            for src in &v.sources {
+                match self.view(src) {
+                    None => errs.push(
+                        SpecError::new(format!(
+                            "on-demand view `{}` reads feature view `{src}`, which is not defined",
+                            v.name
+                        ))
+                        .key(k(&format!("sources.{src}"))),
+                    ),
+                    Some(fv) => match entities {
+                        None => entities = Some(&fv.entities),
+                        Some(e) if *e != fv.entities => errs.push(
+                            SpecError::new(format!(
+                                "on-demand view `{}`: its sources must share their entities, but `{src}` has {:?} and `{}` has {:?}",
+                                v.name, fv.entities, v.sources[0], e
+                            ))
+                            .key(k(&format!("sources.{src}"))),
+                        ),
+                        Some(_) => {}
+                    },
+                }
+            }
+            if let Some(r) = &v.request_source
+                && self.request_source(r).is_none()
+            {
+                errs.push(
+                    SpecError::new(format!(
+                        "on-demand view `{}` refers to request source `{r}`, which is not defined",
+                        v.name
+                    ))
+                    .key(k("request_source")),
+                );
+            }
+            if v.features.is_empty() {
+                errs.push(
+                    SpecError::new(format!("on-demand view `{}` declares no features", v.name))
+                        .key(k("features")),
+                );
+            }
+            let keys: Vec<String> = v
+                .sources
+                .first()
+                .and_then(|s| self.view(s))
+                .map(|fv| self.view_keys(fv).into_iter().map(|f| f.name).collect())
+                .unwrap_or_default();
+            self.check_features(
+                "on_demand_views",
+                &v.name,
+                &v.features,
+                &keys,
+                true,
+                &mut errs,
+            );
+        }
+        for t in &self.transforms {
+            if t.component.trim().is_empty() {
+                errs.push(
+                    SpecError::new(format!("transform `{}` names no component", t.name))
+                        .key(format!("transforms.{}.component", t.name)),
+                );
+            }
+            if t.timeout_ms == Some(0) || t.fuel == Some(0) {
+                errs.push(
+                    SpecError::new(format!(
+                        "transform `{}`: timeout_ms and fuel must be positive",
+                        t.name
+                    ))
+                    .key(format!("transforms.{}", t.name)),
+                );
+            }
+        }
+        for r in &self.request_sources {
+            let k = format!("request_sources.{}.fields", r.name);
+            if r.fields.is_empty() {
+                errs.push(
+                    SpecError::new(format!("request source `{}` declares no fields", r.name))
+                        .key(k.clone()),
+                );
+            }
             let mut seen = std::collections::HashSet::new();
-            for f in &v.features {
-                if !valid_name(&f.name) {
+            for f in &r.fields {
+                if !valid_name(&f.name) || !seen.insert(f.name.as_str()) {
                     errs.push(
                         SpecError::new(format!(
-                            "feature name `{}` must be letters, digits, `_` or `-`",
-                            f.name
+                            "request source `{}`: field `{}` is invalid or declared twice",
+                            r.name, f.name
                         ))
-                        .key(k(&format!("features.{}", f.name))),
-                    );
-                }
-                if !seen.insert(f.name.as_str()) {
-                    errs.push(
-                        SpecError::new(format!(
-                            "feature `{}` is declared twice in view `{}`",
-                            f.name, v.name
-                        ))
-                        .key(k(&format!("features.{}", f.name))),
-                    );
-                }
-                if keys.contains(&f.name) {
-                    errs.push(
-                        SpecError::new(format!(
-                            "feature `{}` has the name of a join key of view `{}`",
-                            f.name, v.name
-                        ))
-                        .key(k(&format!("features.{}", f.name))),
+                        .key(k.clone()),
                     );
                 }
             }
@@ -330,9 +589,9 @@ impl Definitions {
             }
             for r in &s.features {
                 let key = format!("feature_services.{}.features.{r}", s.name);
-                match self.view(&r.view) {
+                match self.features_of(&r.view) {
                     None => errs.push(SpecError::new(format!("feature service `{}` refers to feature view `{}`, which is not defined", s.name, r.view)).key(key)),
-                    Some(v) if !v.features.iter().any(|f| f.name == r.feature) => errs.push(
+                    Some(fs) if !fs.iter().any(|f| f.name == r.feature) => errs.push(
                         SpecError::new(format!("feature service `{}` refers to `{r}`, but view `{}` has no feature `{}`", s.name, r.view, r.feature)).key(key),
                     ),
                     Some(_) => {}
@@ -340,6 +599,71 @@ impl Definitions {
             }
         }
         if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+
+    /// Checks one view's features: names, uniqueness, and how each is computed.
+    fn check_features(
+        &self,
+        kind: &str,
+        view: &str,
+        features: &[FeatureDef],
+        keys: &[String],
+        on_demand: bool,
+        errs: &mut Vec<SpecError>,
+    ) {
+        let mut seen = std::collections::HashSet::new();
+        for f in features {
+            let key = format!("{kind}.{view}.features.{}", f.name);
+            let mut err = |m: String| errs.push(SpecError::new(m).key(key.clone()));
+            if !valid_name(&f.name) {
+                err(format!(
+                    "feature name `{}` must be letters, digits, `_` or `-`",
+                    f.name
+                ));
+            }
+            if !seen.insert(f.name.as_str()) {
+                err(format!(
+                    "feature `{}` is declared twice in view `{view}`",
+                    f.name
+                ));
+            }
+            if keys.contains(&f.name) {
+                err(format!(
+                    "feature `{}` has the name of a join key of view `{view}`",
+                    f.name
+                ));
+            }
+            let ways = [f.column.is_some(), f.transform.is_some(), f.sql.is_some()];
+            if ways.iter().filter(|w| **w).count() > 1 {
+                err(format!(
+                    "feature `{}` may have only one of `column`, `transform` and `sql`",
+                    f.name
+                ));
+            }
+            if on_demand && f.is_stored() {
+                err(format!(
+                    "feature `{}` of on-demand view `{view}` needs a `transform` or `sql`",
+                    f.name
+                ));
+            }
+            if let Some(t) = &f.transform
+                && self.transform(t).is_none()
+            {
+                err(format!(
+                    "feature `{}` refers to transform `{t}`, which is not defined",
+                    f.name
+                ));
+            }
+            if f.output.is_some() && f.transform.is_none() {
+                err(format!(
+                    "feature `{}` names an `output` but no `transform`",
+                    f.name
+                ));
+            }
+            if f.sql.as_deref().is_some_and(|q| q.trim().is_empty()) {
+                err(format!("feature `{}` has an empty `sql`", f.name));
+            }
+        }
     }
 
     /// Every object as `(kind, name, JSON)`, the form the registry stores.
@@ -359,9 +683,24 @@ impl Definitions {
                 .map(|o| (ObjectKind::Source, o.name.clone(), j(o))),
         );
         out.extend(
+            self.request_sources
+                .iter()
+                .map(|o| (ObjectKind::RequestSource, o.name.clone(), j(o))),
+        );
+        out.extend(
+            self.transforms
+                .iter()
+                .map(|o| (ObjectKind::Transform, o.name.clone(), j(o))),
+        );
+        out.extend(
             self.feature_views
                 .iter()
                 .map(|o| (ObjectKind::FeatureView, o.name.clone(), j(o))),
+        );
+        out.extend(
+            self.on_demand_views
+                .iter()
+                .map(|o| (ObjectKind::OnDemandView, o.name.clone(), j(o))),
         );
         out.extend(
             self.feature_services
@@ -382,8 +721,15 @@ impl Definitions {
             match kind {
                 ObjectKind::Entity => d.entities.push(serde_json::from_value(v).map_err(err)?),
                 ObjectKind::Source => d.sources.push(serde_json::from_value(v).map_err(err)?),
+                ObjectKind::RequestSource => d
+                    .request_sources
+                    .push(serde_json::from_value(v).map_err(err)?),
+                ObjectKind::Transform => d.transforms.push(serde_json::from_value(v).map_err(err)?),
                 ObjectKind::FeatureView => d
                     .feature_views
+                    .push(serde_json::from_value(v).map_err(err)?),
+                ObjectKind::OnDemandView => d
+                    .on_demand_views
                     .push(serde_json::from_value(v).map_err(err)?),
                 ObjectKind::FeatureService => d
                     .feature_services

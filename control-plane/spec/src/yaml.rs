@@ -8,8 +8,8 @@ use marked_yaml::Spanned;
 use serde::Deserialize;
 
 use crate::{
-    Definitions, Entity, FeatureDef, FeatureService, FeatureView, Source, SourceFormat, SpecError,
-    parse_duration,
+    Definitions, Entity, FeatureDef, FeatureService, FeatureView, OnDemandView, RequestSource,
+    Source, SourceFormat, SpecError, Transform, parse_duration,
 };
 
 #[derive(Deserialize)]
@@ -22,9 +22,71 @@ struct RawFile {
     #[serde(default)]
     sources: Vec<RawSource>,
     #[serde(default)]
+    request_sources: Vec<RawRequestSource>,
+    #[serde(default)]
+    transforms: Vec<RawTransform>,
+    #[serde(default)]
     feature_views: Vec<RawView>,
     #[serde(default)]
+    on_demand_views: Vec<RawOnDemandView>,
+    #[serde(default)]
     feature_services: Vec<RawService>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequestSource {
+    name: Spanned<String>,
+    fields: Vec<RawTypedField>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    owner: String,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTypedField {
+    name: String,
+    #[serde(rename = "type")]
+    ty: FeatureType,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransform {
+    name: Spanned<String>,
+    component: Spanned<String>,
+    #[serde(default)]
+    config: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    fuel: Option<u64>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    owner: String,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOnDemandView {
+    name: Spanned<String>,
+    sources: Vec<Spanned<String>>,
+    #[serde(default)]
+    request_source: Option<Spanned<String>>,
+    features: Vec<RawFeature>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    owner: String,
+    #[serde(default)]
+    tags: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -75,9 +137,30 @@ struct RawFeature {
     #[serde(default)]
     column: Option<String>,
     #[serde(default)]
+    transform: Option<String>,
+    #[serde(default)]
+    output: Option<String>,
+    #[serde(default)]
+    sql: Option<String>,
+    #[serde(default)]
     description: String,
     #[serde(default)]
     tags: Vec<String>,
+}
+
+impl RawFeature {
+    fn into_def(self) -> FeatureDef {
+        FeatureDef {
+            name: self.name.to_string(),
+            ty: self.ty,
+            column: self.column,
+            transform: self.transform,
+            output: self.output,
+            sql: self.sql,
+            description: self.description,
+            tags: self.tags,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -219,20 +302,80 @@ pub fn parse_features_yaml(
             entities: v.entities.iter().map(|e| e.to_string()).collect(),
             source: v.source.to_string(),
             ttl_seconds,
-            features: v
-                .features
-                .into_iter()
-                .map(|f| FeatureDef {
-                    name: f.name.to_string(),
-                    ty: f.ty,
-                    column: f.column,
-                    description: f.description,
-                    tags: f.tags,
-                })
-                .collect(),
+            features: v.features.into_iter().map(RawFeature::into_def).collect(),
             description: v.description,
             owner: v.owner,
             tags: v.tags,
+            steps: Vec::new(),
+        });
+    }
+    for r in raw.request_sources {
+        let name = r.name.to_string();
+        for k in ["", ".name", ".fields"] {
+            spans.insert(format!("request_sources.{name}{k}"), pos(&r.name));
+        }
+        defs.request_sources.push(RequestSource {
+            name,
+            fields: r
+                .fields
+                .into_iter()
+                .map(|f| Field {
+                    name: f.name,
+                    ty: f.ty,
+                })
+                .collect(),
+            description: r.description,
+            owner: r.owner,
+            tags: r.tags,
+        });
+    }
+    for t in raw.transforms {
+        let name = t.name.to_string();
+        for k in ["", ".name"] {
+            spans.insert(format!("transforms.{name}{k}"), pos(&t.name));
+        }
+        spans.insert(format!("transforms.{name}.component"), pos(&t.component));
+        defs.transforms.push(Transform {
+            name,
+            component: resolve_path(&t.component, base_dir),
+            config: t.config,
+            timeout_ms: t.timeout_ms,
+            fuel: t.fuel,
+            description: t.description,
+            owner: t.owner,
+            tags: t.tags,
+            resolved: None,
+        });
+    }
+    for v in raw.on_demand_views {
+        let name = v.name.to_string();
+        for k in ["", ".name", ".sources", ".features"] {
+            spans.insert(format!("on_demand_views.{name}{k}"), pos(&v.name));
+        }
+        for src in &v.sources {
+            spans.insert(
+                format!("on_demand_views.{name}.sources.{}", **src),
+                pos(src),
+            );
+        }
+        if let Some(r) = &v.request_source {
+            spans.insert(format!("on_demand_views.{name}.request_source"), pos(r));
+        }
+        for f in &v.features {
+            spans.insert(
+                format!("on_demand_views.{name}.features.{}", *f.name),
+                pos(&f.name),
+            );
+        }
+        defs.on_demand_views.push(OnDemandView {
+            name,
+            sources: v.sources.iter().map(|s| s.to_string()).collect(),
+            request_source: v.request_source.map(|r| r.to_string()),
+            features: v.features.into_iter().map(RawFeature::into_def).collect(),
+            description: v.description,
+            owner: v.owner,
+            tags: v.tags,
+            steps: Vec::new(),
         });
     }
     for s in raw.feature_services {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use fstore_snapshot::{FeatureRef, KeyType, Snapshot};
 
 use crate::ApiError;
+use crate::ondemand::{OnDemandSpec, OnDemandView};
 
 /// One view's snapshot, mapped and ready to serve.
 #[derive(Debug)]
@@ -32,14 +33,27 @@ impl LoadedView {
             snapshot,
         }
     }
+
+    /// Whether a row with event time `event_micros` is older than the view's ttl at `now`.
+    /// Unlike Feast, max age is enforced when serving, so a snapshot that outlives its data
+    /// never serves stale values.
+    #[inline]
+    pub fn is_stale(&self, event_micros: i64, now_micros: i64) -> bool {
+        let ttl = self.snapshot.schema().ttl_seconds;
+        ttl > 0 && now_micros.saturating_sub(event_micros) > (ttl as i64).saturating_mul(1_000_000)
+    }
 }
 
 /// A requested feature resolved to a view slot and a feature slot, with the names the two
 /// response formats use precomputed so the hot path formats nothing.
 #[derive(Debug, Clone)]
 pub struct ResolvedFeature {
+    /// Index in [`Catalog::views`], or in [`Catalog::on_demand_views`] when `on_demand`.
     pub view: usize,
+    /// Index of the feature in its view.
     pub feature: usize,
+    /// Whether the feature is computed per request by an on-demand view.
+    pub on_demand: bool,
     /// `view:feature`
     pub reference: String,
     /// `feature`
@@ -59,12 +73,20 @@ fn json_literal(s: &str) -> Box<[u8]> {
     v.into_boxed_slice()
 }
 
+/// What a view name refers to.
+#[derive(Debug, Clone, Copy)]
+enum Named {
+    View(usize),
+    OnDemand(usize),
+}
+
 /// Everything an edge serves from one manifest: immutable, swapped as a whole.
 #[derive(Debug)]
 pub struct Catalog {
     pub seq: u64,
     views: Vec<Arc<LoadedView>>,
-    by_name: HashMap<String, usize>,
+    on_demand: Vec<OnDemandView>,
+    by_name: HashMap<String, Named>,
     services: HashMap<String, Arc<[ResolvedFeature]>>,
     /// Services the manifest names but this catalog cannot serve, with the reason.
     pub broken_services: Vec<(String, String)>,
@@ -77,14 +99,46 @@ impl Catalog {
         views: Vec<Arc<LoadedView>>,
         services: &BTreeMap<String, Vec<FeatureRef>>,
     ) -> Self {
-        let by_name = views
+        Self::with_on_demand(seq, views, Vec::new(), services)
+    }
+
+    /// A catalog that also computes on-demand views. Each is bound to `views` here, once; one
+    /// that cannot be bound (or whose components failed to load) is kept as unavailable, so
+    /// it never takes the rest of the catalog down.
+    pub fn with_on_demand(
+        seq: u64,
+        views: Vec<Arc<LoadedView>>,
+        on_demand: Vec<OnDemandSpec>,
+        services: &BTreeMap<String, Vec<FeatureRef>>,
+    ) -> Self {
+        let mut by_name: HashMap<String, Named> = views
             .iter()
             .enumerate()
-            .map(|(i, v)| (v.name.clone(), i))
+            .map(|(i, v)| (v.name.clone(), Named::View(i)))
             .collect();
+        let index = |name: &str| match by_name.get(name) {
+            Some(Named::View(i)) => Some(*i),
+            _ => None,
+        };
+        let mut bound: Vec<OnDemandView> = on_demand
+            .into_iter()
+            .map(|spec| OnDemandView::bind(spec, &views, index))
+            .collect();
+        for (i, od) in bound.iter_mut().enumerate() {
+            if by_name.contains_key(&od.name) {
+                od.mark_unavailable(format!(
+                    "its name is also a feature view's or another on-demand view's, so `{}:…` \
+                     cannot name it",
+                    od.name
+                ));
+                continue;
+            }
+            by_name.insert(od.name.clone(), Named::OnDemand(i));
+        }
         let mut c = Self {
             seq,
             views,
+            on_demand: bound,
             by_name,
             services: HashMap::new(),
             broken_services: Vec::new(),
@@ -110,7 +164,32 @@ impl Catalog {
     }
 
     pub fn view(&self, name: &str) -> Option<&Arc<LoadedView>> {
-        self.by_name.get(name).map(|&i| &self.views[i])
+        match self.by_name.get(name) {
+            Some(&Named::View(i)) => Some(&self.views[i]),
+            _ => None,
+        }
+    }
+
+    pub fn on_demand_views(&self) -> &[OnDemandView] {
+        &self.on_demand
+    }
+
+    pub fn on_demand_at(&self, i: usize) -> &OnDemandView {
+        &self.on_demand[i]
+    }
+
+    pub fn on_demand(&self, name: &str) -> Option<&OnDemandView> {
+        match self.by_name.get(name) {
+            Some(&Named::OnDemand(i)) => Some(&self.on_demand[i]),
+            _ => None,
+        }
+    }
+
+    /// On-demand views this catalog cannot compute, with the reason.
+    pub fn broken_on_demand(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.on_demand
+            .iter()
+            .filter_map(|v| Some((v.name.as_str(), v.unavailable.as_deref()?)))
     }
 
     pub fn service(&self, name: &str) -> Option<&Arc<[ResolvedFeature]>> {
@@ -124,27 +203,39 @@ impl Catalog {
     ) -> Result<Vec<ResolvedFeature>, ApiError> {
         let mut out = Vec::new();
         for (view, feature) in refs {
-            let &vi = self.by_name.get(view).ok_or_else(|| {
+            let &named = self.by_name.get(view).ok_or_else(|| {
                 ApiError::not_found(
                     "unknown_feature_view",
                     format!("feature view `{view}` is not served by this edge"),
                 )
             })?;
-            let fi = self.views[vi]
-                .snapshot
-                .schema()
-                .feature_index(feature)
-                .ok_or_else(|| {
-                    ApiError::not_found(
-                        "unknown_feature",
-                        format!("feature view `{view}` has no feature `{feature}`"),
-                    )
-                })?;
+            let (vi, fi, on_demand) = match named {
+                Named::View(vi) => (
+                    vi,
+                    self.views[vi].snapshot.schema().feature_index(feature),
+                    false,
+                ),
+                Named::OnDemand(oi) => (
+                    oi,
+                    self.on_demand[oi]
+                        .features
+                        .iter()
+                        .position(|f| f.name == feature),
+                    true,
+                ),
+            };
+            let fi = fi.ok_or_else(|| {
+                ApiError::not_found(
+                    "unknown_feature",
+                    format!("feature view `{view}` has no feature `{feature}`"),
+                )
+            })?;
             let reference = format!("{view}:{feature}");
             let full_name = format!("{view}__{feature}");
             out.push(ResolvedFeature {
                 view: vi,
                 feature: fi,
+                on_demand,
                 reference_json: json_literal(&reference),
                 short_json: json_literal(feature),
                 full_json: json_literal(&full_name),

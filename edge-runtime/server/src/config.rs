@@ -1,6 +1,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use fstore_wasm_host::HostConfig;
+
 /// How an edge runs. Every field has a default except the store URL.
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
@@ -16,6 +18,11 @@ pub struct EdgeConfig {
     pub max_body_bytes: usize,
     /// A label for metrics and logs.
     pub region: String,
+    /// The WebAssembly engine on-demand views run in (memory cap per instance, instances at
+    /// once, deadline granularity). Precompiled components are only used when these match the
+    /// settings they were compiled with, so keep the defaults unless the control plane changes
+    /// them too; otherwise the edge compiles the `.wasm` itself.
+    pub wasm: HostConfig,
 }
 
 impl EdgeConfig {
@@ -27,6 +34,7 @@ impl EdgeConfig {
             max_entities: 1_000,
             max_body_bytes: 1 << 20,
             region: "local".into(),
+            wasm: HostConfig::default(),
         }
     }
 }

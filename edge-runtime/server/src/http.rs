@@ -124,10 +124,18 @@ async fn readyz(State(s): State<Arc<EdgeState>>) -> Response {
                 .iter()
                 .map(|v| (v.name.clone(), serde_json::json!(v.version)))
                 .collect();
-            (
-                StatusCode::OK,
-                serde_json::json!({"status": "ready", "manifest": c.seq, "views": views}),
-            )
+            let mut body =
+                serde_json::json!({"status": "ready", "manifest": c.seq, "views": views});
+            // Ready all the same: everything else is served, and these features answer
+            // TRANSFORM_ERROR with the reason.
+            let unavailable: serde_json::Map<String, serde_json::Value> = c
+                .broken_on_demand()
+                .map(|(name, why)| (name.to_string(), why.into()))
+                .collect();
+            if !unavailable.is_empty() {
+                body["unavailable_on_demand_views"] = unavailable.into();
+            }
+            (StatusCode::OK, body)
         }
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -188,7 +196,8 @@ pub async fn serve(
 ) -> Result<(), EdgeError> {
     let store = fstore_storage::Store::from_url(&config.store_url)?;
     let state = Arc::new(EdgeState::new(&config));
-    let loader = Loader::new(store, config.cache_dir.clone(), state.clone());
+    let loader = Loader::new(store, config.cache_dir.clone(), state.clone())
+        .with_host_config(config.wasm.clone());
     let poller = tokio::spawn(loader.run(config.poll_interval));
     let app = router(state, config.max_body_bytes);
     let served = axum::serve(listener, app)

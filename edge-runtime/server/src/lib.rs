@@ -1,6 +1,7 @@
 //! The fstore edge runtime: loads published snapshots from object storage, swaps them in
 //! atomically, and answers feature lookups (fstore's own API and the Feast feature server's
 //! wire format) straight from memory-mapped files. It needs no control plane at run time.
+//! On-demand views run their transform components per request, sandboxed.
 
 mod catalog;
 mod config;
@@ -9,10 +10,14 @@ mod http;
 mod loader;
 pub mod lookup;
 mod metrics;
+mod ondemand;
 
 pub use catalog::{Catalog, LoadedView, ResolvedFeature};
 pub use config::EdgeConfig;
 pub use error::{ApiError, EdgeError};
+/// The WebAssembly host on-demand views run in (its configuration is part of [`EdgeConfig`]).
+pub use fstore_wasm_host as wasm;
 pub use http::{EdgeState, router, serve};
 pub use loader::Loader;
-pub use metrics::Metrics;
+pub use metrics::{Metrics, OnDemandMetrics};
+pub use ondemand::{OnDemandSpec, OnDemandView};

@@ -1,19 +1,92 @@
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use fstore_snapshot::Snapshot;
-use fstore_storage::{Manifest, PointerRead, Store};
+use fstore_snapshot::{Snapshot, TransformStep};
+use fstore_storage::{Manifest, PointerRead, StorageError, Store};
+use fstore_wasm_host::{Host, HostConfig, Limits, LoadError, Transform};
+use sha2::{Digest, Sha256};
 
-use crate::{Catalog, EdgeError, EdgeState, LoadedView};
+use crate::{Catalog, EdgeError, EdgeState, LoadedView, OnDemandSpec};
 
-/// Polls the live pointer and swaps in new manifests. Owns the local snapshot cache.
+/// What makes two steps share one loaded component: the same code, configuration and budget
+/// (the budget is fixed when a component is loaded).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct TransformKey {
+    sha256: String,
+    config: Vec<(String, String)>,
+    timeout_ms: u64,
+    fuel: u64,
+}
+
+impl TransformKey {
+    fn of(step: &TransformStep) -> Self {
+        Self {
+            sha256: step.sha256.to_ascii_lowercase(),
+            config: step.config.clone(),
+            timeout_ms: step.timeout_ms,
+            fuel: step.fuel,
+        }
+    }
+}
+
+/// Why a component could not be loaded, and whether trying again later may help.
+#[derive(Debug)]
+struct LoadFailure {
+    message: String,
+    /// The next poll tries again (a storage error other than a missing object, or an
+    /// instantiation that failed).
+    retryable: bool,
+}
+
+impl LoadFailure {
+    fn permanent(message: String) -> Self {
+        Self {
+            message,
+            retryable: false,
+        }
+    }
+
+    fn storage(e: StorageError) -> Self {
+        Self {
+            retryable: !matches!(e, StorageError::NotFound(_)),
+            message: e.to_string(),
+        }
+    }
+
+    /// A component that compiled but could not be instantiated may succeed later: the pool
+    /// may be full, or the machine so busy that instantiating overran the call deadline it runs
+    /// under. Anything else (bad bytes, a rejected configuration or signature) stays wrong.
+    fn load(e: LoadError) -> Self {
+        Self {
+            retryable: matches!(e, LoadError::Instantiate(_)),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Polls the live pointer and swaps in new manifests. Owns the local snapshot cache and the
+/// loaded transform components.
 pub struct Loader {
     store: Store,
     cache_dir: PathBuf,
     state: Arc<EdgeState>,
     etag: Option<String>,
+    host_config: HostConfig,
+    /// The process's one WebAssembly engine, created when the first manifest with on-demand
+    /// views arrives, so an edge without any reserves no memory pool and runs no epoch thread.
+    host: Option<Arc<Host>>,
+    /// Loaded components, kept across manifests so a re-publish does not recompile.
+    transforms: HashMap<TransformKey, Arc<Transform>>,
+    /// The components the served catalog uses (the cache keeps these and the next ones, so
+    /// the previous catalog's survive one swap).
+    live_transforms: HashSet<TransformKey>,
+    /// The served catalog misses a component for a reason that may pass: the next poll
+    /// rebuilds it even though the pointer has not moved (cheap: snapshots and the components
+    /// that did load are reused).
+    retry: bool,
 }
 
 impl std::fmt::Debug for Loader {
@@ -31,18 +104,53 @@ impl Loader {
             cache_dir,
             state,
             etag: None,
+            host_config: HostConfig::default(),
+            host: None,
+            transforms: HashMap::new(),
+            live_transforms: HashSet::new(),
+            retry: false,
         }
+    }
+
+    /// The engine settings the host is created with when first needed.
+    pub fn with_host_config(mut self, config: HostConfig) -> Self {
+        self.host_config = config;
+        self
+    }
+
+    /// Uses `host` rather than creating one: for embedders (and tests) that already run an
+    /// engine in this process.
+    pub fn with_host(mut self, host: Arc<Host>) -> Self {
+        self.host = Some(host);
+        self
+    }
+
+    fn host(&mut self) -> Result<Arc<Host>, String> {
+        if let Some(h) = &self.host {
+            return Ok(h.clone());
+        }
+        let h = Arc::new(
+            Host::new(self.host_config.clone())
+                .map_err(|e| format!("the WebAssembly engine could not start: {e}"))?,
+        );
+        self.host = Some(h.clone());
+        Ok(h)
     }
 
     /// One poll: returns whether a new manifest was swapped in. On error nothing changes:
     /// the edge keeps serving what it has.
     pub async fn poll_once(&mut self) -> Result<bool, EdgeError> {
-        let (pointer, etag) = match self.store.read_pointer(self.etag.as_deref()).await? {
+        let known = if self.retry {
+            None
+        } else {
+            self.etag.as_deref()
+        };
+        let (pointer, etag) = match self.store.read_pointer(known).await? {
             PointerRead::Missing | PointerRead::NotModified => return Ok(false),
             PointerRead::Found { pointer, etag } => (pointer, etag),
         };
         let current = self.state.catalog.load_full();
-        if current.as_ref().is_some_and(|c| c.seq == pointer.seq) {
+        if !self.retry && current.as_ref().is_some_and(|c| c.seq == pointer.seq) {
             self.etag = etag;
             return Ok(false);
         }
@@ -63,7 +171,7 @@ impl Loader {
     }
 
     async fn build(
-        &self,
+        &mut self,
         manifest: &Manifest,
         current: Option<&Catalog>,
     ) -> Result<Catalog, EdgeError> {
@@ -118,11 +226,80 @@ impl Loader {
             }
             views.push(Arc::new(LoadedView::new(snapshot, actual, Some(file))));
         }
-        let catalog = Catalog::new(manifest.seq, views, &manifest.services);
+        let on_demand = self.load_on_demand(manifest).await;
+        let catalog = Catalog::with_on_demand(manifest.seq, views, on_demand, &manifest.services);
         for (name, why) in &catalog.broken_services {
             tracing::warn!(service = %name, reason = %why, "feature service cannot be served");
         }
+        for (name, why) in catalog.broken_on_demand() {
+            tracing::warn!(
+                view = %name,
+                reason = %why,
+                "on-demand view cannot be computed; its features answer TRANSFORM_ERROR"
+            );
+        }
         Ok(catalog)
+    }
+
+    /// Loads the components of every on-demand view of `manifest`, reusing those already
+    /// loaded. Never fails: a component that cannot be loaded makes its views unavailable.
+    /// Called only once the manifest's snapshots are in, so the catalog it feeds is swapped in.
+    async fn load_on_demand(&mut self, manifest: &Manifest) -> Vec<OnDemandSpec> {
+        let mut specs = Vec::with_capacity(manifest.on_demand.len());
+        let mut used = HashSet::new();
+        let mut failed: HashMap<TransformKey, String> = HashMap::new();
+        let mut retry = false;
+        // Only a manifest with on-demand views starts the engine.
+        let host = match manifest.on_demand.is_empty() {
+            true => Err("no engine needed".to_string()),
+            false => self.host(),
+        };
+        for (name, def) in &manifest.on_demand {
+            let mut transforms = Vec::with_capacity(def.steps.len());
+            for step in &def.steps {
+                let key = TransformKey::of(step);
+                let loaded = match (&host, self.transforms.get(&key), failed.get(&key)) {
+                    (Err(e), _, _) => Err(e.clone()),
+                    (Ok(_), Some(t), _) => Ok(t.clone()),
+                    (Ok(_), None, Some(e)) => Err(e.clone()),
+                    (Ok(host), None, None) => {
+                        match load_transform(&self.store, host, manifest, step).await {
+                            Ok(t) => {
+                                let t = Arc::new(t);
+                                self.transforms.insert(key.clone(), t.clone());
+                                Ok(t)
+                            }
+                            Err(f) => {
+                                retry |= f.retryable;
+                                failed.insert(key.clone(), f.message.clone());
+                                Err(f.message)
+                            }
+                        }
+                    }
+                };
+                if loaded.is_ok() {
+                    used.insert(key);
+                }
+                transforms.push(loaded);
+            }
+            specs.push(OnDemandSpec {
+                name: name.clone(),
+                definition: def.clone(),
+                transforms,
+                metrics: self.state.metrics.on_demand(name),
+            });
+        }
+        let live = std::mem::take(&mut self.live_transforms);
+        self.transforms
+            .retain(|k, _| used.contains(k) || live.contains(k));
+        self.live_transforms = used;
+        self.retry = retry;
+        specs
+    }
+
+    /// How many components are loaded (the current and the previous catalog's).
+    pub fn loaded_transforms(&self) -> usize {
+        self.transforms.len()
     }
 
     /// Deletes cached snapshot files neither the current nor the previous catalog uses.
@@ -162,4 +339,92 @@ impl Loader {
             tokio::time::sleep(interval).await;
         }
     }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// Runs CPU-bound work (hashing, compiling) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, LoadFailure> + Send + 'static,
+) -> Result<T, LoadFailure> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(LoadFailure::permanent(format!("loading task failed: {e}"))))
+}
+
+/// Loads the component of `step`: the artifact precompiled for this engine when the manifest
+/// has one and it checks out, else the `.wasm`, compiled here. Both are verified against the
+/// sha256 the manifest records before anything is made of them.
+async fn load_transform(
+    store: &Store,
+    host: &Arc<Host>,
+    manifest: &Manifest,
+    step: &TransformStep,
+) -> Result<Transform, LoadFailure> {
+    let artifacts = manifest.transforms.get(&step.sha256).ok_or_else(|| {
+        LoadFailure::permanent(format!(
+            "the manifest has no component with sha256 {}",
+            step.sha256
+        ))
+    })?;
+    let limits = Limits {
+        deadline: Duration::from_millis(step.timeout_ms),
+        fuel_per_call: step.fuel,
+        ..Limits::default()
+    };
+    if let Some(pre) = artifacts.precompiled.get(&host.compatibility_key()) {
+        let loaded = match store.get_bytes(&pre.key).await {
+            Ok(bytes) => {
+                let (host, expected) = (host.clone(), pre.sha256.clone());
+                let (config, limits) = (step.config.clone(), limits.clone());
+                blocking(move || {
+                    let actual = sha256_hex(&bytes);
+                    if !actual.eq_ignore_ascii_case(&expected) {
+                        return Err(LoadFailure::permanent(format!(
+                            "its sha256 is {actual}, the manifest says {expected}"
+                        )));
+                    }
+                    // SAFETY: `load_precompiled` runs the artifact's native code unchecked. It
+                    // is the artifact the control plane precompiled for this engine (filed
+                    // under this host's compatibility key, and wasmtime re-checks its engine
+                    // version and settings while loading), and its bytes are exactly the ones
+                    // the manifest's sha256 names (checked above), so neither a torn download
+                    // nor an object replaced in the store gets here.
+                    unsafe { host.load_precompiled(&bytes, &config, limits) }
+                        .map_err(LoadFailure::load)
+                })
+                .await
+            }
+            Err(e) => Err(LoadFailure::storage(e)),
+        };
+        match loaded {
+            Ok(t) => return Ok(t),
+            // The `.wasm` is the source of truth: a bad native artifact costs a compile only.
+            Err(why) => tracing::warn!(
+                key = %pre.key,
+                error = %why.message,
+                "precompiled transform not usable; compiling its .wasm instead"
+            ),
+        }
+    }
+    let bytes = store
+        .get_bytes(&artifacts.wasm)
+        .await
+        .map_err(LoadFailure::storage)?;
+    let (host, expected) = (host.clone(), step.sha256.clone());
+    let config = step.config.clone();
+    let wasm_key = artifacts.wasm.clone();
+    blocking(move || {
+        let actual = sha256_hex(&bytes);
+        if !actual.eq_ignore_ascii_case(&expected) {
+            return Err(LoadFailure::permanent(format!(
+                "`{wasm_key}` has sha256 {actual}, the manifest says {expected}"
+            )));
+        }
+        host.load(&bytes, &config, limits)
+            .map_err(LoadFailure::load)
+    })
+    .await
 }

@@ -9,15 +9,36 @@ use fstore_snapshot::{KeyBuf, KeyType, Row, Value, json};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use crate::ondemand::{self, OnDemandView, RequestInput, RequestSource};
 use crate::{ApiError, Catalog, ResolvedFeature};
 
-/// A join-key value as the caller sent it.
+/// A value of `entities` or `request_context` as the caller sent it: a join key (integer or
+/// string) or request data for on-demand views (any JSON value but an object).
 #[derive(Debug, Clone, PartialEq)]
 pub enum EntityValue<'a> {
     Int(i64),
     Str(Cow<'a, str>),
-    /// Anything else (float, bool, null, object): reported as a wrong key type.
+    Float(f64),
+    Bool(bool),
+    Null,
+    List(Vec<EntityValue<'a>>),
+    /// Anything else (an object, an integer beyond int64): never valid, reported as what it is.
     Other(&'static str),
+}
+
+impl EntityValue<'_> {
+    /// What the value is, for error messages.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            EntityValue::Int(_) => "an integer",
+            EntityValue::Str(_) => "a string",
+            EntityValue::Float(_) => "a float",
+            EntityValue::Bool(_) => "a bool",
+            EntityValue::Null => "null",
+            EntityValue::List(_) => "a list",
+            EntityValue::Other(what) => what,
+        }
+    }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for EntityValue<'a> {
@@ -37,14 +58,14 @@ impl<'de: 'a, 'a> Deserialize<'de> for EntityValue<'a> {
                     EntityValue::Int,
                 ))
             }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(EntityValue::Other("a float"))
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(EntityValue::Float(v))
             }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(EntityValue::Other("a bool"))
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(EntityValue::Bool(v))
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(EntityValue::Other("null"))
+                Ok(EntityValue::Null)
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
                 Ok(EntityValue::Str(Cow::Borrowed(v)))
@@ -53,8 +74,12 @@ impl<'de: 'a, 'a> Deserialize<'de> for EntityValue<'a> {
                 Ok(EntityValue::Str(Cow::Owned(v.to_string())))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                while a.next_element::<de::IgnoredAny>()?.is_some() {}
-                Ok(EntityValue::Other("a list"))
+                // Kept: a list is a valid `list<float64>` request value.
+                let mut items = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1024));
+                while let Some(v) = a.next_element::<EntityValue<'a>>()? {
+                    items.push(v);
+                }
+                Ok(EntityValue::List(items))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
                 while a.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
@@ -89,6 +114,34 @@ impl<'de: 'a, 'a> Deserialize<'de> for Entities<'a> {
     }
 }
 
+/// `request_context`: request fields of on-demand views, each a single value for every entity
+/// or an array with one value per entity, in the order the caller sent them.
+#[derive(Debug, Default)]
+pub struct RequestContext<'a>(pub Vec<(Cow<'a, str>, EntityValue<'a>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RequestContext<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = RequestContext<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "`request_context` as an object mapping request fields to a value or a \
+                     list of one value per entity",
+                )
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = a.next_entry::<Cow<'a, str>, EntityValue<'a>>()? {
+                    out.push((k, v));
+                }
+                Ok(RequestContext(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
 /// The body both lookup endpoints accept (a superset of Feast's; unknown keys are ignored,
 /// as Feast's server does, so newer Feast clients keep working).
 #[derive(Debug, Deserialize)]
@@ -101,6 +154,10 @@ pub struct LookupRequest<'a> {
     pub entities: Entities<'a>,
     #[serde(default)]
     pub full_feature_names: bool,
+    /// Request data for on-demand views. Feast's way, request columns inside `entities`, works
+    /// too.
+    #[serde(borrow, default)]
+    pub request_context: RequestContext<'a>,
 }
 
 /// Which wire format to answer in.
@@ -118,6 +175,8 @@ pub struct LookupStats {
     pub entities: usize,
     pub found: usize,
     pub not_found: usize,
+    /// Entities whose on-demand features could not be computed (one per view and entity).
+    pub transform_errors: usize,
 }
 
 pub fn parse(body: &[u8]) -> Result<LookupRequest<'_>, ApiError> {
@@ -199,27 +258,29 @@ pub fn execute(
         ));
     }
 
+    let on_demand = features.iter().any(|f| f.on_demand);
     // The distinct views involved, each with its join-key columns located in the request.
     let mut views: Vec<(usize, Vec<usize>)> = Vec::new();
     for f in features {
-        if views.iter().any(|(v, _)| *v == f.view) {
+        if f.on_demand || views.iter().any(|(v, _)| *v == f.view) {
             continue;
         }
-        let lv = catalog.view_at(f.view);
-        let mut idx = Vec::with_capacity(lv.key_names.len());
-        for k in &lv.key_names {
-            let i = cols.iter().position(|(c, _)| c == k).ok_or_else(|| {
-                ApiError::bad_request(
-                    "missing_join_key",
-                    format!(
-                        "feature view `{}` is keyed by `{k}`, which `entities` does not have",
-                        lv.name
-                    ),
-                )
-            })?;
-            idx.push(i);
+        views.push((f.view, key_columns(catalog, cols, f.view)?));
+    }
+    // The distinct on-demand views requested; their sources are probed like requested views.
+    let mut computed: Vec<usize> = Vec::new();
+    if on_demand {
+        for f in features.iter().filter(|f| f.on_demand) {
+            if computed.contains(&f.view) {
+                continue;
+            }
+            computed.push(f.view);
+            for &s in catalog.on_demand_at(f.view).sources.iter() {
+                if !views.iter().any(|(v, _)| *v == s) {
+                    views.push((s, key_columns(catalog, cols, s)?));
+                }
+            }
         }
-        views.push((f.view, idx));
     }
 
     // Probe every (view, entity) once.
@@ -238,14 +299,13 @@ pub fn execute(
                     (EntityValue::Int(v), KeyType::Int64) => kb.push_i64(*v),
                     (EntityValue::Str(s), KeyType::String) => kb.push_str(s),
                     (got, ty) => {
-                        let got = match got {
-                            EntityValue::Int(_) => "an integer",
-                            EntityValue::Str(_) => "a string",
-                            EntityValue::Other(what) => what,
-                        };
                         return Err(ApiError::bad_request(
                             "wrong_key_type",
-                            format!("join key `{}` is {ty}, but entity {r} is {got}", cols[ci].0),
+                            format!(
+                                "join key `{}` is {ty}, but entity {r} is {}",
+                                cols[ci].0,
+                                got.describe()
+                            ),
                         ));
                     }
                 }
@@ -259,18 +319,57 @@ pub fn execute(
             rows.push(row);
         }
     }
-    // Where each feature's rows start in `rows`, computed once rather than per cell.
+    let view_slot = |v: usize| views.iter().position(|(w, _)| *w == v).unwrap_or(0) * n;
+    // Where each feature's values are: for a stored feature, the offset of its rows in `rows`;
+    // for a computed one, its view's run in `runs`. Computed once rather than per cell.
     let slots: Vec<usize> = features
         .iter()
-        .map(|f| views.iter().position(|(v, _)| *v == f.view).unwrap_or(0) * n)
+        .map(|f| {
+            if f.on_demand {
+                computed.iter().position(|&v| v == f.view).unwrap_or(0)
+            } else {
+                view_slot(f.view)
+            }
+        })
         .collect();
+
+    let mut runs = Vec::new();
+    let mut failures = Vec::new();
+    let mut request_cols = Vec::new();
+    if on_demand {
+        request_cols = request_columns(catalog, &computed, &views, cols);
+        // Every request input is checked before any transform runs: a caller's mistake is a
+        // 400, never a half-computed answer.
+        let mut inputs = Vec::with_capacity(computed.len());
+        for &oi in &computed {
+            inputs.push(request_inputs(catalog.on_demand_at(oi), &req, n)?);
+        }
+        for (&oi, request) in computed.iter().zip(&inputs) {
+            let od = catalog.on_demand_at(oi);
+            let source_rows: Vec<usize> = od.sources.iter().map(|&s| view_slot(s)).collect();
+            let input = ondemand::RunInputs {
+                views: catalog.views(),
+                rows: &rows,
+                source_rows: &source_rows,
+                request,
+                n,
+                now_micros,
+            };
+            runs.push(ondemand::run(od, oi, &input, &mut failures));
+        }
+        stats.transform_errors = failures.len();
+    }
     let ctx = Ctx {
         catalog,
         features,
+        views: &views,
         rows: &rows,
         slots: &slots,
         n,
         now_micros,
+        runs: &runs,
+        failures: &failures,
+        request_cols: &request_cols,
     };
     // About 40 bytes per value plus the header; one allocation for typical responses.
     out.reserve(256 + features.len() * 32 + n * features.len() * 40);
@@ -281,13 +380,96 @@ pub fn execute(
     Ok(stats)
 }
 
+/// The positions in `cols` of view `vi`'s join keys.
+fn key_columns(
+    catalog: &Catalog,
+    cols: &[(Cow<'_, str>, Vec<EntityValue<'_>>)],
+    vi: usize,
+) -> Result<Vec<usize>, ApiError> {
+    let lv = catalog.view_at(vi);
+    let mut idx = Vec::with_capacity(lv.key_names.len());
+    for k in &lv.key_names {
+        let i = cols.iter().position(|(c, _)| c == k).ok_or_else(|| {
+            ApiError::bad_request(
+                "missing_join_key",
+                format!(
+                    "feature view `{}` is keyed by `{k}`, which `entities` does not have",
+                    lv.name
+                ),
+            )
+        })?;
+        idx.push(i);
+    }
+    Ok(idx)
+}
+
+/// Which columns of `entities` are request data rather than join keys (Feast passes request
+/// data there): those named like a request field of a requested on-demand view that no probed
+/// view uses as a join key. They are not echoed back, as Feast does not.
+fn request_columns(
+    catalog: &Catalog,
+    computed: &[usize],
+    views: &[(usize, Vec<usize>)],
+    cols: &[(Cow<'_, str>, Vec<EntityValue<'_>>)],
+) -> Vec<bool> {
+    (0..cols.len())
+        .map(|ci| {
+            !views.iter().any(|(_, idx)| idx.contains(&ci))
+                && computed.iter().any(|&oi| {
+                    catalog
+                        .on_demand_at(oi)
+                        .request
+                        .iter()
+                        .any(|f| f.name == cols[ci].0)
+                })
+        })
+        .collect()
+}
+
+/// The request inputs of on-demand view `od`, from `request_context` or from `entities`.
+fn request_inputs(
+    od: &OnDemandView,
+    req: &LookupRequest<'_>,
+    n: usize,
+) -> Result<Vec<RequestInput>, ApiError> {
+    let mut out = Vec::with_capacity(od.request.len());
+    for field in &od.request {
+        let name = field.name.as_str();
+        let context = req.request_context.0.iter().find(|(k, _)| k == name);
+        let column = req.entities.0.iter().find(|(k, _)| k == name);
+        let source = match (context, column) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request(
+                    "bad_request_context",
+                    format!(
+                        "request field `{name}` is given both in `request_context` and in \
+                         `entities`; give it once"
+                    ),
+                ));
+            }
+            (Some((_, v)), None) => RequestSource::Context(v),
+            (None, Some((_, c))) => RequestSource::Column(c),
+            (None, None) => RequestSource::Missing,
+        };
+        out.push(ondemand::request_input(&od.name, field, source, n)?);
+    }
+    Ok(out)
+}
+
 struct Ctx<'c, 'r> {
     catalog: &'c Catalog,
     features: &'c [ResolvedFeature],
+    /// The views probed, in order of first use, each with its join-key columns.
+    views: &'r [(usize, Vec<usize>)],
     rows: &'r [Option<Row<'c>>],
     slots: &'r [usize],
     n: usize,
     now_micros: i64,
+    /// The on-demand views computed, in order of first use.
+    runs: &'r [ondemand::Run],
+    failures: &'r [ondemand::Failure],
+    /// Per column of `entities`: whether it is request data (not echoed). Empty when none is.
+    request_cols: &'r [bool],
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -296,6 +478,7 @@ enum Status {
     NotFound,
     Null,
     OutsideMaxAge,
+    TransformError,
 }
 
 impl Status {
@@ -305,24 +488,34 @@ impl Status {
             Status::NotFound => "\"NOT_FOUND\"",
             Status::Null => "\"NULL_VALUE\"",
             Status::OutsideMaxAge => "\"OUTSIDE_MAX_AGE\"",
+            Status::TransformError => "\"TRANSFORM_ERROR\"",
+        }
+    }
+
+    /// Feast's `FieldStatus` has no value for a failed transform; `INVALID` is its closest,
+    /// and a Feast client rejects names outside its enum.
+    fn as_feast_str(self) -> &'static str {
+        match self {
+            Status::TransformError => "\"INVALID\"",
+            other => other.as_str(),
         }
     }
 }
 
-impl<'c> Ctx<'c, '_> {
+impl Ctx<'_, '_> {
     /// The value of feature `fi` (position in the request) for entity `r`, its status and
     /// its event time (micros).
     #[inline]
-    fn cell(&self, fi: usize, r: usize) -> (Value<'c>, Status, Option<i64>) {
+    fn cell(&self, fi: usize, r: usize) -> (Value<'_>, Status, Option<i64>) {
         let f = &self.features[fi];
+        if f.on_demand {
+            return self.computed_cell(fi, r);
+        }
         let Some(row) = self.rows[self.slots[fi] + r] else {
             return (Value::Null, Status::NotFound, None);
         };
         let ev = row.event_micros();
-        let ttl = self.catalog.view_at(f.view).snapshot.schema().ttl_seconds;
-        // Unlike Feast, max age is enforced when serving, so a snapshot that outlives its
-        // data never serves stale values.
-        if ttl > 0 && self.now_micros.saturating_sub(ev) > (ttl as i64).saturating_mul(1_000_000) {
+        if self.catalog.view_at(f.view).is_stale(ev, self.now_micros) {
             return (Value::Null, Status::OutsideMaxAge, Some(ev));
         }
         match row.value(f.feature) {
@@ -330,13 +523,53 @@ impl<'c> Ctx<'c, '_> {
             v => (v, Status::Present, Some(ev)),
         }
     }
+
+    /// A computed feature: it has no event time of its own (computed now, from the request).
+    #[cold]
+    fn computed_cell(&self, fi: usize, r: usize) -> (Value<'_>, Status, Option<i64>) {
+        let f = &self.features[fi];
+        let run = &self.runs[self.slots[fi]];
+        let od = self.catalog.on_demand_at(run.view);
+        let value = match (&run.results[r], od.outputs.get(f.feature)) {
+            (Ok(steps), Some(&(step, output))) => steps
+                .get(step)
+                .and_then(|o| o.get(output))
+                .map(ondemand::from_wasm),
+            _ => None,
+        };
+        match value {
+            None => (Value::Null, Status::TransformError, None),
+            Some(Value::Null) => (Value::Null, Status::Null, None),
+            Some(v) => (v, Status::Present, None),
+        }
+    }
+
+    /// Whether column `ci` of `entities` is echoed (join keys are, request data is not).
+    #[inline]
+    fn echoed(&self, ci: usize) -> bool {
+        !self.request_cols.get(ci).copied().unwrap_or(false)
+    }
 }
 
+/// Echoes a value of `entities` as the caller sent it (an object, never valid, as null).
 fn write_entity(out: &mut Vec<u8>, v: &EntityValue<'_>) {
     match v {
         EntityValue::Int(i) => json::write_i64(out, *i),
         EntityValue::Str(s) => json::write_str(out, s),
-        EntityValue::Other(_) => out.extend_from_slice(b"null"),
+        EntityValue::Float(f) => json::write_f64(out, *f),
+        EntityValue::Bool(true) => out.extend_from_slice(b"true"),
+        EntityValue::Bool(false) => out.extend_from_slice(b"false"),
+        EntityValue::List(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_entity(out, item);
+            }
+            out.push(b']');
+        }
+        EntityValue::Null | EntityValue::Other(_) => out.extend_from_slice(b"null"),
     }
 }
 
@@ -344,16 +577,12 @@ fn render_fstore(ctx: &Ctx<'_, '_>, req: &LookupRequest<'_>, out: &mut Vec<u8>) 
     out.extend_from_slice(b"{\"manifest\":");
     json::write_i64(out, ctx.catalog.seq as i64);
     out.extend_from_slice(b",\"views\":{");
-    let mut first = true;
-    for (i, f) in ctx.features.iter().enumerate() {
-        if ctx.features[..i].iter().any(|g| g.view == f.view) {
-            continue;
-        }
-        if !first {
+    // Every view that answered, the sources of on-demand views included.
+    for (i, (vi, _)) in ctx.views.iter().enumerate() {
+        if i > 0 {
             out.push(b',');
         }
-        first = false;
-        let lv = ctx.catalog.view_at(f.view);
+        let lv = ctx.catalog.view_at(*vi);
         json::write_str(out, &lv.name);
         out.push(b':');
         json::write_i64(out, lv.version as i64);
@@ -373,10 +602,15 @@ fn render_fstore(ctx: &Ctx<'_, '_>, req: &LookupRequest<'_>, out: &mut Vec<u8>) 
             out.push(b',');
         }
         out.extend_from_slice(b"{\"entity\":{");
+        let mut first = true;
         for (ci, (name, vals)) in req.entities.0.iter().enumerate() {
-            if ci > 0 {
+            if !ctx.echoed(ci) {
+                continue;
+            }
+            if !first {
                 out.push(b',');
             }
+            first = false;
             json::write_str(out, name);
             out.push(b':');
             write_entity(out, &vals[r]);
@@ -419,7 +653,32 @@ fn render_fstore(ctx: &Ctx<'_, '_>, req: &LookupRequest<'_>, out: &mut Vec<u8>) 
         }
         out.extend_from_slice(b"]}");
     }
-    out.extend_from_slice(b"]}");
+    out.push(b']');
+    if !ctx.failures.is_empty() {
+        render_failures(ctx, out);
+    }
+    out.push(b'}');
+}
+
+/// `"errors"`: one entry per on-demand view and entity that could not be computed.
+#[cold]
+fn render_failures(ctx: &Ctx<'_, '_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(b",\"errors\":[");
+    for (i, e) in ctx.failures.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"view\":");
+        json::write_str(out, &ctx.catalog.on_demand_at(e.view).name);
+        out.extend_from_slice(b",\"entity\":");
+        json::write_i64(out, e.entity as i64);
+        out.extend_from_slice(b",\"code\":");
+        json::write_str(out, e.code);
+        out.extend_from_slice(b",\"message\":");
+        json::write_str(out, &e.message);
+        out.push(b'}');
+    }
+    out.push(b']');
 }
 
 /// Feast's value encoding: timestamps as epoch seconds, an empty list as null (Feast's client
@@ -436,7 +695,10 @@ fn render_feast(ctx: &Ctx<'_, '_>, req: &LookupRequest<'_>, out: &mut Vec<u8>) {
     let n = ctx.n;
     out.extend_from_slice(b"{\"metadata\":{\"feature_names\":[");
     let mut first = true;
-    for (name, _) in &req.entities.0 {
+    for (ci, (name, _)) in req.entities.0.iter().enumerate() {
+        if !ctx.echoed(ci) {
+            continue;
+        }
         if !first {
             out.push(b',');
         }
@@ -467,7 +729,10 @@ fn render_feast(ctx: &Ctx<'_, '_>, req: &LookupRequest<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(EPOCH_JSON);
         }
     };
-    for (_, vals) in &req.entities.0 {
+    for (ci, (_, vals)) in req.entities.0.iter().enumerate() {
+        if !ctx.echoed(ci) {
+            continue;
+        }
         if !first {
             out.push(b',');
         }
@@ -514,7 +779,7 @@ fn render_feast(ctx: &Ctx<'_, '_>, req: &LookupRequest<'_>, out: &mut Vec<u8>) {
             if r > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(s.as_str().as_bytes());
+            out.extend_from_slice(s.as_feast_str().as_bytes());
         }
         out.extend_from_slice(b"],\"event_timestamps\":[");
         for (r, t) in times.iter().enumerate() {

@@ -1,8 +1,10 @@
 //! Lock-free request metrics rendered as Prometheus text. Recording is a few relaxed atomic
 //! adds, cheap enough for the lookup hot path; no registry lookup per request.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Latency bucket upper bounds, in seconds.
 const BUCKETS: [f64; 14] = [
@@ -10,21 +12,71 @@ const BUCKETS: [f64; 14] = [
     5.0,
 ];
 
-#[derive(Debug, Default)]
-struct Histogram {
-    counts: [AtomicU64; BUCKETS.len() + 1],
+/// Transform call latency bucket upper bounds, in seconds: a call takes microseconds, so the
+/// request buckets above would put every call in the first one.
+const CALL_BUCKETS: [f64; 16] = [
+    0.000_001,
+    0.000_002_5,
+    0.000_005,
+    0.000_01,
+    0.000_025,
+    0.000_05,
+    0.000_1,
+    0.000_25,
+    0.000_5,
+    0.001,
+    0.002_5,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+];
+
+/// Counts per bucket of `bounds` (`N` is the bucket count plus one, for `+Inf`).
+#[derive(Debug)]
+struct Histogram<const N: usize> {
+    counts: [AtomicU64; N],
     sum_nanos: AtomicU64,
 }
 
-impl Histogram {
-    fn record(&self, secs: f64) {
-        let i = BUCKETS
+impl<const N: usize> Default for Histogram<N> {
+    fn default() -> Self {
+        Self {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<const N: usize> Histogram<N> {
+    fn record(&self, bounds: &[f64], secs: f64) {
+        let i = bounds
             .iter()
             .position(|&b| secs <= b)
-            .unwrap_or(BUCKETS.len());
+            .unwrap_or(bounds.len())
+            .min(N - 1);
         self.counts[i].fetch_add(1, Ordering::Relaxed);
         self.sum_nanos
             .fetch_add((secs * 1e9) as u64, Ordering::Relaxed);
+    }
+
+    /// Writes the `_bucket`, `_sum` and `_count` lines of metric `name` with `labels`
+    /// (`key="value"` pairs, comma-separated, without braces).
+    fn render(&self, s: &mut String, name: &str, labels: &str, bounds: &[f64]) {
+        let mut cum = 0;
+        for (i, b) in bounds.iter().enumerate().take(N - 1) {
+            cum += self.counts[i].load(Ordering::Relaxed);
+            let _ = writeln!(s, "{name}_bucket{{{labels},le=\"{b}\"}} {cum}");
+        }
+        cum += self.counts[N - 1].load(Ordering::Relaxed);
+        let _ = writeln!(s, "{name}_bucket{{{labels},le=\"+Inf\"}} {cum}");
+        let _ = writeln!(
+            s,
+            "{name}_sum{{{labels}}} {}",
+            self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9
+        );
+        let _ = writeln!(s, "{name}_count{{{labels}}} {cum}");
     }
 }
 
@@ -65,7 +117,62 @@ impl Endpoint {
 struct EndpointMetrics {
     /// By status class: 2xx, 4xx, 5xx.
     status: [AtomicU64; 3],
-    latency: Histogram,
+    latency: Histogram<{ BUCKETS.len() + 1 }>,
+}
+
+/// The codes a failed transform call is counted under ([`fstore_wasm_host::CallError::code`]);
+/// anything newer is counted as `other`.
+const CALL_ERROR_CODES: [&str; 9] = [
+    "timeout",
+    "out_of_fuel",
+    "memory_limit",
+    "trap",
+    "guest_error",
+    "bad_output",
+    "bad_input",
+    "unavailable",
+    "other",
+];
+
+/// Transform call metrics of one on-demand view. Kept by view name across manifest swaps (the
+/// loader hands the same instance to every catalog that has the view), so counters never go
+/// back.
+#[derive(Debug, Default)]
+pub struct OnDemandMetrics {
+    calls: AtomicU64,
+    errors: [AtomicU64; CALL_ERROR_CODES.len()],
+    latency: Histogram<{ CALL_BUCKETS.len() + 1 }>,
+}
+
+impl OnDemandMetrics {
+    /// One transform call, successful or not, that took `secs`.
+    pub fn record_call(&self, secs: f64) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.latency.record(&CALL_BUCKETS, secs);
+    }
+
+    /// One entity whose features the view could not compute, under the failure's code: a
+    /// failed call, the view being unavailable, or an earlier entity of the same request
+    /// having run into its deadline.
+    pub fn record_error(&self, code: &str) {
+        let i = CALL_ERROR_CODES
+            .iter()
+            .position(|c| *c == code)
+            .unwrap_or(CALL_ERROR_CODES.len() - 1);
+        self.errors[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Failures counted under `code`.
+    pub fn errors(&self, code: &str) -> u64 {
+        CALL_ERROR_CODES
+            .iter()
+            .position(|c| *c == code)
+            .map_or(0, |i| self.errors[i].load(Ordering::Relaxed))
+    }
 }
 
 /// All edge metrics.
@@ -76,6 +183,8 @@ pub struct Metrics {
     entities_not_found: AtomicU64,
     pub(crate) poll_errors: AtomicU64,
     pub(crate) swaps: AtomicU64,
+    /// Per on-demand view, by name; only touched when a catalog is built.
+    on_demand: Mutex<HashMap<String, Arc<OnDemandMetrics>>>,
 }
 
 impl Metrics {
@@ -87,7 +196,16 @@ impl Metrics {
             _ => 2,
         };
         m.status[class].fetch_add(1, Ordering::Relaxed);
-        m.latency.record(secs);
+        m.latency.record(&BUCKETS, secs);
+    }
+
+    /// The metrics of on-demand view `view`, the same instance for every catalog.
+    pub fn on_demand(&self, view: &str) -> Arc<OnDemandMetrics> {
+        let mut m = self
+            .on_demand
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        m.entry(view.to_string()).or_default().clone()
     }
 
     pub fn record_lookup(&self, found: usize, not_found: usize) {
@@ -122,32 +240,11 @@ impl Metrics {
         );
         let _ = writeln!(s, "# TYPE fstore_edge_request_duration_seconds histogram");
         for ep in Endpoint::ALL {
-            let h = &self.endpoints[ep as usize].latency;
-            let mut cum = 0;
-            for (i, b) in BUCKETS.iter().enumerate() {
-                cum += h.counts[i].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    s,
-                    "fstore_edge_request_duration_seconds_bucket{{endpoint=\"{}\",le=\"{b}\"}} {cum}",
-                    ep.label()
-                );
-            }
-            cum += h.counts[BUCKETS.len()].load(Ordering::Relaxed);
-            let _ = writeln!(
-                s,
-                "fstore_edge_request_duration_seconds_bucket{{endpoint=\"{}\",le=\"+Inf\"}} {cum}",
-                ep.label()
-            );
-            let _ = writeln!(
-                s,
-                "fstore_edge_request_duration_seconds_sum{{endpoint=\"{}\"}} {}",
-                ep.label(),
-                h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9
-            );
-            let _ = writeln!(
-                s,
-                "fstore_edge_request_duration_seconds_count{{endpoint=\"{}\"}} {cum}",
-                ep.label()
+            self.endpoints[ep as usize].latency.render(
+                &mut s,
+                "fstore_edge_request_duration_seconds",
+                &format!("endpoint=\"{}\"", ep.label()),
+                &BUCKETS,
             );
         }
         let _ = writeln!(
@@ -238,7 +335,72 @@ impl Metrics {
                     v.snapshot.size_bytes()
                 );
             }
+            render_on_demand(&mut s, c);
         }
         s
+    }
+}
+
+fn render_on_demand(s: &mut String, c: &crate::Catalog) {
+    let views = c.on_demand_views();
+    if views.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "# HELP fstore_edge_on_demand_available 1 when the on-demand view's transforms loaded."
+    );
+    let _ = writeln!(s, "# TYPE fstore_edge_on_demand_available gauge");
+    for v in views {
+        let _ = writeln!(
+            s,
+            "fstore_edge_on_demand_available{{view=\"{}\"}} {}",
+            v.name,
+            u8::from(v.unavailable.is_none())
+        );
+    }
+    let _ = writeln!(
+        s,
+        "# HELP fstore_edge_transform_calls_total Transform calls made for on-demand views."
+    );
+    let _ = writeln!(s, "# TYPE fstore_edge_transform_calls_total counter");
+    for v in views {
+        let _ = writeln!(
+            s,
+            "fstore_edge_transform_calls_total{{view=\"{}\"}} {}",
+            v.name,
+            v.metrics.calls()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "# HELP fstore_edge_transform_errors_total Failed on-demand computations, by view and code."
+    );
+    let _ = writeln!(s, "# TYPE fstore_edge_transform_errors_total counter");
+    for v in views {
+        for (i, code) in CALL_ERROR_CODES.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "fstore_edge_transform_errors_total{{view=\"{}\",code=\"{code}\"}} {}",
+                v.name,
+                v.metrics.errors[i].load(Ordering::Relaxed)
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "# HELP fstore_edge_transform_call_duration_seconds Time per transform call, by on-demand view."
+    );
+    let _ = writeln!(
+        s,
+        "# TYPE fstore_edge_transform_call_duration_seconds histogram"
+    );
+    for v in views {
+        v.metrics.latency.render(
+            s,
+            "fstore_edge_transform_call_duration_seconds",
+            &format!("view=\"{}\"", v.name),
+            &CALL_BUCKETS,
+        );
     }
 }

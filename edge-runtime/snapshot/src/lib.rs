@@ -11,6 +11,7 @@ pub mod json;
 mod key;
 mod reader;
 mod schema;
+mod step;
 #[doc(hidden)]
 pub mod testkit;
 mod time;
@@ -20,6 +21,7 @@ mod writer;
 pub use key::{KeyBuf, KeyError, KeyPart, decode_key};
 pub use reader::{Row, Snapshot};
 pub use schema::{FeatureRef, FeatureType, Field, KeyType, SnapshotSchema};
+pub use step::{DEFAULT_FUEL, DEFAULT_TIMEOUT_MS, SQL_STEP, TransformStep};
 pub use time::format_rfc3339_micros;
 pub use value::{F64List, Value};
 pub use writer::SnapshotWriter;

@@ -11,3 +11,14 @@ pub fn snapshot_key(view: &str, version: u64) -> String {
 pub fn manifest_key(seq: u64) -> String {
     format!("manifests/{seq:020}.json")
 }
+
+/// Key of a transform component, addressed by the sha256 of its bytes: the same component
+/// registered twice is stored once, and a key never changes meaning.
+pub fn transform_key(sha256: &str) -> String {
+    format!("transforms/{sha256}.wasm")
+}
+
+/// Key of a component precompiled for one engine configuration (its compatibility key).
+pub fn precompiled_key(sha256: &str, compat: &str) -> String {
+    format!("transforms/{sha256}/{compat}.cwasm")
+}

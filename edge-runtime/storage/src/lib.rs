@@ -13,8 +13,11 @@ mod manifest;
 mod store;
 
 pub use fstore_snapshot::FeatureRef;
-pub use layout::{POINTER_KEY, manifest_key, snapshot_key};
-pub use manifest::{MANIFEST_FORMAT, Manifest, ManifestView, Pointer};
+pub use layout::{POINTER_KEY, manifest_key, precompiled_key, snapshot_key, transform_key};
+pub use manifest::{
+    MANIFEST_FORMAT, Manifest, ManifestOnDemand, ManifestTransform, ManifestView, Pointer,
+    Precompiled,
+};
 pub use store::{PointerRead, Store};
 
 /// Errors talking to object storage, with the location that failed.

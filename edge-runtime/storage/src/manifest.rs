@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use fstore_snapshot::FeatureRef;
+use fstore_snapshot::{FeatureRef, FeatureType, Field, TransformStep};
 use serde::{Deserialize, Serialize};
 
 pub const MANIFEST_FORMAT: u32 = 1;
@@ -26,6 +26,42 @@ pub struct Manifest {
     pub created_at: String,
     pub views: BTreeMap<String, ManifestView>,
     pub services: BTreeMap<String, Vec<FeatureRef>>,
+    /// Views computed per request from other views' features and request fields.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub on_demand: BTreeMap<String, ManifestOnDemand>,
+    /// The components on-demand views run, by the sha256 of their `.wasm` bytes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub transforms: BTreeMap<String, ManifestTransform>,
+}
+
+/// An on-demand view as an edge runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestOnDemand {
+    /// The feature views it reads, all keyed by the same join keys (which become its keys).
+    pub sources: Vec<String>,
+    /// The request fields a caller passes, with their types.
+    #[serde(default)]
+    pub request: Vec<Field<FeatureType>>,
+    /// The features it serves, in order.
+    pub features: Vec<Field<FeatureType>>,
+    pub steps: Vec<TransformStep>,
+}
+
+/// Where a transform component's artifacts are stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestTransform {
+    /// Object key of the `.wasm` component.
+    pub wasm: String,
+    /// Native code per engine compatibility key, for edges whose engine matches.
+    #[serde(default)]
+    pub precompiled: BTreeMap<String, Precompiled>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Precompiled {
+    pub key: String,
+    /// Lowercase hex sha256 of the artifact: it is native code, so it is checked before use.
+    pub sha256: String,
 }
 
 /// The content of `live.json`.

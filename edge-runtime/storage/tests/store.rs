@@ -12,6 +12,8 @@ fn manifest(seq: u64) -> Manifest {
         created_at: "2026-11-28T00:00:00Z".into(),
         views: BTreeMap::new(),
         services: BTreeMap::new(),
+        on_demand: BTreeMap::new(),
+        transforms: BTreeMap::new(),
     }
 }
 
