@@ -91,6 +91,16 @@ pub async fn wait_ok(url: &str, timeout: Duration) {
     }
 }
 
+/// The quickstart's `features.yaml` with a generous per-call deadline on every transform: the
+/// deadline is wall-clock time, and tests share two cores with each other, so the default
+/// 10 ms would fail a call whenever its thread is descheduled at the wrong moment.
+pub fn test_features_yaml() -> String {
+    fstore_cli::datagen::FEATURES_YAML.replace(
+        "    component: transforms/",
+        "    timeout_ms: 2000\n    component: transforms/",
+    )
+}
+
 /// Writes a small seeded data set, the example components and the quickstart's features.yaml
 /// into `dir`.
 pub fn quickstart_data(dir: &Path, customers: u64) {
@@ -104,11 +114,7 @@ pub fn quickstart_data(dir: &Path, customers: u64) {
     };
     fstore_cli::datagen::generate(&dir.join("data"), &spec, &|_| {}).expect("generate");
     fstore_cli::datagen::write_components(dir).expect("write components");
-    std::fs::write(
-        dir.join("features.yaml"),
-        fstore_cli::datagen::FEATURES_YAML,
-    )
-    .expect("write yaml");
+    std::fs::write(dir.join("features.yaml"), test_features_yaml()).expect("write yaml");
 }
 
 fn chrono_free_today_micros() -> i64 {
@@ -269,11 +275,8 @@ impl Stack {
             .await
             .expect("open control plane"),
         );
-        let defs = fstore_control::ControlPlane::parse(
-            fstore_cli::datagen::FEATURES_YAML,
-            Some(dir.path()),
-        )
-        .expect("defs");
+        let defs = fstore_control::ControlPlane::parse(&test_features_yaml(), Some(dir.path()))
+            .expect("defs");
         cp.apply(&defs, false, "test").await.expect("apply");
         cp.materialize(&[]).await.expect("materialize");
 

@@ -13,7 +13,7 @@ async fn bad_input_is_a_4xx_with_a_json_error() {
 
     // features.yaml problems name the line and the key.
     let yaml =
-        fstore_cli::datagen::FEATURES_YAML.replace("source: customer_stats", "source: orders");
+        fstore_tests::test_features_yaml().replace("source: customer_stats", "source: orders");
     let r = c
         .post(u("/v1/apply"))
         .body(yaml)
@@ -95,7 +95,7 @@ async fn bad_input_is_a_4xx_with_a_json_error() {
     assert_eq!(expect_api_error(r, 405).await, "method_not_allowed");
 
     // Nothing above changed the registry: a dry run of the original file plans nothing.
-    let abs = fstore_cli::datagen::FEATURES_YAML
+    let abs = fstore_tests::test_features_yaml()
         .replace(
             "path: data/customer_stats.parquet",
             &format!(

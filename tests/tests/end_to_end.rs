@@ -175,7 +175,7 @@ async fn postgres_and_s3() {
     .await
     .expect("upload");
     std::fs::remove_file(&data).expect("rm local copy");
-    let yaml = fstore_cli::datagen::FEATURES_YAML.replace(
+    let yaml = fstore_tests::test_features_yaml().replace(
         "path: data/customer_stats.parquet",
         "path: s3://fstore-it/lake/customer_stats.parquet",
     );

@@ -50,7 +50,7 @@ async fn post(url: &str, body: &Value) -> Value {
 /// Applies the quickstart's definitions plus `extra` on-demand views and waits until the edge
 /// serves `probe`.
 async fn apply_extra(s: &Stack, extra: &str, probe: &str) {
-    let yaml = fstore_cli::datagen::FEATURES_YAML.replace("on_demand_views:\n", extra);
+    let yaml = fstore_tests::test_features_yaml().replace("on_demand_views:\n", extra);
     let defs = fstore_control::ControlPlane::parse(&yaml, Some(s.dir.path())).expect("parse");
     s.cp.apply(&defs, false, "test").await.expect("apply");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -197,7 +197,7 @@ async fn misused_transforms_are_refused_with_their_place() {
     let c = reqwest::Client::new();
     let dir = s.dir.path().display().to_string();
     // The REST API resolves relative paths against the server's directory, so use absolute.
-    let base = fstore_cli::datagen::FEATURES_YAML
+    let base = fstore_tests::test_features_yaml()
         .replace(
             "path: data/customer_stats.parquet",
             &format!("path: {dir}/data/customer_stats.parquet"),

@@ -18,6 +18,11 @@ use sha2::{Digest, Sha256};
 
 use crate::ControlError;
 
+/// Deadline of a compiled SQL step. Its code has no loops (a row costs at most a few
+/// instructions per node of the expression, and fuel bounds it too), so the wall-clock deadline
+/// is only a backstop; a tight one would fail calls whenever the thread is descheduled.
+const SQL_TIMEOUT_MS: u64 = 1_000;
+
 /// Largest component accepted. Real transforms are tens to hundreds of kilobytes.
 const MAX_COMPONENT_BYTES: usize = 32 << 20;
 
@@ -379,10 +384,7 @@ impl Transforms {
             let compiled = fstore_compiler::compile(&available, &exprs)
                 .map_err(|e| invalid(format!("{prefix}.features.{}", e.expr), e.to_string()))?;
             let sha = sha256_hex(&compiled.component);
-            let limits = limits(
-                fstore_snapshot::DEFAULT_TIMEOUT_MS,
-                fstore_snapshot::DEFAULT_FUEL,
-            );
+            let limits = limits(SQL_TIMEOUT_MS, fstore_snapshot::DEFAULT_FUEL);
             // Loading proves the compiled component runs under the same host as uploaded ones.
             self.load(&sha, &compiled.component, &[], limits)
                 .map_err(|m| invalid(format!("{prefix}.features"), m))?;
@@ -399,7 +401,7 @@ impl Transforms {
                     .map(|(name, ty)| Field { name, ty })
                     .collect(),
                 config: Vec::new(),
-                timeout_ms: fstore_snapshot::DEFAULT_TIMEOUT_MS,
+                timeout_ms: SQL_TIMEOUT_MS,
                 fuel: fstore_snapshot::DEFAULT_FUEL,
             });
         }

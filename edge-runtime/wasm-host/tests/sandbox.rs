@@ -34,6 +34,15 @@ fn hostile(host: &Host, mode: &str, limits: Limits) -> Transform {
     .expect("load hostile")
 }
 
+/// Limits for calls expected to succeed: the deadline is wall-clock time, and tests share two
+/// cores, so the default 10 ms fails a call whenever its thread is descheduled.
+fn relaxed() -> Limits {
+    Limits {
+        deadline: Duration::from_secs(5),
+        ..Limits::default()
+    }
+}
+
 fn column_f64(values: Vec<f64>) -> Column {
     Column {
         data: ColumnData::Float64(values),
@@ -45,7 +54,7 @@ fn column_f64(values: Vec<f64>) -> Column {
 fn rfm_score_describes_itself_and_rows_match_batches() {
     let host = host();
     let t = host
-        .load(&component("rfm_score"), &[], Limits::default())
+        .load(&component("rfm_score"), &[], relaxed())
         .expect("load");
     let sig = t.signature();
     let inputs: Vec<(&str, ValueType)> = sig
@@ -117,7 +126,7 @@ fn rfm_score_describes_itself_and_rows_match_batches() {
 fn wrong_inputs_are_refused_before_the_call() {
     let host = host();
     let t = host
-        .load(&component("rfm_score"), &[], Limits::default())
+        .load(&component("rfm_score"), &[], relaxed())
         .expect("load");
     let e = t.call(&[Value::Int64(1)]).expect_err("arity");
     assert_eq!(e.code(), "bad_input", "{e}");
@@ -138,7 +147,7 @@ fn bad_configuration_and_bad_bytes_fail_to_load() {
         .load(
             &component("rfm_score"),
             &[("recency_cuts".into(), "1,2".into())],
-            Limits::default(),
+            relaxed(),
         )
         .err()
         .expect("bad cuts");
@@ -147,19 +156,19 @@ fn bad_configuration_and_bad_bytes_fail_to_load() {
         .load(
             &component("rfm_score"),
             &[("no_such_key".into(), "1".into())],
-            Limits::default(),
+            relaxed(),
         )
         .err()
         .expect("unknown key");
     assert!(matches!(e, LoadError::Configure(_)), "{e}");
     let e = host
-        .load(b"not wasm at all", &[], Limits::default())
+        .load(b"not wasm at all", &[], relaxed())
         .err()
         .expect("garbage");
     assert!(matches!(e, LoadError::Invalid(_)), "{e}");
     // A core module is not a component.
     let e = host
-        .load(b"\0asm\x01\0\0\0", &[], Limits::default())
+        .load(b"\0asm\x01\0\0\0", &[], relaxed())
         .err()
         .expect("core module");
     assert!(matches!(e, LoadError::Invalid(_)), "{e}");
@@ -168,12 +177,14 @@ fn bad_configuration_and_bad_bytes_fail_to_load() {
 #[test]
 fn hostile_components_fail_only_their_own_calls() {
     let host = host();
+    // Short enough to keep the loop cases quick, long enough that the other modes reach
+    // their own failure (filling the memory cap takes a few milliseconds) on a loaded machine.
     let fast = Limits {
-        deadline: Duration::from_millis(20),
-        max_batch_deadline: Duration::from_millis(200),
+        deadline: Duration::from_millis(200),
+        max_batch_deadline: Duration::from_secs(1),
         fuel_per_call: 5_000_000_000,
     };
-    let good = hostile(&host, "ok", Limits::default());
+    let good = hostile(&host, "ok", relaxed());
     let cases: [(&str, &str); 6] = [
         ("loop", "timeout"),
         ("alloc", "memory_limit"),
@@ -223,11 +234,11 @@ fn precompiled_components_load_and_keys_match() {
     assert_eq!(host.compatibility_key(), other.compatibility_key());
     let native = host.precompile(&component("segment")).expect("precompile");
     // SAFETY: produced just above by a host with the same configuration.
-    let t = unsafe { other.load_precompiled(&native, &[], Limits::default()) }.expect("load");
+    let t = unsafe { other.load_precompiled(&native, &[], relaxed()) }.expect("load");
     assert_eq!(t.signature().outputs[0].name, "segment");
     // A `.wasm` is not a precompiled artifact.
     // SAFETY: the bytes are rejected before anything is deserialized.
-    let e = unsafe { other.load_precompiled(&component("segment"), &[], Limits::default()) };
+    let e = unsafe { other.load_precompiled(&component("segment"), &[], relaxed()) };
     assert!(e.is_err());
 }
 
@@ -236,10 +247,7 @@ fn a_transform_is_shared_by_threads() {
     let host = host();
     // A generous deadline: the deadline is wall-clock time, and four threads on a shared
     // two-core machine can be descheduled for longer than the default 10 ms.
-    let limits = Limits {
-        deadline: Duration::from_secs(5),
-        ..Limits::default()
-    };
+    let limits = relaxed();
     let t = std::sync::Arc::new(hostile(&host, "ok", limits));
     let threads: Vec<_> = (0..4)
         .map(|i| {
