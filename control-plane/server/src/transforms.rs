@@ -13,7 +13,7 @@ use fstore_spec::{Definitions, FeatureDef, ResolvedTransform, SpecError};
 use fstore_storage::{
     ManifestTransform, Precompiled, StorageError, Store, precompiled_key, transform_key,
 };
-use fstore_wasm_host::{Host, Limits, Transform, ValueType};
+use fstore_wasm_host::{Host, Limits, Transform, feature_type};
 use sha2::{Digest, Sha256};
 
 use crate::ControlError;
@@ -45,17 +45,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         s.push_str(&format!("{b:02x}"));
     }
     s
-}
-
-fn feature_type(t: ValueType) -> FeatureType {
-    match t {
-        ValueType::Int64 => FeatureType::Int64,
-        ValueType::Float64 => FeatureType::Float64,
-        ValueType::String => FeatureType::String,
-        ValueType::Boolean => FeatureType::Bool,
-        ValueType::Timestamp => FeatureType::Timestamp,
-        ValueType::Float64List => FeatureType::ListFloat64,
-    }
 }
 
 fn fields(fs: &[fstore_wasm_host::Field]) -> Vec<Field<FeatureType>> {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use fstore_snapshot::{F64List, FeatureType, Field, Row, Value};
 use fstore_storage::ManifestOnDemand;
-use fstore_wasm_host::{Transform, Value as WasmValue, ValueType};
+use fstore_wasm_host::{Transform, Value as WasmValue, value_type};
 
 use crate::lookup::EntityValue;
 use crate::metrics::OnDemandMetrics;
@@ -75,17 +75,6 @@ impl std::fmt::Debug for OnDemandView {
             .field("steps", &self.steps.len())
             .field("unavailable", &self.unavailable)
             .finish()
-    }
-}
-
-fn wasm_type(t: FeatureType) -> ValueType {
-    match t {
-        FeatureType::Int64 => ValueType::Int64,
-        FeatureType::Float64 => ValueType::Float64,
-        FeatureType::String => ValueType::String,
-        FeatureType::Bool => ValueType::Boolean,
-        FeatureType::Timestamp => ValueType::Timestamp,
-        FeatureType::ListFloat64 => ValueType::Float64List,
     }
 }
 
@@ -186,7 +175,7 @@ fn bind(
         // Outputs are positional: the manifest names each after the feature that takes it,
         // which need not be the component's own name for it; count and types must agree.
         let declared = sig.outputs.iter().map(|f| f.type_);
-        let expected = step.outputs.iter().map(|f| wasm_type(f.ty));
+        let expected = step.outputs.iter().map(|f| value_type(f.ty));
         if !declared.eq(expected) {
             return Err(format!(
                 "{what}: its component's outputs differ from the manifest's"
@@ -195,7 +184,7 @@ fn bind(
         let mut inputs = Vec::with_capacity(step.inputs.len());
         for (name, field) in step.inputs.iter().zip(&sig.inputs) {
             let (binding, ty) = bind_input(def, k, name, &sources, views)?;
-            if wasm_type(ty) != field.type_ {
+            if value_type(ty) != field.type_ {
                 return Err(format!(
                     "{what} input `{}` is {}, but `{name}` is {ty}",
                     field.name,

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use fstore_snapshot::FeatureType;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
@@ -505,7 +506,7 @@ impl Transform {
 }
 
 /// The WIT type of a value, or `None` for null (which every type admits).
-fn value_type(v: &Value) -> Option<ValueType> {
+fn type_of(v: &Value) -> Option<ValueType> {
     Some(match v {
         Value::Null => return None,
         Value::Int64(_) => ValueType::Int64,
@@ -528,16 +529,33 @@ fn column_type(c: &ColumnData) -> (ValueType, usize) {
     }
 }
 
+/// The feature type a WIT value type stands for (the two sets are the same).
+pub fn feature_type(t: ValueType) -> FeatureType {
+    match t {
+        ValueType::Int64 => FeatureType::Int64,
+        ValueType::Float64 => FeatureType::Float64,
+        ValueType::String => FeatureType::String,
+        ValueType::Boolean => FeatureType::Bool,
+        ValueType::Timestamp => FeatureType::Timestamp,
+        ValueType::Float64List => FeatureType::ListFloat64,
+    }
+}
+
+/// The WIT value type of a feature type.
+pub fn value_type(t: FeatureType) -> ValueType {
+    match t {
+        FeatureType::Int64 => ValueType::Int64,
+        FeatureType::Float64 => ValueType::Float64,
+        FeatureType::String => ValueType::String,
+        FeatureType::Bool => ValueType::Boolean,
+        FeatureType::Timestamp => ValueType::Timestamp,
+        FeatureType::ListFloat64 => ValueType::Float64List,
+    }
+}
+
 /// The name of a value type as it appears in `features.yaml`.
 pub fn type_name(t: ValueType) -> &'static str {
-    match t {
-        ValueType::Int64 => "int64",
-        ValueType::Float64 => "float64",
-        ValueType::String => "string",
-        ValueType::Boolean => "bool",
-        ValueType::Timestamp => "timestamp",
-        ValueType::Float64List => "list<float64>",
-    }
+    feature_type(t).name()
 }
 
 fn check_row(fields: &[Field], values: &[Value]) -> Result<(), String> {
@@ -549,7 +567,7 @@ fn check_row(fields: &[Field], values: &[Value]) -> Result<(), String> {
         ));
     }
     for (f, v) in fields.iter().zip(values) {
-        if let Some(t) = value_type(v)
+        if let Some(t) = type_of(v)
             && t != f.type_
         {
             return Err(format!(
