@@ -359,12 +359,9 @@ struct Slot {
 }
 
 impl Slot {
-    /// The budget of setup calls (`describe` at load): see [`SETUP_DEADLINE`].
+    /// The budget of setup calls (`describe` at load): see [`arm_setup`].
     fn arm_setup(&mut self, limits: &Limits) {
-        let _ = self.store.set_fuel(SETUP_FUEL.max(limits.fuel_per_call));
-        let tick = self.store.data().tick;
-        self.store
-            .set_epoch_deadline(ticks(SETUP_DEADLINE.max(limits.deadline(1)), tick));
+        arm_setup(&mut self.store, limits);
     }
 
     /// Sets the budget for the next call: `units` row-equivalents of fuel and deadline.
@@ -377,6 +374,15 @@ impl Slot {
             .set_epoch_deadline(ticks(limits.deadline(units), tick));
         self.store.data_mut().memory_denied = false;
     }
+}
+
+/// Sets the setup budget ([`SETUP_DEADLINE`], [`SETUP_FUEL`]) on a store, or the call budget
+/// when that is larger.
+fn arm_setup(store: &mut Store<StoreState>, limits: &Limits) {
+    // Setting fuel cannot fail: fuel consumption is always on in this engine.
+    let _ = store.set_fuel(SETUP_FUEL.max(limits.fuel_per_call));
+    let tick = store.data().tick;
+    store.set_epoch_deadline(ticks(SETUP_DEADLINE.max(limits.deadline(1)), tick));
 }
 
 /// Epoch ticks covering `deadline`: +1 because the current tick may be about to end, so `n`
@@ -455,11 +461,7 @@ impl Transform {
         // get a setup budget of their own, since a per-row deadline of a few milliseconds is
         // too tight for them on a loaded machine, while a component looping here is still
         // stopped.
-        let _ = store.set_fuel(SETUP_FUEL.max(self.limits.fuel_per_call));
-        store.set_epoch_deadline(ticks(
-            SETUP_DEADLINE.max(self.limits.deadline(1)),
-            self.tick,
-        ));
+        arm_setup(&mut store, &self.limits);
         let bindings = self
             .pre
             .instantiate(&mut store)
