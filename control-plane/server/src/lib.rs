@@ -12,4 +12,4 @@ pub use api::{router, serve};
 pub use error::ControlError;
 pub use openapi::openapi;
 pub use service::{ApplyReport, ControlConfig, ControlPlane, MaterializeReport};
-pub use transforms::{Transforms, sha256_hex};
+pub use transforms::Transforms;

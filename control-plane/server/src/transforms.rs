@@ -11,10 +11,9 @@ use std::time::Duration;
 use fstore_snapshot::{FeatureType, Field, SQL_STEP, TransformStep};
 use fstore_spec::{Definitions, FeatureDef, ResolvedTransform, SpecError};
 use fstore_storage::{
-    ManifestTransform, Precompiled, StorageError, Store, precompiled_key, transform_key,
+    ManifestTransform, Precompiled, StorageError, Store, precompiled_key, sha256_hex, transform_key,
 };
 use fstore_wasm_host::{Host, Limits, Transform, feature_type};
-use sha2::{Digest, Sha256};
 
 use crate::ControlError;
 
@@ -30,21 +29,15 @@ const MAX_COMPONENT_BYTES: usize = 32 << 20;
 pub struct Transforms {
     host: Arc<Host>,
     loaded: Mutex<HashMap<String, Arc<Transform>>>,
+    /// sha256 of precompiled artifacts by object key. The objects are immutable, so a publish
+    /// need not download and hash them again.
+    precompiled: Mutex<HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for Transforms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transforms").finish_non_exhaustive()
     }
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut s = String::with_capacity(64);
-    for b in digest {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
 }
 
 fn fields(fs: &[fstore_wasm_host::Field]) -> Vec<Field<FeatureType>> {
@@ -111,6 +104,7 @@ impl Transforms {
         Ok(Self {
             host: Arc::new(host),
             loaded: Mutex::new(HashMap::new()),
+            precompiled: Mutex::new(HashMap::new()),
         })
     }
 
@@ -405,15 +399,10 @@ impl Transforms {
         config: &[(String, String)],
         limits: Limits,
     ) -> Result<Arc<Transform>, String> {
-        let cache_key = format!("{sha}|{config:?}|{limits:?}");
-        if let Some(t) = self
-            .loaded
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&cache_key)
-        {
-            return Ok(t.clone());
+        if let Some(t) = self.cached(sha, config, &limits) {
+            return Ok(t);
         }
+        let cache_key = cache_key(sha, config, &limits);
         let t = Arc::new(
             self.host
                 .load(bytes, config, limits)
@@ -426,6 +415,21 @@ impl Transforms {
         Ok(t)
     }
 
+    /// A component already loaded with this configuration. Its bytes were checked against
+    /// `sha` when it was loaded.
+    fn cached(
+        &self,
+        sha: &str,
+        config: &[(String, String)],
+        limits: &Limits,
+    ) -> Option<Arc<Transform>> {
+        self.loaded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&cache_key(sha, config, limits))
+            .cloned()
+    }
+
     /// The loaded components of `steps`, fetched from the store when not in memory.
     pub async fn for_steps(
         &self,
@@ -434,6 +438,11 @@ impl Transforms {
     ) -> Result<Vec<Arc<Transform>>, ControlError> {
         let mut out = Vec::with_capacity(steps.len());
         for s in steps {
+            let limits = limits(s.timeout_ms, s.fuel);
+            if let Some(t) = self.cached(&s.sha256, &s.config, &limits) {
+                out.push(t);
+                continue;
+            }
             let bytes = store.get_bytes(&transform_key(&s.sha256)).await?;
             if sha256_hex(&bytes) != s.sha256 {
                 return Err(ControlError::BadRequest(format!(
@@ -442,7 +451,7 @@ impl Transforms {
                 )));
             }
             let t = self
-                .load(&s.sha256, &bytes, &s.config, limits(s.timeout_ms, s.fuel))
+                .load(&s.sha256, &bytes, &s.config, limits)
                 .map_err(|m| {
                     ControlError::BadRequest(format!("transform `{}`: {m}", s.transform))
                 })?;
@@ -466,28 +475,19 @@ impl Transforms {
                 continue;
             }
             let key = precompiled_key(&step.sha256, &compat);
-            let native = match store.get_bytes(&key).await {
-                Ok(b) => b.to_vec(),
-                Err(StorageError::NotFound(_)) => {
-                    let wasm = store.get_bytes(&transform_key(&step.sha256)).await?;
-                    let native = self.host.precompile(&wasm).map_err(|e| {
-                        ControlError::BadRequest(format!("transform `{}`: {e}", step.transform))
-                    })?;
-                    put_once(store, &key, native).await?;
-                    // Another control plane may have stored its own build first: hash what
-                    // is stored, since that is what edges will load.
-                    store.get_bytes(&key).await?.to_vec()
+            let sha256 = match self.precompiled_sha(&key) {
+                Some(sha) => sha,
+                None => {
+                    let sha = sha256_hex(&self.native_code(store, step, &key).await?);
+                    self.precompiled
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(key.clone(), sha.clone());
+                    sha
                 }
-                Err(e) => return Err(e.into()),
             };
             let mut precompiled = BTreeMap::new();
-            precompiled.insert(
-                compat.clone(),
-                Precompiled {
-                    key,
-                    sha256: sha256_hex(&native),
-                },
-            );
+            precompiled.insert(compat.clone(), Precompiled { key, sha256 });
             out.insert(
                 step.sha256.clone(),
                 ManifestTransform {
@@ -498,4 +498,40 @@ impl Transforms {
         }
         Ok(out)
     }
+
+    fn precompiled_sha(&self, key: &str) -> Option<String> {
+        self.precompiled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .cloned()
+    }
+
+    /// The stored native code at `key`, precompiling and storing it first if it is missing.
+    async fn native_code(
+        &self,
+        store: &Store,
+        step: &TransformStep,
+        key: &str,
+    ) -> Result<Vec<u8>, ControlError> {
+        let native = match store.get_bytes(key).await {
+            Ok(b) => b.to_vec(),
+            Err(StorageError::NotFound(_)) => {
+                let wasm = store.get_bytes(&transform_key(&step.sha256)).await?;
+                let native = self.host.precompile(&wasm).map_err(|e| {
+                    ControlError::BadRequest(format!("transform `{}`: {e}", step.transform))
+                })?;
+                put_once(store, key, native).await?;
+                // Another control plane may have stored its own build first: hash what
+                // is stored, since that is what edges will load.
+                store.get_bytes(key).await?.to_vec()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(native)
+    }
+}
+
+fn cache_key(sha: &str, config: &[(String, String)], limits: &Limits) -> String {
+    format!("{sha}|{config:?}|{limits:?}")
 }

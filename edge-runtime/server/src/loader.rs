@@ -5,9 +5,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use fstore_snapshot::{Snapshot, TransformStep};
-use fstore_storage::{Manifest, PointerRead, StorageError, Store};
+use fstore_storage::{Manifest, PointerRead, StorageError, Store, sha256_hex};
 use fstore_wasm_host::{Host, HostConfig, Limits, LoadError, Transform};
-use sha2::{Digest, Sha256};
 
 use crate::{Catalog, EdgeError, EdgeState, LoadedView, OnDemandSpec};
 
@@ -339,10 +338,6 @@ impl Loader {
             tokio::time::sleep(interval).await;
         }
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
 }
 
 /// Runs CPU-bound work (hashing, compiling) off the async threads.

@@ -22,7 +22,6 @@ use fstore_storage::{
     Store, precompiled_key, snapshot_key, transform_key,
 };
 use serde_json::{Value as Json, json};
-use sha2::{Digest, Sha256};
 
 const NOW: i64 = 1_800_000_000_000_000;
 
@@ -36,10 +35,6 @@ fn components_dir() -> PathBuf {
 fn wasm(name: &str) -> Vec<u8> {
     let path = components_dir().join(format!("{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
 }
 
 /// The test process's one engine, with the edge's default settings.
@@ -67,7 +62,7 @@ fn cwasm(name: &str) -> Arc<Vec<u8>> {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fstore-edge-cwasm");
         let file = dir.join(format!(
             "{name}-{}-{}.cwasm",
-            &sha256(&bytes)[..16],
+            &fstore_storage::sha256_hex(&bytes)[..16],
             h.compatibility_key()
         ));
         if let Ok(c) = std::fs::read(&file) {
@@ -142,7 +137,7 @@ fn step(name: &str, inputs: &[&str], config: &[(&str, &str)], limits: Limits) ->
     Step {
         step: TransformStep {
             transform: name.into(),
-            sha256: sha256(&wasm(name)),
+            sha256: fstore_storage::sha256_hex(&wasm(name)),
             inputs: inputs.iter().map(|s| s.to_string()).collect(),
             outputs,
             config,
@@ -972,7 +967,7 @@ impl Published {
         wasm_bytes: Vec<u8>,
         precompiled: Option<(Vec<u8>, String)>,
     ) -> (String, ManifestTransform) {
-        let sha = sha256(&wasm(name));
+        let sha = fstore_storage::sha256_hex(&wasm(name));
         let wasm_key = transform_key(&sha);
         let _ = self.store.put_new(&wasm_key, wasm_bytes.into()).await;
         let mut entry = ManifestTransform {
@@ -1045,7 +1040,7 @@ async fn the_loader_verifies_precompiled_artifacts_and_falls_back_to_the_wasm() 
     let p = Published::new().await;
     let (mut loader, state) = p.loader();
     let pre = cwasm("next_offer").to_vec();
-    let pre_sha = sha256(&pre);
+    let pre_sha = fstore_storage::sha256_hex(&pre);
 
     // 1. A good precompiled artifact is used: the `.wasm` beside it is garbage, and the view
     //    works all the same.
@@ -1096,7 +1091,7 @@ async fn the_loader_verifies_precompiled_artifacts_and_falls_back_to_the_wasm() 
         .component(
             "next_offer",
             wasm("next_offer"),
-            Some((b"tampered".to_vec(), sha256(&pre))),
+            Some((b"tampered".to_vec(), fstore_storage::sha256_hex(&pre))),
         )
         .await;
     p3.publish(1, vec![next_offer()], vec![t]).await;
@@ -1112,7 +1107,7 @@ async fn a_republish_reuses_loaded_components() {
     let p = Published::new().await;
     let (mut loader, state) = p.loader();
     let pre = cwasm("next_offer").to_vec();
-    let pre_sha = sha256(&pre);
+    let pre_sha = fstore_storage::sha256_hex(&pre);
     let t = p
         .component("next_offer", wasm("next_offer"), Some((pre, pre_sha)))
         .await;
@@ -1184,7 +1179,7 @@ async fn over_http_a_misbehaving_transform_fails_only_its_features() {
     let p = Published::new().await;
     let precompiled = |name: &str| {
         let c = cwasm(name).to_vec();
-        let s = sha256(&c);
+        let s = fstore_storage::sha256_hex(&c);
         (c, s)
     };
     let offer = p

@@ -12,6 +12,13 @@ pub fn manifest_key(seq: u64) -> String {
     format!("manifests/{seq:020}.json")
 }
 
+/// The content address of a stored artifact: lowercase hex sha256 of its bytes. Components are
+/// stored under it and manifests record it, so both planes must compute it the same way.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(bytes))
+}
+
 /// Key of a transform component, addressed by the sha256 of its bytes: the same component
 /// registered twice is stored once, and a key never changes meaning.
 pub fn transform_key(sha256: &str) -> String {

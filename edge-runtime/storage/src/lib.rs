@@ -13,7 +13,9 @@ mod manifest;
 mod store;
 
 pub use fstore_snapshot::FeatureRef;
-pub use layout::{POINTER_KEY, manifest_key, precompiled_key, snapshot_key, transform_key};
+pub use layout::{
+    POINTER_KEY, manifest_key, precompiled_key, sha256_hex, snapshot_key, transform_key,
+};
 pub use manifest::{
     MANIFEST_FORMAT, Manifest, ManifestOnDemand, ManifestTransform, ManifestView, Pointer,
     Precompiled,
