@@ -18,6 +18,6 @@ pub use error::{ApiError, EdgeError};
 /// The WebAssembly host on-demand views run in (its configuration is part of [`EdgeConfig`]).
 pub use fstore_wasm_host as wasm;
 pub use http::{EdgeState, router, serve};
-pub use loader::Loader;
+pub use loader::{Components, Loader, build_catalog};
 pub use metrics::{Metrics, OnDemandMetrics};
 pub use ondemand::{OnDemandSpec, OnDemandView};

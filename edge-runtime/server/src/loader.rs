@@ -1,5 +1,5 @@
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use fstore_snapshot::{Snapshot, TransformStep};
 use fstore_storage::{Manifest, PointerRead, StorageError, Store, sha256_hex};
 use fstore_wasm_host::{Host, HostConfig, Limits, LoadError, Transform};
 
-use crate::{Catalog, EdgeError, EdgeState, LoadedView, OnDemandSpec};
+use crate::{Catalog, EdgeError, EdgeState, LoadedView, Metrics, OnDemandSpec};
 
 /// What makes two steps share one loaded component: the same code, configuration and budget
 /// (the budget is fixed when a component is loaded).
@@ -66,13 +66,10 @@ impl LoadFailure {
     }
 }
 
-/// Polls the live pointer and swaps in new manifests. Owns the local snapshot cache and the
-/// loaded transform components.
-pub struct Loader {
-    store: Store,
-    cache_dir: PathBuf,
-    state: Arc<EdgeState>,
-    etag: Option<String>,
+/// The WebAssembly engine and the transform components catalogs run, kept across catalogs so
+/// that a re-publish does not recompile. An edge's [`Loader`] keeps one for its lifetime; a
+/// one-shot reader (`fstore get --version`) makes one for the catalog it builds.
+pub struct Components {
     host_config: HostConfig,
     /// The process's one WebAssembly engine, created when the first manifest with on-demand
     /// views arrives, so an edge without any reserves no memory pool and runs no epoch thread.
@@ -82,10 +79,62 @@ pub struct Loader {
     /// The components the served catalog uses (the cache keeps these and the next ones, so
     /// the previous catalog's survive one swap).
     live_transforms: HashSet<TransformKey>,
-    /// The served catalog misses a component for a reason that may pass: the next poll
-    /// rebuilds it even though the pointer has not moved (cheap: snapshots and the components
-    /// that did load are reused).
+    /// The last catalog built misses a component for a reason that may pass.
     retry: bool,
+}
+
+impl std::fmt::Debug for Components {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Components")
+            .field("loaded", &self.transforms.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Components {
+    /// No engine yet: it is created with `host_config` when a manifest first needs one.
+    pub fn new(host_config: HostConfig) -> Self {
+        Self {
+            host_config,
+            host: None,
+            transforms: HashMap::new(),
+            live_transforms: HashSet::new(),
+            retry: false,
+        }
+    }
+
+    /// How many components are loaded.
+    pub fn loaded(&self) -> usize {
+        self.transforms.len()
+    }
+
+    /// Whether the last catalog built misses a component for a reason that may pass, so
+    /// building it again may succeed.
+    pub fn retry(&self) -> bool {
+        self.retry
+    }
+
+    fn host(&mut self) -> Result<Arc<Host>, String> {
+        if let Some(h) = &self.host {
+            return Ok(h.clone());
+        }
+        let h = Arc::new(
+            Host::new(self.host_config.clone())
+                .map_err(|e| format!("the WebAssembly engine could not start: {e}"))?,
+        );
+        self.host = Some(h.clone());
+        Ok(h)
+    }
+}
+
+/// Polls the live pointer and swaps in new manifests. Owns the local snapshot cache and the
+/// loaded transform components.
+pub struct Loader {
+    store: Store,
+    cache_dir: PathBuf,
+    state: Arc<EdgeState>,
+    etag: Option<String>,
+    components: Components,
 }
 
 impl std::fmt::Debug for Loader {
@@ -103,58 +152,49 @@ impl Loader {
             cache_dir,
             state,
             etag: None,
-            host_config: HostConfig::default(),
-            host: None,
-            transforms: HashMap::new(),
-            live_transforms: HashSet::new(),
-            retry: false,
+            components: Components::new(HostConfig::default()),
         }
     }
 
     /// The engine settings the host is created with when first needed.
     pub fn with_host_config(mut self, config: HostConfig) -> Self {
-        self.host_config = config;
+        self.components.host_config = config;
         self
     }
 
     /// Uses `host` rather than creating one: for embedders (and tests) that already run an
     /// engine in this process.
     pub fn with_host(mut self, host: Arc<Host>) -> Self {
-        self.host = Some(host);
+        self.components.host = Some(host);
         self
-    }
-
-    fn host(&mut self) -> Result<Arc<Host>, String> {
-        if let Some(h) = &self.host {
-            return Ok(h.clone());
-        }
-        let h = Arc::new(
-            Host::new(self.host_config.clone())
-                .map_err(|e| format!("the WebAssembly engine could not start: {e}"))?,
-        );
-        self.host = Some(h.clone());
-        Ok(h)
     }
 
     /// One poll: returns whether a new manifest was swapped in. On error nothing changes:
     /// the edge keeps serving what it has.
     pub async fn poll_once(&mut self) -> Result<bool, EdgeError> {
-        let known = if self.retry {
-            None
-        } else {
-            self.etag.as_deref()
-        };
+        // The served catalog misses a component for a reason that may pass: rebuild it even
+        // though the pointer has not moved (cheap: snapshots and loaded components are reused).
+        let retry = self.components.retry;
+        let known = if retry { None } else { self.etag.as_deref() };
         let (pointer, etag) = match self.store.read_pointer(known).await? {
             PointerRead::Missing | PointerRead::NotModified => return Ok(false),
             PointerRead::Found { pointer, etag } => (pointer, etag),
         };
         let current = self.state.catalog.load_full();
-        if !self.retry && current.as_ref().is_some_and(|c| c.seq == pointer.seq) {
+        if !retry && current.as_ref().is_some_and(|c| c.seq == pointer.seq) {
             self.etag = etag;
             return Ok(false);
         }
         let manifest = self.store.read_manifest(&pointer.manifest).await?;
-        let catalog = self.build(&manifest, current.as_deref()).await?;
+        let catalog = build_catalog(
+            &self.store,
+            &manifest,
+            &self.cache_dir,
+            current.as_deref(),
+            &mut self.components,
+            &self.state.metrics,
+        )
+        .await?;
         let previous = self.state.catalog.swap(Some(Arc::new(catalog)));
         // Keep the previous catalog (and so its mapped files) for rollback and inspection.
         self.state.previous.store(previous);
@@ -169,136 +209,9 @@ impl Loader {
         Ok(true)
     }
 
-    async fn build(
-        &mut self,
-        manifest: &Manifest,
-        current: Option<&Catalog>,
-    ) -> Result<Catalog, EdgeError> {
-        tokio::fs::create_dir_all(&self.cache_dir)
-            .await
-            .map_err(|source| EdgeError::Io {
-                path: self.cache_dir.display().to_string(),
-                source,
-            })?;
-        let mut views = Vec::with_capacity(manifest.views.len());
-        for (name, mv) in &manifest.views {
-            if let Some(v) = current
-                .and_then(|c| c.view(name))
-                .filter(|v| v.version == mv.version && v.checksum == mv.checksum)
-            {
-                views.push(v.clone());
-                continue;
-            }
-            let file = self
-                .cache_dir
-                .join(format!("{name}-{:020}.fss", mv.version));
-            if !file.exists() {
-                self.store.download(&mv.key, &file).await?;
-            }
-            let path = file.clone();
-            // Mapping verifies the whole body checksum: CPU work, off the async threads.
-            let opened = tokio::task::spawn_blocking(move || Snapshot::open(&path))
-                .await
-                .map_err(|e| EdgeError::Io {
-                    path: file.display().to_string(),
-                    source: std::io::Error::other(e),
-                })?;
-            let snapshot = match opened {
-                Ok(s) => s,
-                Err(source) => {
-                    // A corrupt download must not poison the cache for the next poll.
-                    let _ = std::fs::remove_file(&file);
-                    return Err(EdgeError::Snapshot {
-                        key: mv.key.clone(),
-                        source,
-                    });
-                }
-            };
-            let actual = format!("{:016x}", snapshot.checksum());
-            if actual != mv.checksum {
-                let _ = std::fs::remove_file(&file);
-                return Err(EdgeError::ChecksumMismatch {
-                    key: mv.key.clone(),
-                    expected: mv.checksum.clone(),
-                    actual,
-                });
-            }
-            views.push(Arc::new(LoadedView::new(snapshot, actual, Some(file))));
-        }
-        let on_demand = self.load_on_demand(manifest).await;
-        let catalog = Catalog::with_on_demand(manifest.seq, views, on_demand, &manifest.services);
-        for (name, why) in &catalog.broken_services {
-            tracing::warn!(service = %name, reason = %why, "feature service cannot be served");
-        }
-        for (name, why) in catalog.broken_on_demand() {
-            tracing::warn!(
-                view = %name,
-                reason = %why,
-                "on-demand view cannot be computed; its features answer TRANSFORM_ERROR"
-            );
-        }
-        Ok(catalog)
-    }
-
-    /// Loads the components of every on-demand view of `manifest`, reusing those already
-    /// loaded. Never fails: a component that cannot be loaded makes its views unavailable.
-    /// Called only once the manifest's snapshots are in, so the catalog it feeds is swapped in.
-    async fn load_on_demand(&mut self, manifest: &Manifest) -> Vec<OnDemandSpec> {
-        let mut specs = Vec::with_capacity(manifest.on_demand.len());
-        let mut used = HashSet::new();
-        let mut failed: HashMap<TransformKey, String> = HashMap::new();
-        let mut retry = false;
-        // Only a manifest with on-demand views starts the engine.
-        let host = match manifest.on_demand.is_empty() {
-            true => Err("no engine needed".to_string()),
-            false => self.host(),
-        };
-        for (name, def) in &manifest.on_demand {
-            let mut transforms = Vec::with_capacity(def.steps.len());
-            for step in &def.steps {
-                let key = TransformKey::of(step);
-                let loaded = match (&host, self.transforms.get(&key), failed.get(&key)) {
-                    (Err(e), _, _) => Err(e.clone()),
-                    (Ok(_), Some(t), _) => Ok(t.clone()),
-                    (Ok(_), None, Some(e)) => Err(e.clone()),
-                    (Ok(host), None, None) => {
-                        match load_transform(&self.store, host, manifest, step).await {
-                            Ok(t) => {
-                                let t = Arc::new(t);
-                                self.transforms.insert(key.clone(), t.clone());
-                                Ok(t)
-                            }
-                            Err(f) => {
-                                retry |= f.retryable;
-                                failed.insert(key.clone(), f.message.clone());
-                                Err(f.message)
-                            }
-                        }
-                    }
-                };
-                if loaded.is_ok() {
-                    used.insert(key);
-                }
-                transforms.push(loaded);
-            }
-            specs.push(OnDemandSpec {
-                name: name.clone(),
-                definition: def.clone(),
-                transforms,
-                metrics: self.state.metrics.on_demand(name),
-            });
-        }
-        let live = std::mem::take(&mut self.live_transforms);
-        self.transforms
-            .retain(|k, _| used.contains(k) || live.contains(k));
-        self.live_transforms = used;
-        self.retry = retry;
-        specs
-    }
-
     /// How many components are loaded (the current and the previous catalog's).
     pub fn loaded_transforms(&self) -> usize {
-        self.transforms.len()
+        self.components.loaded()
     }
 
     /// Deletes cached snapshot files neither the current nor the previous catalog uses.
@@ -338,6 +251,144 @@ impl Loader {
             tokio::time::sleep(interval).await;
         }
     }
+}
+
+/// Builds the catalog an edge serves for `manifest`: downloads its snapshots into `cache_dir`
+/// (unless already there), verifies and maps them, and loads the components of its on-demand
+/// views into `components`. Views of `current` with the same version and checksum are reused.
+/// The edge's loader and one-shot readers (`fstore get --version`) both build catalogs here,
+/// so both answer a request the same way. Fails if any snapshot cannot be loaded; an on-demand
+/// view whose component cannot be loaded only makes that view unavailable.
+pub async fn build_catalog(
+    store: &Store,
+    manifest: &Manifest,
+    cache_dir: &Path,
+    current: Option<&Catalog>,
+    components: &mut Components,
+    metrics: &Metrics,
+) -> Result<Catalog, EdgeError> {
+    tokio::fs::create_dir_all(cache_dir)
+        .await
+        .map_err(|source| EdgeError::Io {
+            path: cache_dir.display().to_string(),
+            source,
+        })?;
+    let mut views = Vec::with_capacity(manifest.views.len());
+    for (name, mv) in &manifest.views {
+        if let Some(v) = current
+            .and_then(|c| c.view(name))
+            .filter(|v| v.version == mv.version && v.checksum == mv.checksum)
+        {
+            views.push(v.clone());
+            continue;
+        }
+        let file = cache_dir.join(format!("{name}-{:020}.fss", mv.version));
+        if !file.exists() {
+            store.download(&mv.key, &file).await?;
+        }
+        let path = file.clone();
+        // Mapping verifies the whole body checksum: CPU work, off the async threads.
+        let opened = tokio::task::spawn_blocking(move || Snapshot::open(&path))
+            .await
+            .map_err(|e| EdgeError::Io {
+                path: file.display().to_string(),
+                source: std::io::Error::other(e),
+            })?;
+        let snapshot = match opened {
+            Ok(s) => s,
+            Err(source) => {
+                // A corrupt download must not poison the cache for the next poll.
+                let _ = std::fs::remove_file(&file);
+                return Err(EdgeError::Snapshot {
+                    key: mv.key.clone(),
+                    source,
+                });
+            }
+        };
+        let actual = format!("{:016x}", snapshot.checksum());
+        if actual != mv.checksum {
+            let _ = std::fs::remove_file(&file);
+            return Err(EdgeError::ChecksumMismatch {
+                key: mv.key.clone(),
+                expected: mv.checksum.clone(),
+                actual,
+            });
+        }
+        views.push(Arc::new(LoadedView::new(snapshot, actual, Some(file))));
+    }
+    let on_demand = load_on_demand(store, manifest, components, metrics).await;
+    let catalog = Catalog::with_on_demand(manifest.seq, views, on_demand, &manifest.services);
+    for (name, why) in &catalog.broken_services {
+        tracing::warn!(service = %name, reason = %why, "feature service cannot be served");
+    }
+    for (name, why) in catalog.broken_on_demand() {
+        tracing::warn!(
+            view = %name,
+            reason = %why,
+            "on-demand view cannot be computed; its features answer TRANSFORM_ERROR"
+        );
+    }
+    Ok(catalog)
+}
+
+/// Loads the components of every on-demand view of `manifest`, reusing those already
+/// loaded. Never fails: a component that cannot be loaded makes its views unavailable.
+/// Called only once the manifest's snapshots are in, so the catalog it feeds is swapped in.
+async fn load_on_demand(
+    store: &Store,
+    manifest: &Manifest,
+    components: &mut Components,
+    metrics: &Metrics,
+) -> Vec<OnDemandSpec> {
+    let mut specs = Vec::with_capacity(manifest.on_demand.len());
+    let mut used = HashSet::new();
+    let mut failed: HashMap<TransformKey, String> = HashMap::new();
+    let mut retry = false;
+    // Only a manifest with on-demand views starts the engine.
+    let host = match manifest.on_demand.is_empty() {
+        true => Err("no engine needed".to_string()),
+        false => components.host(),
+    };
+    for (name, def) in &manifest.on_demand {
+        let mut transforms = Vec::with_capacity(def.steps.len());
+        for step in &def.steps {
+            let key = TransformKey::of(step);
+            let loaded = match (&host, components.transforms.get(&key), failed.get(&key)) {
+                (Err(e), _, _) => Err(e.clone()),
+                (Ok(_), Some(t), _) => Ok(t.clone()),
+                (Ok(_), None, Some(e)) => Err(e.clone()),
+                (Ok(host), None, None) => match load_transform(store, host, manifest, step).await {
+                    Ok(t) => {
+                        let t = Arc::new(t);
+                        components.transforms.insert(key.clone(), t.clone());
+                        Ok(t)
+                    }
+                    Err(f) => {
+                        retry |= f.retryable;
+                        failed.insert(key.clone(), f.message.clone());
+                        Err(f.message)
+                    }
+                },
+            };
+            if loaded.is_ok() {
+                used.insert(key);
+            }
+            transforms.push(loaded);
+        }
+        specs.push(OnDemandSpec {
+            name: name.clone(),
+            definition: def.clone(),
+            transforms,
+            metrics: metrics.on_demand(name),
+        });
+    }
+    let live = std::mem::take(&mut components.live_transforms);
+    components
+        .transforms
+        .retain(|k, _| used.contains(k) || live.contains(k));
+    components.live_transforms = used;
+    components.retry = retry;
+    specs
 }
 
 /// Runs CPU-bound work (hashing, compiling) off the async threads.

@@ -22,7 +22,7 @@ pub use key::{KeyBuf, KeyError, KeyPart, decode_key};
 pub use reader::{Row, Snapshot};
 pub use schema::{FeatureRef, FeatureType, Field, KeyType, SnapshotSchema};
 pub use step::{DEFAULT_FUEL, DEFAULT_TIMEOUT_MS, SQL_STEP, TransformStep};
-pub use time::format_rfc3339_micros;
+pub use time::{civil_from_days, format_rfc3339_micros};
 pub use value::{F64List, Value};
 pub use writer::SnapshotWriter;
 

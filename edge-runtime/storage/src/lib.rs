@@ -7,10 +7,14 @@
 //! - `manifests/<seq>.json`: one immutable manifest per publish (what every view's live version
 //!   is, and the feature services);
 //! - `live.json`: the pointer to the current manifest, the only object ever overwritten.
+//!
+//! Every manifest still in the store is a version one can read back ([`Store::manifest_at`],
+//! [`Store::manifest_as_of`]); [`Store::prune`] is the retention that bounds how many are kept.
 
 mod layout;
 mod manifest;
 mod store;
+mod versions;
 
 pub use fstore_snapshot::FeatureRef;
 pub use layout::{
@@ -21,6 +25,7 @@ pub use manifest::{
     Precompiled,
 };
 pub use store::{PointerRead, Store};
+pub use versions::{PruneReport, PublishedVersion, Versions};
 
 /// Errors talking to object storage, with the location that failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +38,24 @@ pub enum StorageError {
     AlreadyExists(String),
     #[error("live pointer already at manifest {current}, refusing to move it back to {attempted}")]
     Stale { current: u64, attempted: u64 },
+    #[error("nothing has been published to `{0}` yet")]
+    NothingPublished(String),
+    #[error("published version {seq} is not kept in `{url}`: {reason}")]
+    VersionNotKept {
+        seq: u64,
+        url: String,
+        reason: String,
+    },
+    #[error(
+        "nothing was live in `{url}` at {at}: the oldest version kept, {seq}, was published at \
+         {created_at}"
+    )]
+    BeforeFirstVersion {
+        at: String,
+        url: String,
+        seq: u64,
+        created_at: String,
+    },
     #[error("invalid `{key}`: {reason}")]
     Decode { key: String, reason: String },
     #[error("object store error on `{key}`: {source}")]

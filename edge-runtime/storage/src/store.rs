@@ -192,6 +192,20 @@ impl Store {
         Ok(())
     }
 
+    /// Writes or replaces an object that is not part of a published version (an exported
+    /// training set, say), where last-writer-wins is what the caller asked for.
+    pub async fn put_replace(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
+        self.inner
+            .put_opts(
+                &self.path(key),
+                PutPayload::from(bytes),
+                PutOptions::default(),
+            )
+            .await
+            .map_err(store_err(key))?;
+        Ok(())
+    }
+
     pub async fn get_bytes(&self, key: &str) -> Result<Bytes, StorageError> {
         let r = self
             .inner
