@@ -1,15 +1,28 @@
-//! The fstore offline engine: reads a feature view's batch source (Parquet or CSV files in a
-//! data lake) with Arrow, keeps the latest row per entity, and encodes the result as an
-//! immutable snapshot ready to publish, running the view's transform components over the kept
-//! rows in batches.
+//! The fstore offline engine: reads a feature view's batch source (Parquet, CSV or JSON-lines
+//! files in a data lake, or a PostgreSQL query) with Arrow, keeps the latest row per entity,
+//! and encodes the result as an immutable snapshot ready to publish, running the view's
+//! transform components over the kept rows in batches.
 
+mod aggregate;
 mod columns;
+mod glob;
+mod historical;
+mod jsonl;
 mod materialize;
+mod partition;
+mod pit;
+mod postgres;
 mod source;
+mod table;
 mod transform;
+mod view;
 
+pub use historical::{
+    HistoricalRequest, TrainingSet, historical, read_entity_rows, write_training_set,
+};
 pub use materialize::{Materialized, materialize};
-pub use source::{SourceFile, list_source_files, read_source};
+pub use pit::{EventIndex, Group, concat_columns, gather, point_in_time_join};
+pub use source::{SourceFile, SourceFiles, SourceLocation, list_source_files, read_source};
 
 /// Why a materialization failed. Source problems name the file and, for bad rows, the row.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +37,9 @@ pub enum OfflineError {
     },
     #[error("source file `{file}`: {message}")]
     File { file: String, message: String },
+    /// A PostgreSQL source failed; `url` has its password redacted.
+    #[error("PostgreSQL source `{url}`: {message}")]
+    Postgres { url: String, message: String },
     #[error("source file `{file}`, row {row}: {message}")]
     Row {
         file: String,
@@ -36,6 +52,12 @@ pub enum OfflineError {
         transform: String,
         message: String,
     },
+    /// A point-in-time join was given inputs it cannot join (types, lengths, ttl).
+    #[error("point-in-time join: {0}")]
+    Join(String),
+    /// A training-set request that cannot be answered as asked.
+    #[error("historical retrieval: {0}")]
+    Historical(String),
     #[error("storage: {0}")]
     Storage(#[from] fstore_storage::StorageError),
     #[error("snapshot: {0}")]

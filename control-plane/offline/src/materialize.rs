@@ -1,18 +1,15 @@
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use xxhash_rust::xxh3::Xxh3Builder;
-
-use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
-use arrow::record_batch::RecordBatch;
-use fstore_snapshot::{FeatureType, Field, KeyBuf, KeyType, SnapshotSchema, SnapshotWriter, Value};
-use fstore_spec::{Definitions, FeatureDef, SourceFormat};
+use arrow::array::{Array, ArrayRef, UInt32Array};
+use fstore_snapshot::{Field, KeyBuf, KeyType, SnapshotSchema, SnapshotWriter, Value};
+use fstore_spec::{Definitions, FeatureView};
 
 use crate::OfflineError;
-use crate::columns::{Col, key_target, normalize, target_type};
-use crate::source::{list_source_files, read_source};
-use crate::transform::run_steps;
+use crate::aggregate::{Query, evaluate};
+use crate::columns::Col;
+use crate::pit::{EventIndex, gather};
+use crate::table::{load_table, stored_features};
+use crate::view::complete;
 
 /// The outcome of one materialization: snapshot bytes plus what happened to the rows.
 #[derive(Debug)]
@@ -27,7 +24,7 @@ pub struct Materialized {
     pub rows_written: u64,
     /// Entities whose latest row was older than the ttl at materialization time.
     pub rows_expired: u64,
-    /// Rows for entities that had a newer row.
+    /// Rows for entities that had a newer row (or that an aggregation folded).
     pub rows_superseded: u64,
 }
 
@@ -47,22 +44,42 @@ impl Materialized {
     }
 }
 
-/// Where an entity's latest row is: (batch, row in batch, event micros, created micros).
-type Latest = (u32, u32, i64, i64);
-
-/// One batch with its columns normalized: keys, event time, created time, then features.
-struct Prepared {
-    file: usize,
-    first_row: u64,
-    keys: Vec<ArrayRef>,
-    event: ArrayRef,
-    created: Option<ArrayRef>,
-    features: Vec<ArrayRef>,
+fn ttl_micros(view: &FeatureView) -> i64 {
+    i64::try_from(view.ttl_seconds)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_000_000)
 }
 
-/// Materializes `view` as snapshot `version`: reads every file of its source, keeps the
-/// latest row per entity key (by event timestamp, then created timestamp), drops entities
-/// whose latest row is older than the ttl as of `now_micros`, and encodes the rest.
+/// The event-time interval an evaluation of `view` between `from` and `to` needs, for
+/// partition pruning: None when it needs all history.
+pub(crate) fn read_range(view: &FeatureView, from: i64, to: i64) -> Option<(i64, i64)> {
+    let ttl = ttl_micros(view);
+    if view.is_aggregate() {
+        // Recency and the entity set look back as far as the ttl; windows as far as the
+        // longest window. Without a ttl an entity's last event may be arbitrarily old.
+        let lookback = view.lookback_seconds()?;
+        if ttl == 0 {
+            return None;
+        }
+        let lookback = i64::try_from(lookback)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000)
+            .max(ttl);
+        Some((from.saturating_sub(lookback), to))
+    } else if ttl > 0 {
+        Some((from.saturating_sub(ttl), to))
+    } else {
+        Some((i64::MIN, to))
+    }
+}
+
+/// Materializes `view` as snapshot `version`, as of `now_micros`.
+///
+/// A plain view keeps each entity's latest row with event time ≤ now (ties broken by the
+/// created timestamp, then by the later row), if it is no older than the ttl. An aggregating
+/// view folds each entity's events into its windows as of now, for entities whose latest
+/// event is within the ttl. Both follow the rules historical retrieval uses, through the same
+/// code, so a training set as of now equals the snapshot.
 ///
 /// A row with a null join key or event timestamp fails the whole run, naming the file and
 /// row: the caller publishes nothing, so the live snapshot stays.
@@ -86,138 +103,35 @@ pub async fn materialize(
             transforms.len()
         )));
     }
-    // Only stored features come from the source; the rest are computed after the latest row
-    // per key is known.
-    let stored: Vec<&FeatureDef> = view.features.iter().filter(|f| f.is_stored()).collect();
-    let source = defs.source(&view.source).ok_or_else(|| {
-        OfflineError::UnknownView(format!("{view_name} (source `{}` missing)", view.source))
-    })?;
+    let stored = stored_features(view);
     let keys: Vec<Field<KeyType>> = defs.view_keys(view);
+    let table = load_table(defs, view, read_range(view, now_micros, now_micros)).await?;
+    let index = EventIndex::build(&table.keys, &table.event, table.created.as_ref())?;
+    let ttl = ttl_micros(view);
 
-    let mut columns: Vec<String> = keys.iter().map(|k| k.name.clone()).collect();
-    columns.push(source.timestamp_field.clone());
-    if let Some(c) = &source.created_timestamp_field {
-        columns.push(c.clone());
-    }
-    let feature_cols: Vec<String> = stored.iter().map(|f| f.column().to_string()).collect();
-    for c in &feature_cols {
-        if !columns.contains(c) {
-            columns.push(c.clone());
-        }
-    }
-    let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
-    let mut typed: Vec<(String, DataType)> = keys
-        .iter()
-        .map(|k| (k.name.clone(), key_target(k.ty)))
-        .collect();
-    typed.push((source.timestamp_field.clone(), ts.clone()));
-    if let Some(c) = &source.created_timestamp_field {
-        typed.push((c.clone(), ts.clone()));
-    }
-    for f in &stored {
-        if source.format == SourceFormat::Csv && f.ty == fstore_snapshot::FeatureType::ListFloat64 {
-            return Err(OfflineError::File {
-                file: source.path.clone(),
-                message: format!(
-                    "feature `{}` is list<float64>, which CSV sources cannot hold; use Parquet",
-                    f.name
-                ),
-            });
-        }
-        typed.push((f.column().to_string(), target_type(f.ty)));
-    }
-
-    let files = list_source_files(source).await?;
-    let mut prepared: Vec<Prepared> = Vec::new();
-    let mut rows_read = 0u64;
-    for (fi, file) in files.iter().enumerate() {
-        let batches = read_source(file, source.format, &columns, &typed).await?;
-        let mut first_row = 0u64;
-        for batch in batches {
-            let p = prepare(
-                &batch,
-                fi,
-                first_row,
-                &keys,
-                source,
-                &feature_cols,
-                &stored,
-                &file.display,
-            )?;
-            first_row += batch.num_rows() as u64;
-            prepared.push(p);
-        }
-        rows_read += first_row;
-    }
-
-    // Latest row per key. Keys are compared as their canonical encoding.
-    // Sized for about one row per entity, not for every source row (history has many rows per
-    // key); xxh3 instead of SipHash, since keys come from our own files, not from attackers.
-    let mut best: HashMap<Vec<u8>, Latest, Xxh3Builder> =
-        HashMap::with_capacity_and_hasher((rows_read as usize / 4).max(1024), Xxh3Builder::new());
-    let mut kb = KeyBuf::new();
-    for (bi, p) in prepared.iter().enumerate() {
-        let key_cols: Vec<Col<'_>> = p.keys.iter().filter_map(Col::of).collect();
-        let ev = p.event.as_primitive::<TimestampMicrosecondType>();
-        let cr = p
-            .created
-            .as_ref()
-            .map(|c| c.as_primitive::<TimestampMicrosecondType>());
-        for row in 0..ev.len() {
-            let file_row = p.first_row + row as u64 + 1;
-            let row_err = |message: String| OfflineError::Row {
-                file: files[p.file].display.clone(),
-                row: file_row,
-                message,
-            };
-            kb.clear();
-            for (ki, c) in key_cols.iter().enumerate() {
-                match c.value(row) {
-                    Value::Int64(v) => kb.push_i64(v),
-                    Value::String(s) => kb.push_str(s),
-                    _ => return Err(row_err(format!("join key `{}` is null", keys[ki].name))),
-                }
-            }
-            if ev.is_null(row) {
-                return Err(row_err(format!(
-                    "event timestamp `{}` is null",
-                    source.timestamp_field
-                )));
-            }
-            let e = ev.value(row);
-            let c = cr
-                .map(|c| {
-                    if c.is_null(row) {
-                        i64::MIN
-                    } else {
-                        c.value(row)
-                    }
-                })
-                .unwrap_or(i64::MIN);
-            let cand = (bi as u32, row as u32, e, c);
-            match best.get_mut(kb.as_bytes()) {
-                Some(cur) => {
-                    if (e, c) > (cur.2, cur.3) {
-                        *cur = cand;
-                    }
-                }
-                None => {
-                    best.insert(kb.as_bytes().to_vec(), cand);
-                }
+    // The row each kept entity is written under: its latest row as of now.
+    let mut kept: Vec<u32> = Vec::with_capacity(index.groups());
+    let mut queries: Vec<Option<Query<'_>>> = Vec::new();
+    for g in index.iter() {
+        if let Some(row) = g.latest_at(now_micros, ttl) {
+            kept.push(row);
+            if view.is_aggregate() {
+                queries.push(Some(Query {
+                    rows: g.rows,
+                    events: g.events,
+                    t: now_micros,
+                }));
             }
         }
     }
-
-    let cutoff = if view.ttl_seconds > 0 {
-        now_micros.saturating_sub((view.ttl_seconds as i64).saturating_mul(1_000_000))
+    let kept_rows = UInt32Array::from(kept.clone());
+    let stored_cols: Vec<ArrayRef> = if view.is_aggregate() {
+        evaluate(&stored, &table.inputs, &queries)?
     } else {
-        i64::MIN
+        let inputs: Vec<ArrayRef> = table.inputs.iter().flatten().cloned().collect();
+        gather(&inputs, &kept_rows)?
     };
-    let distinct = best.len() as u64;
-    let mut keep: Vec<(Vec<u8>, Latest)> =
-        best.into_iter().filter(|(_, v)| v.2 >= cutoff).collect();
-    // Deterministic output: source order.
-    keep.sort_unstable_by_key(|(_, v)| (v.0, v.1));
+    let columns = complete(view, kept.len(), stored_cols, transforms)?;
 
     let schema = SnapshotSchema {
         view: view.name.clone(),
@@ -235,128 +149,45 @@ pub async fn materialize(
         created_at_micros: now_micros,
     };
     let mut writer = SnapshotWriter::new(schema)?;
-    writer.reserve(keep.len(), 64 + view.features.len() * 10);
-    let cols: Vec<Vec<Col<'_>>> = prepared
-        .iter()
-        .map(|p| p.features.iter().filter_map(Col::of).collect())
-        .collect();
-    let stored_names: Vec<(&str, FeatureType)> =
-        stored.iter().map(|f| (f.name.as_str(), f.ty)).collect();
-    let read = |si: usize, i: usize| {
-        let (_, (bi, row, _, _)) = &keep[i];
-        cols[*bi as usize][si].value(*row as usize)
-    };
-    let computed = run_steps(
-        &view.name,
-        &view.steps,
-        transforms,
-        keep.len(),
-        &stored_names,
-        &read,
-    )?;
-    // Where each feature's value comes from: a stored column or a computed one.
-    let mut sources = Vec::with_capacity(view.features.len());
-    for f in &view.features {
-        let source = if f.is_stored() {
-            Slot::Stored(stored.iter().position(|s| s.name == f.name).unwrap_or(0))
-        } else {
-            match computed.iter().rposition(|c| c.name == f.name) {
-                Some(ci) => Slot::Computed(ci),
-                None => {
-                    return Err(OfflineError::UnknownView(format!(
-                        "{view_name} (feature `{}` is computed by no transform step; re-apply the definitions)",
-                        f.name
-                    )));
-                }
-            }
-        };
-        sources.push(source);
+    writer.reserve(kept.len(), 64 + view.features.len() * 10);
+    let key_cols: Vec<Col<'_>> = table.keys.iter().filter_map(Col::of).collect();
+    let cols: Vec<Col<'_>> = columns.iter().filter_map(Col::of).collect();
+    if cols.len() != columns.len() || key_cols.len() != table.keys.len() {
+        return Err(OfflineError::UnknownView(format!(
+            "{view_name} (a column has an unexpected type)"
+        )));
     }
-    let mut values: Vec<Value<'_>> = Vec::with_capacity(view.features.len());
-    for (i, (key, (bi, row, e, c))) in keep.iter().enumerate() {
+    let created = table.created.as_ref();
+    let mut kb = KeyBuf::new();
+    let mut values: Vec<Value<'_>> = Vec::with_capacity(cols.len());
+    for (i, &row) in kept.iter().enumerate() {
+        let row = row as usize;
+        kb.clear();
+        for c in &key_cols {
+            match c.value(row) {
+                Value::Int64(v) => kb.push_i64(v),
+                Value::String(s) => kb.push_str(s),
+                // Loading rejected null keys.
+                _ => {}
+            }
+        }
         values.clear();
-        values.extend(sources.iter().map(|s| match s {
-            Slot::Stored(si) => cols[*bi as usize][*si].value(*row as usize),
-            Slot::Computed(ci) => computed[*ci].value(i),
-        }));
-        writer.push(key, *e, (*c != i64::MIN).then_some(*c), &values)?;
+        values.extend(cols.iter().map(|c| c.value(i)));
+        let c = created.filter(|c| c.is_valid(row)).map(|c| c.value(row));
+        // An aggregate row carries no created time of its own.
+        let c = if view.is_aggregate() { None } else { c };
+        writer.push(kb.as_bytes(), table.event.value(row), c, &values)?;
     }
     let written = writer.len() as u64;
     let parts = writer.finish_parts()?;
+    let distinct = index.groups() as u64;
     Ok(Materialized {
         checksum: fstore_snapshot::format::body_checksum(&parts[0]).unwrap_or_default(),
         parts,
-        files: files.len(),
-        rows_read,
+        files: table.files,
+        rows_read: table.rows_read,
         rows_written: written,
         rows_expired: distinct - written,
-        rows_superseded: rows_read - distinct,
-    })
-}
-
-enum Slot {
-    Stored(usize),
-    Computed(usize),
-}
-
-#[allow(clippy::too_many_arguments)]
-fn prepare(
-    batch: &RecordBatch,
-    file: usize,
-    first_row: u64,
-    keys: &[Field<KeyType>],
-    source: &fstore_spec::Source,
-    feature_cols: &[String],
-    stored: &[&FeatureDef],
-    display: &str,
-) -> Result<Prepared, OfflineError> {
-    let err = |message: String| OfflineError::File {
-        file: display.to_string(),
-        message,
-    };
-    let col = |name: &str| {
-        batch
-            .column_by_name(name)
-            .cloned()
-            .ok_or_else(|| err(format!("has no column `{name}`")))
-    };
-    let mut key_arrays = Vec::with_capacity(keys.len());
-    for k in keys {
-        let a = col(&k.name)?;
-        key_arrays.push(
-            normalize(&a, &key_target(k.ty), &format!("join key `{}`", k.name)).map_err(err)?,
-        );
-    }
-    let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
-    let event = normalize(
-        &col(&source.timestamp_field)?,
-        &ts,
-        &format!("timestamp field `{}`", source.timestamp_field),
-    )
-    .map_err(err)?;
-    let created = match &source.created_timestamp_field {
-        Some(c) => {
-            Some(normalize(&col(c)?, &ts, &format!("created timestamp field `{c}`")).map_err(err)?)
-        }
-        None => None,
-    };
-    let mut features = Vec::with_capacity(feature_cols.len());
-    for (f, c) in stored.iter().zip(feature_cols) {
-        features.push(
-            normalize(
-                &col(c)?,
-                &target_type(f.ty),
-                &format!("column `{c}` (feature `{}`)", f.name),
-            )
-            .map_err(err)?,
-        );
-    }
-    Ok(Prepared {
-        file,
-        first_row,
-        keys: key_arrays,
-        event,
-        created,
-        features,
+        rows_superseded: table.rows_read - distinct,
     })
 }

@@ -1,26 +1,96 @@
+//! Finding and reading a source's rows: files in a data lake (Parquet, CSV, JSON lines; one
+//! file, a prefix or a glob, on any store `fstore_storage::Store` opens, with Hive date
+//! partitions pruned by the time range a job needs) or a PostgreSQL query.
+
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use fstore_spec::{Source, SourceFormat};
-use fstore_storage::Store;
+use fstore_storage::{StorageError, Store};
 
 use crate::OfflineError;
+use crate::glob::{fixed_prefix, glob_match, has_glob};
+use crate::partition::{may_overlap, partition_range};
+use crate::postgres::{read_postgres, redact_url};
 
-/// One file of a source, located in its store.
+/// Where the rows of one source file come from.
+#[derive(Clone)]
+pub enum SourceLocation {
+    /// An object in a store (a local directory or a bucket), by its key under the store root.
+    Object { store: Store, key: String },
+    /// A PostgreSQL query. `url` is as written in the definitions: `${VAR}` is expanded only
+    /// when the rows are read, so it may carry no secret, but may also carry a literal one.
+    Postgres { url: String, query: String },
+}
+
+impl std::fmt::Debug for SourceLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceLocation::Object { store, key } => f
+                .debug_struct("Object")
+                .field("store", store)
+                .field("key", key)
+                .finish(),
+            SourceLocation::Postgres { url, query } => f
+                .debug_struct("Postgres")
+                .field("url", &redact_url(url))
+                .field("query", query)
+                .finish(),
+        }
+    }
+}
+
+/// One file of a source (or, for a PostgreSQL source, its query as one pseudo-file).
 #[derive(Debug, Clone)]
 pub struct SourceFile {
-    pub store: Store,
-    pub key: String,
-    /// What to call it in messages: the path or URL the user wrote.
+    pub location: SourceLocation,
+    /// What to call it in messages: the path or URL of the file; a database URL with its
+    /// password redacted.
     pub display: String,
+    /// The UTC range `[start, end)` (µs since the epoch) that the file's Hive partition
+    /// directories (`date=…/`, `year=…/month=…/`) put its rows in, if its path has them.
+    pub partition: Option<(i64, i64)>,
+}
+
+/// The files a job reads, in name order, and how many matching files partition pruning
+/// skipped. Iterates (and dereferences) as its files.
+#[derive(Debug, Clone, Default)]
+pub struct SourceFiles {
+    pub files: Vec<SourceFile>,
+    pub pruned: usize,
+}
+
+impl std::ops::Deref for SourceFiles {
+    type Target = [SourceFile];
+    fn deref(&self) -> &[SourceFile] {
+        &self.files
+    }
+}
+
+impl<'a> IntoIterator for &'a SourceFiles {
+    type Item = &'a SourceFile;
+    type IntoIter = std::slice::Iter<'a, SourceFile>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.files.iter()
+    }
+}
+
+impl IntoIterator for SourceFiles {
+    type Item = SourceFile;
+    type IntoIter = std::vec::IntoIter<SourceFile>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.files.into_iter()
+    }
 }
 
 fn ext(format: SourceFormat) -> &'static [&'static str] {
     match format {
         SourceFormat::Parquet => &[".parquet", ".pq"],
         SourceFormat::Csv => &[".csv"],
+        SourceFormat::Jsonl => &[".jsonl", ".ndjson", ".json"],
+        SourceFormat::Postgres => &[],
     }
 }
 
@@ -28,76 +98,178 @@ fn format_name(format: SourceFormat) -> &'static str {
     match format {
         SourceFormat::Parquet => "parquet",
         SourceFormat::Csv => "csv",
+        SourceFormat::Jsonl => "jsonl",
+        SourceFormat::Postgres => "postgres",
     }
 }
 
-/// Resolves a source path to its files: a single file, or every file of the source's format
-/// under a prefix (a path ending in `/`, or a local directory), in name order.
-pub async fn list_source_files(source: &Source) -> Result<Vec<SourceFile>, OfflineError> {
+/// What a source path names, relative to the root of the store it lives in.
+#[derive(Debug, PartialEq)]
+enum Target {
+    /// One object.
+    File(String),
+    /// Every object of the source's format under a prefix.
+    Prefix(String),
+    /// Every object under `list` whose key matches `pattern`.
+    Glob { list: String, pattern: String },
+}
+
+/// Resolves a source to the files a job reads: a single file, every file of the source's
+/// format under a prefix (a path ending in `/`, or a local directory), or every file matching
+/// a glob (`*`, `?` within a segment, `**` across segments; only the part before the first
+/// glob character is listed). Files under a prefix or glob whose names start with `.` or `_`
+/// are not data (`_SUCCESS`, `_temporary/`) and are skipped.
+///
+/// `range` is the inclusive event-time interval `[from, to]` (µs since the epoch) the job
+/// needs: files whose Hive date partition cannot hold such events are skipped and counted in
+/// `pruned`; files without partition directories are always read. `None` reads everything.
+///
+/// A PostgreSQL source gives one pseudo-file carrying its query, displayed as the redacted URL.
+/// Nothing matching at all is an error; everything matching but pruned is not.
+pub async fn list_source_files(
+    source: &Source,
+    range: Option<(i64, i64)>,
+) -> Result<SourceFiles, OfflineError> {
+    if source.format == SourceFormat::Postgres {
+        let query = source.query.clone().ok_or_else(|| OfflineError::Postgres {
+            url: redact_url(&source.path),
+            message: format!("source `{}` has no query", source.name),
+        })?;
+        return Ok(SourceFiles {
+            files: vec![SourceFile {
+                location: SourceLocation::Postgres {
+                    url: source.path.clone(),
+                    query,
+                },
+                display: redact_url(&source.path),
+                partition: None,
+            }],
+            pruned: 0,
+        });
+    }
     let path = source.path.as_str();
-    let (root, rel) = split_location(path);
     let file_err = |message: String| OfflineError::File {
         file: path.to_string(),
         message,
     };
-    let is_prefix =
-        path.ends_with('/') || (!path.contains("://") && std::path::Path::new(path).is_dir());
-    if !path.contains("://") && !std::path::Path::new(path).exists() {
-        return Err(file_err("no such file or directory".into()));
-    }
+    let (root, target) = locate(path).map_err(file_err)?;
     let store = Store::from_url(&root)?;
-    let files = if is_prefix {
-        let keys = store.list(&rel).await?;
-        keys.into_iter()
-            .filter(|k| {
-                let lower = k.to_ascii_lowercase();
-                ext(source.format).iter().any(|e| lower.ends_with(e))
-            })
-            .map(|k| SourceFile {
-                display: join_display(&root, &k),
-                store: store.clone(),
-                key: k,
-            })
-            .collect()
-    } else {
-        vec![SourceFile {
-            store,
-            key: rel,
-            display: path.to_string(),
-        }]
+    let keys: Vec<String> = match &target {
+        Target::File(key) => vec![key.clone()],
+        Target::Prefix(prefix) => {
+            let below = prefix.split('/').filter(|s| !s.is_empty()).count();
+            store
+                .list(prefix)
+                .await?
+                .into_iter()
+                .filter(|k| {
+                    let lower = k.to_ascii_lowercase();
+                    ext(source.format).iter().any(|e| lower.ends_with(e))
+                        && !k
+                            .split('/')
+                            .skip(below)
+                            .any(|seg| seg.starts_with(['.', '_']))
+                })
+                .collect()
+        }
+        Target::Glob { list, pattern } => store
+            .list(list)
+            .await?
+            .into_iter()
+            .filter(|k| glob_match(pattern, k))
+            .collect(),
     };
-    if files.is_empty() {
+    if keys.is_empty() {
         return Err(OfflineError::NoFiles {
             source_name: source.name.clone(),
             path: path.to_string(),
             format: format_name(source.format),
         });
     }
-    Ok(files)
+    let mut out = SourceFiles::default();
+    for key in keys {
+        let display = match &target {
+            Target::File(_) if !path.contains("://") => path.to_string(),
+            _ => join_display(&root, &key),
+        };
+        let partition = partition_range(&display);
+        if !may_overlap(partition, range) {
+            out.pruned += 1;
+            continue;
+        }
+        out.files.push(SourceFile {
+            location: SourceLocation::Object {
+                store: store.clone(),
+                key,
+            },
+            display,
+            partition,
+        });
+    }
+    Ok(out)
 }
 
 fn join_display(root: &str, key: &str) -> String {
+    if key.is_empty() {
+        return root.to_string();
+    }
     format!("{}/{key}", root.trim_end_matches('/'))
 }
 
-/// Splits a location into a store root and a key: `s3://bucket/a/b.parquet` into
-/// (`s3://bucket`, `a/b.parquet`); a local file into its directory and name; a local
-/// directory into itself and an empty key.
-fn split_location(path: &str) -> (String, String) {
-    if let Some((scheme, rest)) = path.split_once("://") {
+/// Splits a source path into the URL of the store to open and what to read there:
+/// `s3://bucket/a/*.parquet` into (`s3://bucket`, a glob listing `a`); a local file into its
+/// directory and name; a local directory into itself and an empty prefix. Local roots must
+/// exist (opening a local store would otherwise create them).
+fn locate(path: &str) -> Result<(String, Target), String> {
+    if let Some((scheme, rest)) = path.split_once("://")
+        && scheme != "file"
+    {
         let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-        if scheme == "file" {
-            let p = std::path::Path::new("/").join(rest.trim_start_matches('/'));
-            return split_local(&p);
+        if has_glob(bucket) {
+            return Err("a glob cannot name the bucket or container, only keys within it".into());
         }
-        return (format!("{scheme}://{bucket}"), key.to_string());
+        let root = format!("{scheme}://{bucket}");
+        let target = if has_glob(key) {
+            Target::Glob {
+                list: fixed_prefix(key),
+                pattern: key.to_string(),
+            }
+        } else if key.is_empty() || key.ends_with('/') {
+            Target::Prefix(key.to_string())
+        } else {
+            Target::File(key.to_string())
+        };
+        return Ok((root, target));
     }
-    split_local(std::path::Path::new(path))
-}
-
-fn split_local(p: &std::path::Path) -> (String, String) {
+    let local = match path.strip_prefix("file://") {
+        Some(rest) => format!("/{}", rest.trim_start_matches('/')),
+        None => path.to_string(),
+    };
+    let p = std::path::Path::new(&local);
+    if has_glob(&local) {
+        let fixed = fixed_prefix(&local);
+        let dir = match fixed.as_str() {
+            "" if local.starts_with('/') => "/".to_string(),
+            "" => ".".to_string(),
+            f => f.to_string(),
+        };
+        if !std::path::Path::new(&dir).is_dir() {
+            return Err(format!("no such directory `{dir}`"));
+        }
+        let pattern = local[fixed.len()..].trim_start_matches('/').to_string();
+        return Ok((
+            dir,
+            Target::Glob {
+                list: String::new(),
+                pattern,
+            },
+        ));
+    }
     if p.is_dir() {
-        return (p.to_string_lossy().into_owned(), String::new());
+        return Ok((local.clone(), Target::Prefix(String::new())));
+    }
+    if local.ends_with('/') || !p.exists() {
+        return Err("no such file or directory".into());
     }
     let dir = p
         .parent()
@@ -107,25 +279,41 @@ fn split_local(p: &std::path::Path) -> (String, String) {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    (dir.to_string_lossy().into_owned(), name)
+    Ok((dir.to_string_lossy().into_owned(), Target::File(name)))
 }
 
 /// Reads one source file into record batches holding only `columns` (all of them must
-/// exist). CSV columns named in `typed` are parsed as that type, the rest as text.
+/// exist): in that order for CSV, JSON lines and PostgreSQL, in file order for Parquet. CSV and JSON-lines columns named
+/// in `typed` are parsed as that type, the rest as text; Parquet and PostgreSQL columns keep
+/// their own types (the caller normalizes them).
 pub async fn read_source(
     file: &SourceFile,
     format: SourceFormat,
     columns: &[String],
     typed: &[(String, DataType)],
 ) -> Result<Vec<RecordBatch>, OfflineError> {
-    let bytes = file.store.get_bytes(&file.key).await?;
     let err = |message: String| OfflineError::File {
         file: file.display.clone(),
         message,
     };
+    let (store, key) = match &file.location {
+        SourceLocation::Postgres { url, query } => {
+            return read_postgres(url, query, &file.display, columns).await;
+        }
+        SourceLocation::Object { store, key } => (store, key),
+    };
+    let bytes = match store.get_bytes(key).await {
+        Ok(b) => b,
+        Err(StorageError::NotFound(_)) => return Err(err("no such file".into())),
+        Err(e) => return Err(e.into()),
+    };
     match format {
         SourceFormat::Parquet => read_parquet(bytes, columns).map_err(err),
         SourceFormat::Csv => read_csv(bytes, columns, typed).map_err(err),
+        SourceFormat::Jsonl => crate::jsonl::read_jsonl(&bytes, &file.display, columns, typed),
+        SourceFormat::Postgres => Err(err(
+            "is a file, but the source's format is postgres (a query)".into(),
+        )),
     }
 }
 
@@ -200,13 +388,32 @@ fn read_csv(
         .build(std::io::Cursor::new(bytes))
         .map_err(|e| e.to_string())?;
     reader
-        .map(|b| b.map_err(|e| csv_error(&e.to_string())))
+        .map(|b| b.map_err(|e| csv_error(&e.to_string(), &names)))
         .collect()
 }
 
 /// arrow-csv counts "lines" from the first data row; say so, and give the file line too,
-/// so the message points at what an editor shows.
-fn csv_error(msg: &str) -> String {
+/// so the message points at what an editor shows. It numbers columns; name them.
+fn csv_error(msg: &str, names: &[String]) -> String {
+    let named;
+    let msg = match msg.find(" for column ") {
+        Some(at) => {
+            let rest = &msg[at + 12..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            match digits.parse::<usize>().ok().and_then(|i| names.get(i)) {
+                Some(name) => {
+                    named = format!(
+                        "{} for column `{name}`{}",
+                        &msg[..at],
+                        &rest[digits.len()..]
+                    );
+                    named.as_str()
+                }
+                None => msg,
+            }
+        }
+        None => msg,
+    };
     let Some(at) = msg.find(" at line ") else {
         return msg.to_string();
     };
@@ -220,5 +427,332 @@ fn csv_error(msg: &str) -> String {
             &rest[digits.len()..]
         ),
         Err(_) => msg.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{AsArray, Float64Array, Int64Array, StringArray};
+    use arrow::datatypes::{Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType};
+    use parquet::arrow::ArrowWriter;
+
+    const DAY: i64 = 86_400_000_000;
+    /// 2026-05-01T00:00:00Z in µs.
+    const MAY1: i64 = 1_777_593_600_000_000;
+
+    fn source(path: &str, format: SourceFormat) -> Source {
+        Source {
+            name: "orders".into(),
+            path: path.into(),
+            format,
+            query: None,
+            timestamp_field: "ts".into(),
+            created_timestamp_field: None,
+            description: String::new(),
+            owner: String::new(),
+            tags: vec![],
+        }
+    }
+
+    fn write(dir: &std::path::Path, rel: &str, text: &str) {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+
+    fn names(files: &SourceFiles, root: &std::path::Path) -> Vec<String> {
+        let root = root.to_string_lossy().into_owned();
+        files
+            .iter()
+            .map(|f| {
+                f.display
+                    .trim_start_matches(&root)
+                    .trim_start_matches('/')
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// A lake with three daily partitions, a nested one, an unpartitioned file and the
+    /// litter engines leave behind.
+    fn lake() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path();
+        for rel in [
+            "orders/date=2026-05-01/part-0.csv",
+            "orders/date=2026-05-01/part-1.csv",
+            "orders/date=2026-05-02/part-0.csv",
+            "orders/date=2026-05-03/part-0.csv",
+            "orders/late.csv",
+            "orders/date=2026-05-03/_SUCCESS",
+            "orders/_temporary/0/part-9.csv",
+            "orders/.part-0.csv.crc",
+            "orders/notes.txt",
+            "nested/year=2026/month=05/day=02/a.csv",
+            "nested/year=2026/month=06/b.csv",
+        ] {
+            write(d, rel, "ts\n1\n");
+        }
+        dir
+    }
+
+    #[tokio::test]
+    async fn prefix_lists_data_files_only() {
+        let dir = lake();
+        let root = dir.path();
+        let p = format!("{}/orders/", root.display());
+        let files = list_source_files(&source(&p, SourceFormat::Csv), None)
+            .await
+            .expect("lists");
+        assert_eq!(
+            names(&files, root),
+            vec![
+                "orders/date=2026-05-01/part-0.csv",
+                "orders/date=2026-05-01/part-1.csv",
+                "orders/date=2026-05-02/part-0.csv",
+                "orders/date=2026-05-03/part-0.csv",
+                "orders/late.csv",
+            ]
+        );
+        assert_eq!(files.pruned, 0);
+        assert_eq!(files[0].partition, Some((MAY1, MAY1 + DAY)));
+        assert_eq!(files[4].partition, None);
+        // A directory without the trailing slash is a prefix too.
+        let p = format!("{}/orders", root.display());
+        let again = list_source_files(&source(&p, SourceFormat::Csv), None)
+            .await
+            .expect("lists");
+        assert_eq!(again.len(), 5);
+    }
+
+    #[tokio::test]
+    async fn pruning_skips_partitions_outside_the_range() {
+        let dir = lake();
+        let root = dir.path();
+        let src = source(&format!("{}/orders/", root.display()), SourceFormat::Csv);
+        // Only May 2nd, to the microsecond: the unpartitioned file is always read.
+        let f = list_source_files(&src, Some((MAY1 + DAY, MAY1 + 2 * DAY - 1)))
+            .await
+            .expect("lists");
+        assert_eq!(
+            names(&f, root),
+            vec!["orders/date=2026-05-02/part-0.csv", "orders/late.csv"]
+        );
+        assert_eq!(f.pruned, 3);
+        // The range's ends are inclusive: the last microsecond of May 1st reads May 1st.
+        let f = list_source_files(&src, Some((0, MAY1)))
+            .await
+            .expect("lists");
+        assert_eq!(f.pruned, 2);
+        assert_eq!(f.len(), 3);
+        // Everything pruned is an empty list, not an error.
+        let f = list_source_files(&src, Some((0, 1))).await.expect("lists");
+        assert_eq!((f.len(), f.pruned), (1, 4));
+        // Nested year/month/day partitions.
+        let src = source(
+            &format!("{}/nested/**/*.csv", root.display()),
+            SourceFormat::Csv,
+        );
+        let f = list_source_files(&src, Some((MAY1 + 40 * DAY, MAY1 + 41 * DAY)))
+            .await
+            .expect("lists");
+        assert_eq!(names(&f, root), vec!["nested/year=2026/month=06/b.csv"]);
+        assert_eq!(f.pruned, 1);
+    }
+
+    #[tokio::test]
+    async fn globs_match_within_and_across_segments() {
+        let dir = lake();
+        let root = dir.path();
+        let list = |pattern: &str| {
+            let src = source(&format!("{}/{pattern}", root.display()), SourceFormat::Csv);
+            async move { list_source_files(&src, None).await }
+        };
+        // `[` is no glob character: that segment is a literal directory name.
+        let e = list("orders/date=2026-05-0[12]/*.csv")
+            .await
+            .expect_err("literal");
+        assert!(e.to_string().contains("no such directory"), "{e}");
+        let f = list("orders/date=2026-05-0?/part-0.csv")
+            .await
+            .expect("lists");
+        assert_eq!(f.len(), 3);
+        let f = list("orders/*/part-1.csv").await.expect("lists");
+        assert_eq!(names(&f, root), vec!["orders/date=2026-05-01/part-1.csv"]);
+        let f = list("**/*.csv").await.expect("lists");
+        assert_eq!(f.len(), 7, "{:?}", names(&f, root));
+        let f = list("orders/**").await.expect("lists");
+        assert!(names(&f, root).contains(&"orders/notes.txt".to_string()));
+        assert!(!names(&f, root).iter().any(|n| n.contains("_SUCCESS")));
+        // A glob matching nothing names the source and the path.
+        let e = list("orders/*.parquet").await.expect_err("nothing");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("orders/*.parquet") && msg.contains("`orders`"),
+            "{msg}"
+        );
+        // The fixed part must exist, and is never created by looking.
+        let e = list("missing/*.csv").await.expect_err("no dir");
+        assert!(e.to_string().contains("no such directory"), "{e}");
+        assert!(!root.join("missing").exists());
+    }
+
+    #[test]
+    fn remote_locations_split_at_the_bucket_and_list_only_the_fixed_prefix() {
+        assert_eq!(
+            locate("s3://lake/orders/date=*/x.parquet"),
+            Ok((
+                "s3://lake".to_string(),
+                Target::Glob {
+                    list: "orders".into(),
+                    pattern: "orders/date=*/x.parquet".into()
+                }
+            ))
+        );
+        assert_eq!(
+            locate("gs://lake/orders/"),
+            Ok(("gs://lake".to_string(), Target::Prefix("orders/".into())))
+        );
+        assert_eq!(
+            locate("az://c/o.csv"),
+            Ok(("az://c".to_string(), Target::File("o.csv".into())))
+        );
+        assert_eq!(
+            locate("s3://lake"),
+            Ok(("s3://lake".to_string(), Target::Prefix(String::new())))
+        );
+        assert!(locate("s3://lake-*/x").is_err());
+    }
+
+    #[tokio::test]
+    async fn postgres_sources_are_one_redacted_pseudo_file() {
+        let mut src = source("postgres://app:hunter2@db/shop", SourceFormat::Postgres);
+        src.query = Some("SELECT 1".into());
+        let f = list_source_files(&src, Some((0, 1))).await.expect("lists");
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].display, "postgres://app:***@db/shop");
+        assert!(!format!("{:?}", f[0]).contains("hunter2"));
+    }
+
+    fn typed() -> Vec<(String, DataType)> {
+        vec![
+            ("id".into(), DataType::Int64),
+            (
+                "ts".into(),
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+            ),
+            ("amount".into(), DataType::Float64),
+        ]
+    }
+
+    fn cols(c: &[&str]) -> Vec<String> {
+        c.iter().map(|s| s.to_string()).collect()
+    }
+
+    async fn read_one(
+        path: &std::path::Path,
+        format: SourceFormat,
+        c: &[&str],
+    ) -> Result<Vec<RecordBatch>, OfflineError> {
+        let src = source(&path.to_string_lossy(), format);
+        let files = list_source_files(&src, None).await?;
+        read_source(&files[0], format, &cols(c), &typed()).await
+    }
+
+    #[tokio::test]
+    async fn csv_reads_typed_and_names_bad_rows() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("o.csv");
+        std::fs::write(
+            &p,
+            "name,amount,id,ts\nx,1.5,7,2026-05-01T00:00:00Z\ny,2,8,2026-05-02T00:00:00Z\n",
+        )
+        .expect("write");
+        let b = read_one(&p, SourceFormat::Csv, &["id", "ts", "amount"])
+            .await
+            .expect("reads");
+        assert_eq!(b[0].schema().field(0).name(), "id");
+        assert_eq!(
+            b[0].column(0).as_primitive::<Int64Type>().values().to_vec(),
+            vec![7, 8]
+        );
+        assert_eq!(
+            b[0].column(1)
+                .as_primitive::<TimestampMicrosecondType>()
+                .value(0),
+            MAY1
+        );
+        assert_eq!(b[0].column(2).as_primitive::<Float64Type>().value(1), 2.0);
+        std::fs::write(
+            &p,
+            "id,ts,amount\n1,2026-05-01T00:00:00Z,1\n2,2026-05-01T00:00:00Z,lots\n",
+        )
+        .expect("write");
+        let e = read_one(&p, SourceFormat::Csv, &["id", "ts", "amount"])
+            .await
+            .expect_err("bad");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("o.csv") && msg.contains("row 2 (file line 3)"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("'lots'") && msg.contains("column `amount`"),
+            "{msg}"
+        );
+        let e = read_one(&p, SourceFormat::Csv, &["id", "amont"])
+            .await
+            .expect_err("missing");
+        assert!(e.to_string().contains("no column `amont`"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn jsonl_and_parquet_read_through_the_same_entry_point() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("o.ndjson");
+        std::fs::write(
+            &p,
+            "{\"id\": 7, \"ts\": \"2026-05-01T00:00:00Z\", \"amount\": 1}\n",
+        )
+        .expect("write");
+        let b = read_one(&p, SourceFormat::Jsonl, &["amount", "id"])
+            .await
+            .expect("reads");
+        assert_eq!(b[0].schema().field(0).name(), "amount");
+        assert_eq!(b[0].column(1).as_primitive::<Int64Type>().value(0), 7);
+
+        let p = dir.path().join("o.parquet");
+        let batch = RecordBatch::try_from_iter([
+            ("id", Arc::new(Int64Array::from(vec![1, 2])) as _),
+            ("amount", Arc::new(Float64Array::from(vec![1.0, 2.0])) as _),
+            ("name", Arc::new(StringArray::from(vec!["a", "b"])) as _),
+        ])
+        .expect("batch");
+        let mut w = ArrowWriter::try_new(
+            std::fs::File::create(&p).expect("create"),
+            batch.schema(),
+            None,
+        )
+        .expect("writer");
+        w.write(&batch).expect("write");
+        w.close().expect("close");
+        let b = read_one(&p, SourceFormat::Parquet, &["name", "id"])
+            .await
+            .expect("reads");
+        assert_eq!(b[0].num_columns(), 2);
+        let id = b[0].column_by_name("id").expect("projected");
+        assert_eq!(id.as_primitive::<Int64Type>().value(1), 2);
+        // A file that vanished between listing and reading names itself.
+        let src = source(&p.to_string_lossy(), SourceFormat::Parquet);
+        let files = list_source_files(&src, None).await.expect("lists");
+        std::fs::remove_file(&p).expect("rm");
+        let e = read_source(&files[0], SourceFormat::Parquet, &cols(&["id"]), &[])
+            .await
+            .expect_err("gone");
+        assert!(
+            e.to_string().contains("o.parquet") && e.to_string().contains("no such file"),
+            "{e}"
+        );
     }
 }

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use fstore_snapshot::{F64List, FeatureType, TransformStep, Value};
+use arrow::array::ArrayRef;
+use fstore_snapshot::{FeatureType, TransformStep, Value};
 use fstore_wasm_host::{Column, ColumnData, Transform};
 
 use crate::OfflineError;
@@ -19,18 +20,57 @@ pub(crate) struct Computed {
 }
 
 impl Computed {
-    pub fn value(&self, row: usize) -> Value<'_> {
-        if !valid(&self.column.validity, row) {
-            return Value::Null;
-        }
+    /// The column as an Arrow array of the feature type's Arrow type (see `columns::target_type`).
+    pub fn to_arrow(&self) -> ArrayRef {
+        use arrow::array::{
+            BooleanArray, Float64Array, Int64Array, ListArray, StringArray,
+            TimestampMicrosecondArray,
+        };
+        use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer};
+        let len = data_len(&self.column.data);
+        let nulls = (!self.column.validity.is_empty()).then(|| {
+            NullBuffer::new(BooleanBuffer::new(
+                Buffer::from(self.column.validity.clone()),
+                0,
+                len,
+            ))
+        });
+        let ok = |row: usize| valid(&self.column.validity, row);
         match &self.column.data {
-            ColumnData::Int64(v) => Value::Int64(v[row]),
-            ColumnData::Float64(v) => Value::Float64(v[row]),
-            ColumnData::String(v) => Value::String(&v[row]),
-            ColumnData::Boolean(v) => Value::Bool(v[row]),
-            ColumnData::Timestamp(v) => Value::Timestamp(v[row]),
-            ColumnData::Float64List(v) => Value::ListFloat64(F64List::Slice(&v[row])),
+            ColumnData::Int64(v) => Arc::new(Int64Array::new(v.clone().into(), nulls)),
+            ColumnData::Float64(v) => Arc::new(Float64Array::new(v.clone().into(), nulls)),
+            ColumnData::Timestamp(v) => {
+                Arc::new(TimestampMicrosecondArray::new(v.clone().into(), nulls))
+            }
+            ColumnData::Boolean(v) => Arc::new(BooleanArray::new(
+                BooleanBuffer::from_iter(v.iter().copied()),
+                nulls,
+            )),
+            ColumnData::String(v) => Arc::new(StringArray::from_iter(
+                v.iter()
+                    .enumerate()
+                    .map(|(i, s)| ok(i).then_some(s.as_str())),
+            )),
+            ColumnData::Float64List(v) => {
+                Arc::new(ListArray::from_iter_primitive::<
+                    arrow::datatypes::Float64Type,
+                    _,
+                    _,
+                >(v.iter().enumerate().map(|(i, l)| {
+                    ok(i).then(|| l.iter().map(|x| Some(*x)).collect::<Vec<_>>())
+                })))
+            }
         }
+    }
+}
+
+fn data_len(d: &ColumnData) -> usize {
+    match d {
+        ColumnData::Int64(v) | ColumnData::Timestamp(v) => v.len(),
+        ColumnData::Float64(v) => v.len(),
+        ColumnData::String(v) => v.len(),
+        ColumnData::Boolean(v) => v.len(),
+        ColumnData::Float64List(v) => v.len(),
     }
 }
 

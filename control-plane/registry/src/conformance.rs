@@ -49,6 +49,9 @@ fn feature(name: &str, ty: FeatureType) -> FeatureDef {
         transform: None,
         output: None,
         sql: None,
+        aggregation: None,
+        window_seconds: None,
+        unit_seconds: None,
         description: String::new(),
         tags: vec![],
     }
@@ -98,6 +101,7 @@ fn fixture() -> Definitions {
             name: "transactions".into(),
             path: "s3://lake/transactions/".into(),
             format: SourceFormat::Parquet,
+            query: None,
             timestamp_field: "event_time".into(),
             created_timestamp_field: None,
             description: String::new(),

@@ -10,8 +10,8 @@ mod yaml;
 
 pub use duration::{format_duration, parse_duration};
 pub use model::{
-    Definitions, Entity, FeatureDef, FeatureService, FeatureView, ObjectKind, OnDemandView,
-    RequestSource, ResolvedTransform, Source, SourceFormat, Transform,
+    Aggregation, Definitions, Entity, FeatureDef, FeatureService, FeatureView, ObjectKind,
+    OnDemandView, RequestSource, ResolvedTransform, Source, SourceFormat, Transform,
 };
 pub use plan::{Action, Change, Plan};
 pub use yaml::parse_features_yaml;

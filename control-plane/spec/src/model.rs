@@ -71,17 +71,34 @@ pub struct Entity {
 pub enum SourceFormat {
     Parquet,
     Csv,
+    /// JSON lines: one object per line (`.jsonl`, `.ndjson`, `.json`).
+    Jsonl,
+    /// A PostgreSQL query; the source's `path` is the `postgres://` URL.
+    Postgres,
 }
 
-/// Files (or a prefix of files) in a data lake holding timestamped rows.
+impl SourceFormat {
+    /// Whether the source is files in a data lake (rather than a database query).
+    pub fn is_file(self) -> bool {
+        !matches!(self, SourceFormat::Postgres)
+    }
+}
+
+/// Timestamped rows: files in a data lake, or a PostgreSQL query.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
     pub name: String,
-    /// A local path, or an object-store URL (`s3://bucket/prefix/`, `gs://…`, `az://…`); a
-    /// path ending in `/` (or a directory) means every file of the format under it.
+    /// A local path, or an object-store URL (`s3://bucket/prefix/`, `gs://…`, `az://…`): one
+    /// file, a prefix (ends in `/`, or a local directory: every file of the format under it),
+    /// or a glob (`*` and `?` within a segment, `**` across segments). For `format: postgres`,
+    /// the `postgres://` URL, with `${VAR}` expanded from the environment when it is read so
+    /// that passwords need not be written here.
     pub path: String,
     pub format: SourceFormat,
+    /// The SQL query of a `postgres` source; file sources have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
     pub timestamp_field: String,
     #[serde(default)]
     pub created_timestamp_field: Option<String>,
@@ -91,6 +108,44 @@ pub struct Source {
     pub owner: String,
     #[serde(default)]
     pub tags: Vec<String>,
+}
+
+impl Source {
+    /// A `postgres` source needs a query and a `postgres://` URL; a file source takes no
+    /// query. Messages never quote the path: a database URL may hold a password.
+    fn validate_query(&self) -> Option<SpecError> {
+        let has_query = self.query.as_deref().is_some_and(|q| !q.trim().is_empty());
+        let (message, key) = match self.format {
+            SourceFormat::Postgres if !has_query => (
+                format!(
+                    "source `{}` has format `postgres` but no `query`; add the SQL that selects its rows",
+                    self.name
+                ),
+                "query",
+            ),
+            SourceFormat::Postgres
+                if !(self.path.starts_with("postgres://")
+                    || self.path.starts_with("postgresql://")) =>
+            {
+                (
+                    format!(
+                        "source `{}` has format `postgres`, so its path must be a `postgres://` URL",
+                        self.name
+                    ),
+                    "path",
+                )
+            }
+            f if f.is_file() && self.query.is_some() => (
+                format!(
+                    "source `{}`: `query` is only for `format: postgres`; a file source reads its files whole",
+                    self.name
+                ),
+                "query",
+            ),
+            _ => return None,
+        };
+        Some(SpecError::new(message).key(format!("sources.{}.{key}", self.name)))
+    }
 }
 
 /// One feature of a view.
@@ -112,10 +167,97 @@ pub struct FeatureDef {
     /// Computed by this SQL expression over the view's other features (and request fields).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sql: Option<String>,
+    /// Aggregated over the source's events (of `column`, when the function reads one), per
+    /// entity, as of a timestamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregation: Option<Aggregation>,
+    /// The aggregation's window in seconds: events with `t - window < event <= t`. None means
+    /// every event up to `t`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<u64>,
+    /// What `recency` and `age` count in: a duration in seconds (default one day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_seconds: Option<u64>,
     #[serde(default)]
     pub description: String,
     #[serde(default)]
     pub tags: Vec<String>,
+}
+
+/// How an aggregated feature folds the events of its window. Like SQL, every function but
+/// `count` without a column skips null values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregation {
+    /// Events (or non-null values of `column`); 0 when there are none.
+    Count,
+    /// 0 when there are no values.
+    Sum,
+    Avg,
+    Min,
+    Max,
+    /// Sample standard deviation (n - 1); null below two values.
+    Stddev,
+    /// Distinct non-null values; 0 when there are none.
+    CountDistinct,
+    /// The value of the latest event (by event time, then created time) whose value is not null.
+    Last,
+    /// Time since the latest event, in `unit`s (a day unless given): whole units (floored)
+    /// for `int64`, fractional for `float64`.
+    Recency,
+    /// Time since the earliest event, in `unit`s like `recency` (tenure, customer age).
+    Age,
+}
+
+impl Aggregation {
+    pub const ALL: [Aggregation; 10] = [
+        Aggregation::Count,
+        Aggregation::Sum,
+        Aggregation::Avg,
+        Aggregation::Min,
+        Aggregation::Max,
+        Aggregation::Stddev,
+        Aggregation::CountDistinct,
+        Aggregation::Last,
+        Aggregation::Recency,
+        Aggregation::Age,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Aggregation::Count => "count",
+            Aggregation::Sum => "sum",
+            Aggregation::Avg => "avg",
+            Aggregation::Min => "min",
+            Aggregation::Max => "max",
+            Aggregation::Stddev => "stddev",
+            Aggregation::CountDistinct => "count_distinct",
+            Aggregation::Last => "last",
+            Aggregation::Recency => "recency",
+            Aggregation::Age => "age",
+        }
+    }
+
+    /// Whether the function reads a column (the others count or time events).
+    pub fn reads_column(self) -> bool {
+        !matches!(
+            self,
+            Aggregation::Count | Aggregation::Recency | Aggregation::Age
+        )
+    }
+
+    /// The feature types the function can produce.
+    pub fn allowed_types(self) -> &'static [FeatureType] {
+        use FeatureType::*;
+        match self {
+            Aggregation::Count | Aggregation::CountDistinct => &[Int64],
+            Aggregation::Sum => &[Int64, Float64],
+            Aggregation::Avg | Aggregation::Stddev => &[Float64],
+            Aggregation::Recency | Aggregation::Age => &[Int64, Float64],
+            Aggregation::Min | Aggregation::Max => &[Int64, Float64, String, Timestamp],
+            Aggregation::Last => &[Int64, Float64, String, Bool, Timestamp, ListFloat64],
+        }
+    }
 }
 
 impl FeatureDef {
@@ -128,9 +270,20 @@ impl FeatureDef {
         self.output.as_deref().unwrap_or(&self.name)
     }
 
-    /// Read from the source rather than computed by a transform or SQL expression.
+    /// Read from the source (directly or aggregated) rather than computed by a transform or
+    /// SQL expression.
     pub fn is_stored(&self) -> bool {
         self.transform.is_none() && self.sql.is_none()
+    }
+
+    /// The column an aggregation reads: `column` when given, else none for functions that
+    /// count or time events, else the feature's own name.
+    pub fn aggregated_column(&self) -> Option<&str> {
+        match self.aggregation {
+            Some(a) if a.reads_column() => Some(self.column()),
+            Some(_) => self.column.as_deref(),
+            None => None,
+        }
     }
 }
 
@@ -238,6 +391,23 @@ pub struct FeatureView {
     /// Filled in at apply: the transforms that compute its derived features, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<TransformStep>,
+}
+
+impl FeatureView {
+    /// Whether the view aggregates its source's events rather than reading one row per entity.
+    pub fn is_aggregate(&self) -> bool {
+        self.features.iter().any(|f| f.aggregation.is_some())
+    }
+
+    /// How far back before `t` an evaluation as of `t` reads events: the longest window, or
+    /// None when some aggregation reads all history.
+    pub fn lookback_seconds(&self) -> Option<u64> {
+        let mut max = 0;
+        for f in self.features.iter().filter(|f| f.aggregation.is_some()) {
+            max = max.max(f.window_seconds?);
+        }
+        Some(max)
+    }
 }
 
 /// A named bundle of features a model consumes.
@@ -428,6 +598,7 @@ impl Definitions {
                         .key(format!("sources.{}.path", s.name)),
                 );
             }
+            errs.extend(s.validate_query());
         }
         for v in &self.feature_views {
             let k = |field: &str| format!("feature_views.{}.{field}", v.name);
@@ -662,6 +833,66 @@ impl Definitions {
             }
             if f.sql.as_deref().is_some_and(|q| q.trim().is_empty()) {
                 err(format!("feature `{}` has an empty `sql`", f.name));
+            }
+            match f.aggregation {
+                Some(a) if on_demand => err(format!(
+                    "feature `{}` of on-demand view `{view}` cannot aggregate (`{}`); aggregate in a feature view",
+                    f.name,
+                    a.as_str()
+                )),
+                Some(a) => {
+                    if f.transform.is_some() || f.sql.is_some() {
+                        err(format!(
+                            "feature `{}` may have only one of `aggregation`, `transform` and `sql`",
+                            f.name
+                        ));
+                    }
+                    if !a.allowed_types().contains(&f.ty) {
+                        let names: Vec<&str> = a.allowed_types().iter().map(|t| t.name()).collect();
+                        err(format!(
+                            "feature `{}`: `{}` gives {}, not {}",
+                            f.name,
+                            a.as_str(),
+                            names.join(" or "),
+                            f.ty.name()
+                        ));
+                    }
+                    if f.window_seconds == Some(0) || f.unit_seconds == Some(0) {
+                        err(format!(
+                            "feature `{}`: window and unit must be positive",
+                            f.name
+                        ));
+                    }
+                    if f.unit_seconds.is_some()
+                        && !matches!(a, Aggregation::Recency | Aggregation::Age)
+                    {
+                        err(format!(
+                            "feature `{}`: only `recency` and `age` take a `unit`",
+                            f.name
+                        ));
+                    }
+                }
+                None if f.window_seconds.is_some() || f.unit_seconds.is_some() => err(format!(
+                    "feature `{}` has a `window` or `unit` but no `aggregation`",
+                    f.name
+                )),
+                None => {}
+            }
+        }
+        // An aggregating view answers "as of t" from all events; a plain column would have no
+        // single row to come from.
+        if features.iter().any(|f| f.aggregation.is_some()) {
+            for f in features
+                .iter()
+                .filter(|f| f.is_stored() && f.aggregation.is_none())
+            {
+                errs.push(
+                    SpecError::new(format!(
+                        "feature `{}` of view `{view}` reads a column directly, but the view aggregates events; use `aggregation: last`",
+                        f.name
+                    ))
+                    .key(format!("{kind}.{view}.features.{}", f.name)),
+                );
             }
         }
     }

@@ -8,8 +8,8 @@ use marked_yaml::Spanned;
 use serde::Deserialize;
 
 use crate::{
-    Definitions, Entity, FeatureDef, FeatureService, FeatureView, OnDemandView, RequestSource,
-    Source, SourceFormat, SpecError, Transform, parse_duration,
+    Aggregation, Definitions, Entity, FeatureDef, FeatureService, FeatureView, OnDemandView,
+    RequestSource, Source, SourceFormat, SpecError, Transform, parse_duration,
 };
 
 #[derive(Deserialize)]
@@ -117,6 +117,8 @@ struct RawSource {
     path: Spanned<String>,
     #[serde(default)]
     format: Option<SourceFormat>,
+    #[serde(default)]
+    query: Option<Spanned<String>>,
     timestamp_field: String,
     #[serde(default)]
     created_timestamp_field: Option<String>,
@@ -143,23 +145,44 @@ struct RawFeature {
     #[serde(default)]
     sql: Option<String>,
     #[serde(default)]
+    aggregation: Option<Aggregation>,
+    #[serde(default)]
+    window: Option<Spanned<String>>,
+    #[serde(default)]
+    unit: Option<Spanned<String>>,
+    #[serde(default)]
     description: String,
     #[serde(default)]
     tags: Vec<String>,
 }
 
 impl RawFeature {
-    fn into_def(self) -> FeatureDef {
-        FeatureDef {
+    /// The definition, or the error of its `window`, positioned at it.
+    fn into_def(self) -> Result<FeatureDef, SpecError> {
+        let duration = |what: &str, d: &Option<Spanned<String>>| match d {
+            None => Ok(None),
+            Some(w) => parse_duration(w).map(Some).map_err(|m| {
+                with_pos(
+                    SpecError::new(format!("feature `{}`: {what} {m}", &*self.name)),
+                    pos(w),
+                )
+            }),
+        };
+        let window_seconds = duration("window", &self.window)?;
+        let unit_seconds = duration("unit", &self.unit)?;
+        Ok(FeatureDef {
             name: self.name.to_string(),
             ty: self.ty,
             column: self.column,
             transform: self.transform,
             output: self.output,
             sql: self.sql,
+            aggregation: self.aggregation,
+            window_seconds,
+            unit_seconds,
             description: self.description,
             tags: self.tags,
-        }
+        })
     }
 }
 
@@ -206,6 +229,14 @@ fn with_pos(e: SpecError, p: (usize, usize)) -> SpecError {
     if p.0 > 0 { e.at(p.0, p.1) } else { e }
 }
 
+/// The definitions of a view's features; a feature whose own keys are malformed is reported
+/// and left out.
+fn features_of(raw: Vec<RawFeature>, errs: &mut Vec<SpecError>) -> Vec<FeatureDef> {
+    raw.into_iter()
+        .filter_map(|f| f.into_def().map_err(|e| errs.push(e)).ok())
+        .collect()
+}
+
 /// Parses and validates a `features.yaml`. `base_dir`, when given, is where relative source
 /// paths are resolved from (the directory holding the file). Returns every problem found, each
 /// with its line when the problem has one.
@@ -242,6 +273,10 @@ pub fn parse_features_yaml(
         spans.insert(format!("sources.{}", *s.name), pos(&s.name));
         spans.insert(format!("sources.{}.name", *s.name), pos(&s.name));
         spans.insert(format!("sources.{}.path", *s.name), pos(&s.path));
+        spans.insert(
+            format!("sources.{}.query", *s.name),
+            s.query.as_ref().map_or(pos(&s.name), pos),
+        );
         let format = match s.format {
             Some(f) => f,
             None => match infer_format(&s.path) {
@@ -249,7 +284,7 @@ pub fn parse_features_yaml(
                 None => {
                     errs.push(with_pos(
                         SpecError::new(format!(
-                            "source `{}`: cannot tell the format of `{}`; add `format: parquet` or `format: csv`",
+                            "source `{}`: cannot tell the format of `{}`; add `format:` with parquet, csv, jsonl or postgres",
                             *s.name, *s.path
                         ))
                         .key(format!("sources.{}.format", *s.name)),
@@ -263,6 +298,7 @@ pub fn parse_features_yaml(
             name: s.name.to_string(),
             path: resolve_path(&s.path, base_dir),
             format,
+            query: s.query.map(|q| q.to_string()),
             timestamp_field: s.timestamp_field,
             created_timestamp_field: s.created_timestamp_field,
             description: s.description,
@@ -302,7 +338,7 @@ pub fn parse_features_yaml(
             entities: v.entities.iter().map(|e| e.to_string()).collect(),
             source: v.source.to_string(),
             ttl_seconds,
-            features: v.features.into_iter().map(RawFeature::into_def).collect(),
+            features: features_of(v.features, &mut errs),
             description: v.description,
             owner: v.owner,
             tags: v.tags,
@@ -371,7 +407,7 @@ pub fn parse_features_yaml(
             name,
             sources: v.sources.iter().map(|s| s.to_string()).collect(),
             request_source: v.request_source.map(|r| r.to_string()),
-            features: v.features.into_iter().map(RawFeature::into_def).collect(),
+            features: features_of(v.features, &mut errs),
             description: v.description,
             owner: v.owner,
             tags: v.tags,
@@ -454,10 +490,14 @@ fn yaml_error(e: marked_yaml::FromYamlError) -> SpecError {
 
 fn infer_format(path: &str) -> Option<SourceFormat> {
     let p = path.trim_end_matches('/').to_ascii_lowercase();
-    if p.ends_with(".parquet") || p.ends_with(".pq") {
+    if p.starts_with("postgres://") || p.starts_with("postgresql://") {
+        Some(SourceFormat::Postgres)
+    } else if p.ends_with(".parquet") || p.ends_with(".pq") {
         Some(SourceFormat::Parquet)
     } else if p.ends_with(".csv") {
         Some(SourceFormat::Csv)
+    } else if p.ends_with(".jsonl") || p.ends_with(".ndjson") || p.ends_with(".json") {
+        Some(SourceFormat::Jsonl)
     } else {
         None
     }
@@ -563,5 +603,76 @@ feature_services:
     fn broken_yaml_is_an_error() {
         assert!(parse_features_yaml("entities: [", None).is_err());
         assert!(parse_features_yaml("- a\n- b\n", None).is_err());
+    }
+
+    #[test]
+    fn source_formats_are_inferred_or_declared() {
+        for (path, want) in [
+            ("data/orders.jsonl", SourceFormat::Jsonl),
+            ("data/orders.ndjson", SourceFormat::Jsonl),
+            ("s3://lake/orders/*.json", SourceFormat::Jsonl),
+            ("data/date=*/part-*.csv", SourceFormat::Csv),
+            ("gs://lake/**/*.parquet", SourceFormat::Parquet),
+        ] {
+            let d = parse_features_yaml(&GOOD.replace("data/stats.parquet", path), None)
+                .unwrap_or_else(|e| panic!("{path}: {e:?}"));
+            assert_eq!(d.sources[0].format, want, "{path}");
+            assert_eq!(d.sources[0].query, None);
+        }
+        let e = first_err(&GOOD.replace("data/stats.parquet", "s3://lake/orders/"));
+        assert!(e.message.contains("jsonl or postgres"), "{e}");
+        let d = parse_features_yaml(
+            &GOOD.replace(
+                "path: data/stats.parquet",
+                "path: s3://lake/orders/\n    format: jsonl",
+            ),
+            None,
+        )
+        .expect("declared");
+        assert_eq!(d.sources[0].format, SourceFormat::Jsonl);
+    }
+
+    #[test]
+    fn postgres_sources_need_a_query_and_files_take_none() {
+        let pg = GOOD.replace(
+            "path: data/stats.parquet",
+            "path: postgres://app:${PGPASSWORD}@db/shop\n    query: SELECT * FROM orders",
+        );
+        let d = parse_features_yaml(&pg, Some(std::path::Path::new("/repo"))).expect("valid");
+        assert_eq!(d.sources[0].format, SourceFormat::Postgres);
+        assert_eq!(d.sources[0].query.as_deref(), Some("SELECT * FROM orders"));
+        // URLs are not resolved against the file's directory, and `${VAR}` stays for later.
+        assert_eq!(d.sources[0].path, "postgres://app:${PGPASSWORD}@db/shop");
+
+        let e = first_err(&GOOD.replace(
+            "path: data/stats.parquet",
+            "path: postgres://app:hunter2@db/shop",
+        ));
+        assert_eq!(e.key.as_deref(), Some("sources.stats.query"), "{e}");
+        assert!(e.message.contains("no `query`"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+
+        let e = first_err(&GOOD.replace(
+            "path: data/stats.parquet",
+            "path: data/stats.parquet\n    query: SELECT 1",
+        ));
+        assert_eq!(e.key.as_deref(), Some("sources.stats.query"), "{e}");
+        assert!(
+            e.location
+                .as_deref()
+                .is_some_and(|l| l.starts_with("line 8,")),
+            "{e}"
+        );
+
+        let e = first_err(&GOOD.replace(
+            "path: data/stats.parquet",
+            "path: data/orders.db\n    format: postgres\n    query: SELECT 1",
+        ));
+        assert_eq!(e.key.as_deref(), Some("sources.stats.path"), "{e}");
+
+        // Stored definitions without a query keep their JSON unchanged.
+        let d = parse_features_yaml(GOOD, None).expect("valid");
+        let json = serde_json::to_string(&d.sources[0]).expect("json");
+        assert!(!json.contains("query"), "{json}");
     }
 }
