@@ -101,6 +101,18 @@ pub fn test_features_yaml() -> String {
     )
 }
 
+/// The test features.yaml with every data and component path made absolute under `dir`, for
+/// the REST API (which resolves relative paths against the server's directory).
+pub fn absolute_features_yaml(dir: &Path) -> String {
+    let d = dir.display();
+    test_features_yaml()
+        .replace("path: data/", &format!("path: {d}/data/"))
+        .replace(
+            "component: transforms/",
+            &format!("component: {d}/transforms/"),
+        )
+}
+
 /// Writes a small seeded data set, the example components and the quickstart's features.yaml
 /// into `dir`.
 pub fn quickstart_data(dir: &Path, customers: u64) {
@@ -108,11 +120,18 @@ pub fn quickstart_data(dir: &Path, customers: u64) {
     let spec = fstore_cli::datagen::GenSpec {
         customers,
         seed: 7,
-        months: 3,
-        orders: false,
         as_of_micros: today,
+        activity: 1.0,
     };
     fstore_cli::datagen::generate(&dir.join("data"), &spec, &|_| {}).expect("generate");
+    fstore_cli::datagen::write_entity_rows(
+        &dir.join("data/training_entities.parquet"),
+        customers,
+        customers * 2,
+        today,
+        7,
+    )
+    .expect("entity rows");
     fstore_cli::datagen::write_components(dir).expect("write components");
     std::fs::write(dir.join("features.yaml"), test_features_yaml()).expect("write yaml");
 }
@@ -245,6 +264,22 @@ impl S3Server {
             ("AWS_ALLOW_HTTP", "true".into()),
         ]
     }
+
+    /// An object store at `url` (`s3://bucket/prefix`) on this server, for a test to put or
+    /// list objects directly.
+    pub fn store(&self, url: &str) -> fstore_storage::Store {
+        fstore_storage::Store::from_url_opts(
+            url,
+            &[
+                ("aws_endpoint", &self.endpoint),
+                ("aws_access_key_id", "test"),
+                ("aws_secret_access_key", "test"),
+                ("aws_region", "us-east-1"),
+                ("aws_allow_http", "true"),
+            ],
+        )
+        .expect("store")
+    }
 }
 
 /// A control plane and an edge in this process, each on its own loopback port (real HTTP),
@@ -271,6 +306,7 @@ impl Stack {
                     .into_owned(),
                 store_url: dir.path().join("objects").to_string_lossy().into_owned(),
                 max_body_bytes,
+                retain_versions: fstore_control::DEFAULT_RETAIN_VERSIONS,
             })
             .await
             .expect("open control plane"),

@@ -13,7 +13,7 @@ async fn bad_input_is_a_4xx_with_a_json_error() {
 
     // features.yaml problems name the line and the key.
     let yaml =
-        fstore_tests::test_features_yaml().replace("source: customer_stats", "source: orders");
+        fstore_tests::test_features_yaml().replace("source: orders", "source: no_such_source");
     let r = c
         .post(u("/v1/apply"))
         .body(yaml)
@@ -77,6 +77,65 @@ async fn bad_input_is_a_4xx_with_a_json_error() {
         .await
         .expect("post");
     assert_eq!(expect_api_error(r, 400).await, "bad_request");
+    // Training sets: every wrong request is a 4xx with a JSON error, and writes nothing.
+    let rows = s.dir.path().join("data/training_entities.parquet");
+    let rows = rows.display().to_string();
+    let out = s.dir.path().join("never.parquet");
+    let out_s = out.display().to_string();
+    for (body, status, code) in [
+        ("not json".to_string(), 400, "bad_request"),
+        (r#"{"out":"x.parquet"}"#.to_string(), 400, "bad_request"),
+        (
+            serde_json::json!({"entities": rows, "out": out_s, "colour": "red"}).to_string(),
+            400,
+            "bad_request",
+        ),
+        (
+            serde_json::json!({"entities": rows, "out": out_s}).to_string(),
+            400,
+            "bad_request",
+        ),
+        (
+            serde_json::json!({"entities": rows, "out": out_s, "feature_service": "nope"})
+                .to_string(),
+            404,
+            "not_found",
+        ),
+        (
+            serde_json::json!({"entities": rows, "out": out_s, "feature_service": "segmentation_v1", "features": ["customer_rfm:clv"]})
+                .to_string(),
+            400,
+            "bad_request",
+        ),
+        (
+            serde_json::json!({"entities": "/nonexistent/rows.parquet", "out": out_s, "features": ["customer_rfm:clv"]})
+                .to_string(),
+            400,
+            "bad_request",
+        ),
+        (
+            serde_json::json!({"entities": rows, "out": out_s, "features": ["customer_rfm:nope"]})
+                .to_string(),
+            400,
+            "bad_request",
+        ),
+        (
+            serde_json::json!({"entities": rows, "out": out_s, "features": ["customer_rfm:clv"], "timestamp_column": "when"})
+                .to_string(),
+            400,
+            "bad_request",
+        ),
+    ] {
+        let r = c
+            .post(u("/v1/historical"))
+            .body(body.clone())
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(expect_api_error(r, status).await, code, "{body}");
+    }
+    assert!(!out.exists(), "a failed request wrote its output");
+
     let r = c.get(u("/v1/widgets")).send().await.expect("get");
     assert_eq!(expect_api_error(r, 404).await, "not_found");
     let r = c
@@ -95,18 +154,7 @@ async fn bad_input_is_a_4xx_with_a_json_error() {
     assert_eq!(expect_api_error(r, 405).await, "method_not_allowed");
 
     // Nothing above changed the registry: a dry run of the original file plans nothing.
-    let abs = fstore_tests::test_features_yaml()
-        .replace(
-            "path: data/customer_stats.parquet",
-            &format!(
-                "path: {}/data/customer_stats.parquet",
-                s.dir.path().display()
-            ),
-        )
-        .replace(
-            "component: transforms/",
-            &format!("component: {}/transforms/", s.dir.path().display()),
-        );
+    let abs = fstore_tests::absolute_features_yaml(s.dir.path());
     let r = c
         .post(u("/v1/apply?dry_run=true"))
         .body(abs)

@@ -20,7 +20,7 @@ async fn post(url: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
 async fn feast_wire_format_field_by_field() {
     let s = Stack::start(50, 100, 1 << 16).await;
     // No content type, as Feast clients before 0.61 send it; unknown keys ignored.
-    let body = r#"{"features":["customer_rfm:recency_days","customer_rfm:last_order_at","customer_rfm:spend_trend","customer_rfm:preferred_channel"],
+    let body = r#"{"features":["customer_rfm:recency_days","customer_rfm:last_order_at","customer_profile:style_vector","customer_rfm:last_channel"],
                    "entities":{"customer_id":[1000,7,1000]},"include_feature_view_version_metadata":false}"#;
     let r = post(&format!("{}/get-online-features", s.edge_url), body).await;
     assert_eq!(r.status(), 200);
@@ -33,8 +33,8 @@ async fn feast_wire_format_field_by_field() {
             "customer_id",
             "recency_days",
             "last_order_at",
-            "spend_trend",
-            "preferred_channel"
+            "style_vector",
+            "last_channel"
         ])
     );
     let results = v["results"].as_array().expect("results");
@@ -71,7 +71,11 @@ async fn feast_wire_format_field_by_field() {
     let st = results[1]["statuses"][0].as_str().expect("status");
     assert!(["PRESENT", "NULL_VALUE"].contains(&st), "{st}");
     let ts = results[1]["event_timestamps"][0].as_str().expect("ts");
-    assert!(ts.ends_with('Z') && ts.len() == 20, "{ts}");
+    // Whole seconds, or with a fraction (aggregates carry the last order's exact time).
+    assert!(
+        ts.ends_with('Z') && (ts.len() == 20 || ts.as_bytes()[19] == b'.'),
+        "{ts}"
+    );
     if results[2]["statuses"][0] == "PRESENT" {
         assert!(
             results[2]["values"][0].is_i64(),
@@ -89,8 +93,10 @@ async fn feast_wire_format_field_by_field() {
         .await
         .expect("json");
     let names = v["metadata"]["feature_names"].as_array().expect("names");
-    assert_eq!(names.len(), 17);
+    // The join key and the service's 19 features.
+    assert_eq!(names.len(), 20);
     assert_eq!(names[1], "customer_rfm__recency_days");
+    assert_eq!(names[19], "customer_profile__signup_channel");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -220,7 +226,9 @@ async fn bad_input_is_a_4xx_with_a_json_error() {
         "{metrics}"
     );
     assert!(metrics.contains("fstore_edge_snapshot_version{view=\"customer_rfm\"} 1"));
-    assert!(metrics.contains("fstore_edge_entities_loaded{view=\"customer_rfm\"} 20"));
+    // Every customer has a CRM record; only those who ordered within the ttl have RFM rows.
+    assert!(metrics.contains("fstore_edge_entities_loaded{view=\"customer_profile\"} 20"));
+    assert!(metrics.contains("fstore_edge_entities_loaded{view=\"customer_rfm\"} "));
     assert!(metrics.contains("fstore_edge_request_duration_seconds_bucket"));
 }
 

@@ -18,11 +18,13 @@ async fn lookup(edge: &str, id: i64) -> serde_json::Value {
     r.json().await.expect("json")
 }
 
-async fn run_path(env: &[(&str, &str)], dir: &std::path::Path) {
+/// Runs the path; `lake` is where the data files are (`data` locally, or a bucket URL), which
+/// the training-set request reads its entity rows from and writes its output under.
+async fn run_path(env: &[(&str, &str)], dir: &std::path::Path, lake: &str) {
     let (ok, out, err) = fstore(&["apply", "-f", "features.yaml", "--dry-run"], env, dir);
     assert!(ok, "dry run failed: {err}");
     assert!(
-        out.contains("11 to create") && out.contains("Dry run"),
+        out.contains("13 to create") && out.contains("Dry run"),
         "{out}"
     );
     let (ok, out, err) = fstore(&["apply", "-f", "features.yaml"], env, dir);
@@ -30,7 +32,7 @@ async fn run_path(env: &[(&str, &str)], dir: &std::path::Path) {
     assert!(out.contains("Applied"), "{out}");
     let (ok, out, _) = fstore(&["apply", "-f", "features.yaml", "--dry-run"], env, dir);
     assert!(
-        ok && out.contains("0 to create, 0 to update, 0 to delete, 11 unchanged"),
+        ok && out.contains("0 to create, 0 to update, 0 to delete, 13 unchanged"),
         "{out}"
     );
     let (ok, out, err) = fstore(&["materialize"], env, dir);
@@ -61,7 +63,7 @@ async fn run_path(env: &[(&str, &str)], dir: &std::path::Path) {
     let v = lookup(&edge.url, 1_000).await;
     assert_eq!(v["manifest"], 1);
     assert_eq!(v["views"]["customer_rfm"], 1);
-    assert_eq!(v["features"].as_array().map(Vec::len), Some(16));
+    assert_eq!(v["features"].as_array().map(Vec::len), Some(19));
     let statuses = v["results"][0]["statuses"].as_array().expect("statuses");
     assert!(
         statuses.iter().all(|s| s == "PRESENT" || s == "NULL_VALUE"),
@@ -90,12 +92,13 @@ async fn run_path(env: &[(&str, &str)], dir: &std::path::Path) {
     assert_eq!(missing["results"][0]["statuses"][0], "NOT_FOUND");
 
     let snaps: serde_json::Value = get_json(&format!("{}/v1/snapshots", control.url)).await;
-    assert_eq!(snaps["items"].as_array().map(Vec::len), Some(1), "{snaps}");
+    // One snapshot per view: customer_rfm and customer_profile.
+    assert_eq!(snaps["items"].as_array().map(Vec::len), Some(2), "{snaps}");
     assert_eq!(snaps["live"]["seq"], 1);
     let view: serde_json::Value =
         get_json(&format!("{}/v1/feature-views/customer_rfm", control.url)).await;
     assert_eq!(view["version"], 1);
-    assert_eq!(view["spec"]["ttl_seconds"], 45 * 86_400);
+    assert_eq!(view["spec"]["ttl_seconds"], 365 * 86_400);
 
     // A second materialization reaches the running edge within its poll interval.
     let (ok, _, err) = fstore(&["materialize"], env, dir);
@@ -127,6 +130,77 @@ async fn run_path(env: &[(&str, &str)], dir: &std::path::Path) {
     );
     assert!(ok, "{err}");
     assert!(out.contains("\"customer_id\": 1001"), "{out}");
+
+    // A training set through the CLI and the same over REST, read from and written to the lake.
+    let out_cli = format!("{lake}/out/train_cli.parquet");
+    let (ok, out, err) = fstore(
+        &[
+            "historical",
+            "--entities",
+            &format!("{lake}/training_entities.parquet"),
+            "--service",
+            "segmentation_v1",
+            "--out",
+            &out_cli,
+        ],
+        env,
+        dir,
+    );
+    assert!(ok, "historical failed: {err}");
+    assert!(out.contains("wrote 600 rows"), "{out}");
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/historical", control.url))
+        .json(&serde_json::json!({
+            "entities": format!("{}/training_entities.parquet", abs_lake(dir, lake)),
+            "features": ["customer_rfm:monetary_90d", "checkout_offer:offer"],
+            "full_feature_names": true,
+            "out": format!("{}/out/train_rest.csv", abs_lake(dir, lake)),
+        }))
+        .send()
+        .await
+        .expect("post");
+    let status = r.status();
+    let v: serde_json::Value = r.json().await.expect("json");
+    // The on-demand view needs the checkout request fields, which these entity rows lack.
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cart_value")),
+        "{v}"
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/historical", control.url))
+        .json(&serde_json::json!({
+            "entities": format!("{}/training_entities.parquet", abs_lake(dir, lake)),
+            "features": ["customer_rfm:monetary_90d", "customer_profile:country"],
+            "full_feature_names": true,
+            "out": format!("{}/out/train_rest.csv", abs_lake(dir, lake)),
+        }))
+        .send()
+        .await
+        .expect("post");
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["rows"], 600, "{v}");
+    assert_eq!(
+        v["columns"],
+        serde_json::json!([
+            "customer_id",
+            "event_timestamp",
+            "churned",
+            "customer_rfm__monetary_90d",
+            "customer_profile__country"
+        ])
+    );
+}
+
+/// The lake as the control plane process sees it: URLs as they are, local paths absolute.
+fn abs_lake(dir: &std::path::Path, lake: &str) -> String {
+    if lake.contains("://") {
+        lake.to_string()
+    } else {
+        dir.join(lake).display().to_string()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -142,6 +216,7 @@ async fn sqlite_and_local_directory() {
     run_path(
         &[("FSTORE_DATABASE_URL", &db), ("FSTORE_STORE_URL", &store)],
         dir.path(),
+        "data",
     )
     .await;
 }
@@ -155,30 +230,31 @@ async fn postgres_and_s3() {
     let dir = tempfile::tempdir().expect("tmp");
     quickstart_data(dir.path(), 300);
     let s3 = S3Server::start("fstore-it");
-    // The source lives in the bucket too, read through object_store.
-    let data = dir.path().join("data/customer_stats.parquet");
-    let lake = fstore_storage::Store::from_url_opts(
-        "s3://fstore-it/lake",
-        &[
-            ("aws_endpoint", &s3.endpoint),
-            ("aws_access_key_id", "test"),
-            ("aws_secret_access_key", "test"),
-            ("aws_region", "us-east-1"),
-            ("aws_allow_http", "true"),
-        ],
-    )
-    .expect("store");
-    lake.put_new(
-        "customer_stats.parquet",
-        std::fs::read(&data).expect("read").into(),
-    )
-    .await
-    .expect("upload");
-    std::fs::remove_file(&data).expect("rm local copy");
-    let yaml = fstore_tests::test_features_yaml().replace(
-        "path: data/customer_stats.parquet",
-        "path: s3://fstore-it/lake/customer_stats.parquet",
-    );
+    // The sources live in the bucket too (every file under data/, partitions included), read
+    // through object_store; so do the training set's entity rows and output.
+    let lake = s3.store("s3://fstore-it/lake");
+    let data = dir.path().join("data");
+    let mut pending = vec![data.clone()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let key = path
+                .strip_prefix(&data)
+                .expect("under data")
+                .to_string_lossy()
+                .into_owned();
+            lake.put_new(&key, std::fs::read(&path).expect("read").into())
+                .await
+                .expect("upload");
+        }
+    }
+    std::fs::remove_dir_all(&data).expect("rm local copy");
+    let yaml =
+        fstore_tests::test_features_yaml().replace("path: data/", "path: s3://fstore-it/lake/");
     std::fs::write(dir.path().join("features.yaml"), yaml).expect("yaml");
 
     let db = TempDb::create();
@@ -186,5 +262,5 @@ async fn postgres_and_s3() {
     env.push(("FSTORE_DATABASE_URL", db.url.clone()));
     env.push(("FSTORE_STORE_URL", "s3://fstore-it/published".into()));
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    run_path(&env_ref, dir.path()).await;
+    run_path(&env_ref, dir.path(), "s3://fstore-it/lake").await;
 }

@@ -13,16 +13,21 @@ from feast.types import Array, Bool, Float64, Int64, String
 store = FeatureStore(repo_path=sys.argv[1])
 customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
 rfm = FeatureView(
-    name="customer_rfm", entities=[customer], ttl=timedelta(days=45),
-    source=FileSource(path=sys.argv[2], timestamp_field="event_timestamp"),
+    name="customer_rfm", entities=[customer], ttl=timedelta(days=365),
+    source=FileSource(path=sys.argv[2], timestamp_field="order_ts"),
     schema=[Field(name="customer_id", dtype=Int64), Field(name="recency_days", dtype=Int64),
-            Field(name="monetary_90d", dtype=Float64), Field(name="preferred_channel", dtype=String),
-            Field(name="is_active", dtype=Bool), Field(name="spend_trend", dtype=Array(Float64))],
+            Field(name="monetary_90d", dtype=Float64), Field(name="last_channel", dtype=String),
+            Field(name="is_active", dtype=Bool)],
 )
-store.apply([customer, rfm])
+profile = FeatureView(
+    name="customer_profile", entities=[customer], ttl=timedelta(days=0),
+    source=FileSource(path=sys.argv[3], timestamp_field="updated_at"),
+    schema=[Field(name="customer_id", dtype=Int64), Field(name="style_vector", dtype=Array(Float64))],
+)
+store.apply([customer, rfm, profile])
 out = store.get_online_features(
-    features=["customer_rfm:recency_days", "customer_rfm:monetary_90d", "customer_rfm:preferred_channel",
-              "customer_rfm:is_active", "customer_rfm:spend_trend"],
+    features=["customer_rfm:recency_days", "customer_rfm:monetary_90d", "customer_rfm:last_channel",
+              "customer_rfm:is_active", "customer_profile:style_vector"],
     entity_rows=[{"customer_id": 1000}, {"customer_id": 1001}, {"customer_id": 42}],
 ).to_dict()
 print(json.dumps(out))
@@ -47,13 +52,21 @@ async fn feast_remote_online_store_reads_an_edge() {
     )
     .expect("yaml");
     std::fs::write(repo.join("client.py"), CLIENT).expect("client");
-    let parquet = s.dir.path().join("data/customer_stats.parquet");
+    // Feast wants a batch source per view; the remote online store never reads it.
+    let orders = s.dir.path().join("data/orders");
+    let parquet = s.dir.path().join("data/customers.parquet");
     // The client blocks; keep it off the runtime that serves the edge.
-    let (py, r, p) = (python.clone(), repo.clone(), parquet.clone());
+    let (py, r, o, p) = (
+        python.clone(),
+        repo.clone(),
+        orders.clone(),
+        parquet.clone(),
+    );
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(py)
             .arg(r.join("client.py"))
             .arg(&r)
+            .arg(&o)
             .arg(&p)
             .env("FEAST_USAGE", "False")
             .output()
@@ -71,7 +84,7 @@ async fn feast_remote_online_store_reads_an_edge() {
         .expect("client printed JSON");
 
     // The same lookup through fstore's own API gives the same values.
-    let body = r#"{"features":["customer_rfm:recency_days","customer_rfm:monetary_90d","customer_rfm:preferred_channel","customer_rfm:is_active","customer_rfm:spend_trend"],"entities":{"customer_id":[1000,1001,42]}}"#;
+    let body = r#"{"features":["customer_rfm:recency_days","customer_rfm:monetary_90d","customer_rfm:last_channel","customer_rfm:is_active","customer_profile:style_vector"],"entities":{"customer_id":[1000,1001,42]}}"#;
     let ours: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/v1/features", s.edge_url))
         .body(body)
@@ -85,9 +98,9 @@ async fn feast_remote_online_store_reads_an_edge() {
     for (i, name) in [
         "recency_days",
         "monetary_90d",
-        "preferred_channel",
+        "last_channel",
         "is_active",
-        "spend_trend",
+        "style_vector",
     ]
     .iter()
     .enumerate()

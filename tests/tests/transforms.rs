@@ -88,8 +88,15 @@ async fn offline_and_edge_compute_the_same_values() {
     let results = resp["results"].as_array().expect("results");
     assert_eq!(results.len(), CUSTOMERS as usize);
     let mut present = 0;
+    let mut found = 0;
     let mut segments = std::collections::BTreeSet::new();
     for (row, r) in results.iter().enumerate() {
+        // Customers with no order within the view's ttl are not in the snapshot; the
+        // per-request twins would compute on nulls, which the batch never saw.
+        if r["statuses"][0] == "NOT_FOUND" {
+            continue;
+        }
+        found += 1;
         for (i, (stored, edge)) in PAIRS.iter().enumerate() {
             let (a, b) = (&r["values"][2 * i], &r["values"][2 * i + 1]);
             // Value for value: the JSON rendering of both is the shortest round-trip form, so
@@ -114,10 +121,8 @@ async fn offline_and_edge_compute_the_same_values() {
         segments.insert(r["values"][8].to_string());
     }
     // Not a comparison of nulls: nearly every value is present and segments vary.
-    assert!(
-        present > CUSTOMERS as usize * PAIRS.len() * 9 / 10,
-        "{present}"
-    );
+    assert!(found > CUSTOMERS as usize / 2, "{found}");
+    assert!(present > found * PAIRS.len() * 9 / 10, "{present}");
     assert!(segments.len() >= 4, "{segments:?}");
 }
 
@@ -139,7 +144,16 @@ async fn request_time_offer_matches_the_batch_export() {
         }),
     )
     .await;
-    let results = resp["results"].as_array().expect("results");
+    // Only customers in the snapshot have a segment to compare.
+    let all = resp["results"].as_array().expect("results");
+    let keep: Vec<usize> = (0..all.len())
+        .filter(|&i| all[i]["values"][0].is_string())
+        .collect();
+    assert!(keep.len() > 50, "{} of 100 customers found", keep.len());
+    let results: Vec<&serde_json::Value> = keep.iter().map(|&i| &all[i]).collect();
+    let ids: Vec<i64> = keep.iter().map(|&i| ids[i]).collect();
+    let carts: Vec<f64> = keep.iter().map(|&i| carts[i]).collect();
+    let channels: Vec<&str> = keep.iter().map(|&i| channels[i]).collect();
 
     // The same component, run the offline way: one `compute-batch` call over every row.
     let host = fstore_wasm_host::Host::new(fstore_wasm_host::HostConfig::default()).expect("host");
@@ -195,17 +209,8 @@ async fn request_time_offer_matches_the_batch_export() {
 async fn misused_transforms_are_refused_with_their_place() {
     let s = Stack::start(50, 10_000, 1 << 20).await;
     let c = reqwest::Client::new();
-    let dir = s.dir.path().display().to_string();
     // The REST API resolves relative paths against the server's directory, so use absolute.
-    let base = fstore_tests::test_features_yaml()
-        .replace(
-            "path: data/customer_stats.parquet",
-            &format!("path: {dir}/data/customer_stats.parquet"),
-        )
-        .replace(
-            "component: transforms/",
-            &format!("component: {dir}/transforms/"),
-        );
+    let base = fstore_tests::absolute_features_yaml(s.dir.path());
     let cases: [(&str, String, &str); 7] = [
         (
             "missing component",
@@ -214,7 +219,7 @@ async fn misused_transforms_are_refused_with_their_place() {
         ),
         (
             "not a component",
-            base.replace("transforms/clv.wasm", "data/customer_stats.parquet"),
+            base.replace("transforms/clv.wasm", "data/customers.parquet"),
             "transforms.clv.component",
         ),
         (
@@ -241,8 +246,8 @@ async fn misused_transforms_are_refused_with_their_place() {
         (
             "input of another type than the transform reads",
             base.replace(
-                "{name: tenure_months, type: int64}",
-                "{name: tenure_months, type: float64}",
+                "{name: tenure_months, type: int64,",
+                "{name: tenure_months, type: float64,",
             ),
             "feature_views.customer_rfm.features.segment",
         ),
@@ -250,7 +255,7 @@ async fn misused_transforms_are_refused_with_their_place() {
             "SQL that does not type-check",
             base.replace(
                 "WHEN monetary_365d >= 250 THEN 'mid'",
-                "WHEN preferred_channel >= 250 THEN 'mid'",
+                "WHEN last_channel >= 250 THEN 'mid'",
             ),
             "feature_views.customer_rfm.features.value_tier",
         ),

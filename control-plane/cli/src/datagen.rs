@@ -50,26 +50,21 @@ impl Rng {
 pub struct GenSpec {
     pub customers: u64,
     pub seed: u64,
-    /// Month-end statistics rows per customer (the latest is the as-of date).
-    pub months: u32,
-    /// Also write the raw orders table.
-    pub orders: bool,
-    /// Microseconds since the epoch; statistics are computed as of this instant.
+    /// Microseconds since the epoch: orders cover the year before this instant.
     pub as_of_micros: i64,
+    /// Scales how often customers order (1.0: about 11 orders per customer a year).
+    pub activity: f64,
 }
 
 /// Row counts written.
 #[derive(Debug, Clone, Default)]
 pub struct GenStats {
     pub customers: u64,
+    /// Rows of `customers.parquet`: one per customer, plus one per later change of country.
+    pub customer_rows: u64,
     pub orders: u64,
-    pub stat_rows: u64,
-}
-
-struct Order {
-    ts: i64,
-    amount: f64,
-    channel: usize,
+    /// Daily partitions of the orders table.
+    pub partitions: u64,
 }
 
 fn ts_field(name: &str) -> Field {
@@ -80,97 +75,11 @@ fn ts_field(name: &str) -> Field {
     )
 }
 
-fn stats_schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
-        Field::new("customer_id", DataType::Int64, false),
-        ts_field("event_timestamp"),
-        ts_field("created_timestamp"),
-        Field::new("recency_days", DataType::Int64, true),
-        Field::new("frequency_30d", DataType::Int64, false),
-        Field::new("frequency_90d", DataType::Int64, false),
-        Field::new("frequency_365d", DataType::Int64, false),
-        Field::new("monetary_30d", DataType::Float64, false),
-        Field::new("monetary_90d", DataType::Float64, false),
-        Field::new("monetary_365d", DataType::Float64, false),
-        Field::new("avg_order_value", DataType::Float64, true),
-        Field::new("max_order_value", DataType::Float64, true),
-        Field::new("days_since_signup", DataType::Int64, false),
-        Field::new("tenure_months", DataType::Int64, false),
-        Field::new("preferred_channel", DataType::Utf8, true),
-        Field::new("country", DataType::Utf8, false),
-        Field::new("is_active", DataType::Boolean, false),
-        Field::new(
-            "last_order_at",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            true,
-        ),
-        Field::new(
-            "spend_trend",
-            DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true))),
-            true,
-        ),
-    ]))
+fn ts_array(v: Vec<i64>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
 }
 
-#[derive(Default)]
-struct StatCols {
-    customer_id: Vec<i64>,
-    event: Vec<i64>,
-    created: Vec<i64>,
-    recency: Vec<Option<i64>>,
-    f30: Vec<i64>,
-    f90: Vec<i64>,
-    f365: Vec<i64>,
-    m30: Vec<f64>,
-    m90: Vec<f64>,
-    m365: Vec<f64>,
-    aov: Vec<Option<f64>>,
-    max: Vec<Option<f64>>,
-    signup_days: Vec<i64>,
-    tenure: Vec<i64>,
-    channel: Vec<Option<&'static str>>,
-    country: Vec<&'static str>,
-    active: Vec<bool>,
-    last: Vec<Option<i64>>,
-    trend: Vec<Option<Vec<Option<f64>>>>,
-}
-
-impl StatCols {
-    fn len(&self) -> usize {
-        self.customer_id.len()
-    }
-    fn into_batch(self, schema: &Arc<Schema>) -> Result<RecordBatch, arrow::error::ArrowError> {
-        let ts = |v: Vec<i64>| {
-            Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC")) as ArrayRef
-        };
-        let cols: Vec<ArrayRef> = vec![
-            Arc::new(Int64Array::from(self.customer_id)),
-            ts(self.event),
-            ts(self.created),
-            Arc::new(Int64Array::from(self.recency)),
-            Arc::new(Int64Array::from(self.f30)),
-            Arc::new(Int64Array::from(self.f90)),
-            Arc::new(Int64Array::from(self.f365)),
-            Arc::new(Float64Array::from(self.m30)),
-            Arc::new(Float64Array::from(self.m90)),
-            Arc::new(Float64Array::from(self.m365)),
-            Arc::new(Float64Array::from(self.aov)),
-            Arc::new(Float64Array::from(self.max)),
-            Arc::new(Int64Array::from(self.signup_days)),
-            Arc::new(Int64Array::from(self.tenure)),
-            Arc::new(StringArray::from(self.channel)),
-            Arc::new(StringArray::from(self.country)),
-            Arc::new(BooleanArray::from(self.active)),
-            Arc::new(TimestampMicrosecondArray::from(self.last).with_timezone("UTC")),
-            Arc::new(ListArray::from_iter_primitive::<Float64Type, _, _>(
-                self.trend,
-            )),
-        ];
-        RecordBatch::try_new(schema.clone(), cols)
-    }
-}
-
-/// Buffered rows of the orders table, written a batch at a time like `StatCols`.
+/// Buffered rows of the orders table.
 #[derive(Default)]
 struct OrderCols {
     id: Vec<i64>,
@@ -195,9 +104,51 @@ impl OrderCols {
         let cols: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from(self.id)),
             Arc::new(Int64Array::from(self.customer)),
-            Arc::new(TimestampMicrosecondArray::from(self.ts).with_timezone("UTC")),
+            ts_array(self.ts),
             Arc::new(Float64Array::from(self.amount)),
             Arc::new(StringArray::from(self.channel)),
+        ];
+        RecordBatch::try_new(schema.clone(), cols)
+    }
+}
+
+/// Buffered rows of the customers table (CRM records; a change is a new row).
+#[derive(Default)]
+struct CustomerCols {
+    id: Vec<i64>,
+    updated: Vec<i64>,
+    signup: Vec<i64>,
+    country: Vec<&'static str>,
+    channel: Vec<&'static str>,
+    style: Vec<Option<Vec<Option<f64>>>>,
+}
+
+impl CustomerCols {
+    fn schema() -> Arc<Schema> {
+        Arc::new(Schema::new(vec![
+            Field::new("customer_id", DataType::Int64, false),
+            ts_field("updated_at"),
+            ts_field("signup_at"),
+            Field::new("country", DataType::Utf8, false),
+            Field::new("signup_channel", DataType::Utf8, false),
+            Field::new(
+                "style_vector",
+                DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true))),
+                true,
+            ),
+        ]))
+    }
+
+    fn into_batch(self, schema: &Arc<Schema>) -> Result<RecordBatch, arrow::error::ArrowError> {
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(self.id)),
+            ts_array(self.updated),
+            ts_array(self.signup),
+            Arc::new(StringArray::from(self.country)),
+            Arc::new(StringArray::from(self.channel)),
+            Arc::new(ListArray::from_iter_primitive::<Float64Type, _, _>(
+                self.style,
+            )),
         ];
         RecordBatch::try_new(schema.clone(), cols)
     }
@@ -219,39 +170,71 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0 + 0.0
 }
 
-/// Writes `customer_stats.parquet` (and `orders.parquet` when asked) into `dir`.
-/// `progress` is called with the number of customers done so far.
+/// `YYYY-MM-DD` of a day number since the epoch.
+pub fn civil_date(days: i64) -> String {
+    let (y, m, d) = fstore_snapshot::civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Writes the raw tables into `dir`: `orders/date=YYYY-MM-DD/orders.parquet` (a year of
+/// orders, one Hive-style partition per day) and `customers.parquet` (CRM records, with a
+/// second row for customers who later moved country). `progress` is called with the number
+/// of customers done so far.
 pub fn generate(dir: &Path, spec: &GenSpec, progress: &dyn Fn(u64)) -> anyhow::Result<GenStats> {
     std::fs::create_dir_all(dir)?;
-    let schema = stats_schema();
-    let mut stats_w = writer(&dir.join("customer_stats.parquet"), schema.clone())?;
-    let orders_schema = OrderCols::schema();
-    let mut orders_w = if spec.orders {
-        Some(writer(&dir.join("orders.parquet"), orders_schema.clone())?)
-    } else {
-        None
-    };
     let mut out = GenStats::default();
-    let mut cols = StatCols::default();
-    let mut order_cols = OrderCols::default();
     let mut rng = Rng::new(spec.seed);
     let as_of = spec.as_of_micros;
     let history = 365 * DAY;
-    let mut orders: Vec<Order> = Vec::new();
+    let first_day = (as_of - history).div_euclid(DAY);
+    // Orders by day; a year of them for 100k customers is a few million rows, fine in memory.
+    let mut by_day: Vec<OrderCols> = (0..=366).map(|_| OrderCols::default()).collect();
+    let mut customers = CustomerCols::default();
     for c in 0..spec.customers {
         let id = 1_000 + c as i64;
         let signup = as_of - (30 + rng.below(900) as i64) * DAY;
         let country = COUNTRIES[rng.below(COUNTRIES.len() as u64) as usize];
         // Heavy-tailed activity: most customers buy rarely, a few very often.
-        let per_month = rng.exp(1.2).min(20.0);
+        let mut per_month = (rng.exp(1.2) * spec.activity).min(20.0 * spec.activity);
         let mean_amount = 15.0 + rng.exp(45.0);
         let fav = rng.below(CHANNELS.len() as u64) as usize;
-        let churn_at = if rng.f64() < 0.25 {
+        let mut churn = rng.f64() < 0.25;
+        // The first few customers are the ones examples and tests look up: keep them active.
+        if c < 4 {
+            per_month = per_month.max(1.0);
+            churn = false;
+        }
+        let churn_at = if churn {
             as_of - rng.below(300) as i64 * DAY
         } else {
             i64::MAX
         };
-        orders.clear();
+        customers.id.push(id);
+        customers.updated.push(signup);
+        customers.signup.push(signup);
+        customers.country.push(country);
+        customers.channel.push(CHANNELS[fav]);
+        // A small taste embedding from the CRM; unknown for some customers.
+        let style: Option<Vec<Option<f64>>> = (rng.f64() < 0.9).then(|| {
+            (0..4)
+                .map(|_| Some(round2(rng.f64() * 2.0 - 1.0)))
+                .collect()
+        });
+        customers.style.push(style.clone());
+        if rng.f64() < 0.1 {
+            // Moved: a later CRM record, which training sets must only see after it happened.
+            let moved = as_of - rng.below(360) as i64 * DAY - 1;
+            if moved > signup {
+                customers.id.push(id);
+                customers.updated.push(moved);
+                customers.signup.push(signup);
+                customers
+                    .country
+                    .push(COUNTRIES[rng.below(COUNTRIES.len() as u64) as usize]);
+                customers.channel.push(CHANNELS[fav]);
+                customers.style.push(style);
+            }
+        }
         if per_month > 0.05 {
             let mut t = (as_of - history).max(signup);
             loop {
@@ -264,109 +247,84 @@ pub fn generate(dir: &Path, spec: &GenSpec, progress: &dyn Fn(u64)) -> anyhow::R
                 } else {
                     rng.below(CHANNELS.len() as u64) as usize
                 };
-                orders.push(Order {
-                    ts: t,
-                    amount: round2(mean_amount * (0.3 + rng.exp(0.7))),
-                    channel,
-                });
+                let amount = round2(mean_amount * (0.3 + rng.exp(0.7)));
+                out.orders += 1;
+                let day = (t.div_euclid(DAY) - first_day).clamp(0, 366) as usize;
+                let o = &mut by_day[day];
+                o.id.push(out.orders as i64);
+                o.customer.push(id);
+                o.ts.push(t);
+                o.amount.push(amount);
+                o.channel.push(CHANNELS[channel]);
             }
-        }
-        for o in &orders {
-            out.orders += 1;
-            if orders_w.is_some() {
-                order_cols.id.push(out.orders as i64);
-                order_cols.customer.push(id);
-                order_cols.ts.push(o.ts);
-                order_cols.amount.push(o.amount);
-                order_cols.channel.push(CHANNELS[o.channel]);
-            }
-        }
-        for m in (0..spec.months).rev() {
-            let t = as_of - m as i64 * 30 * DAY;
-            if t < signup {
-                continue;
-            }
-            let upto: Vec<&Order> = orders.iter().filter(|o| o.ts <= t).collect();
-            let within = |d: i64| upto.iter().filter(move |o| o.ts > t - d * DAY);
-            let last = upto.last().map(|o| o.ts);
-            let mut per_channel = [0u32; 4];
-            for o in &upto {
-                per_channel[o.channel] += 1;
-            }
-            let pref = per_channel
-                .iter()
-                .enumerate()
-                .max_by_key(|(_, n)| **n)
-                .filter(|(_, n)| **n > 0)
-                .map(|(i, _)| CHANNELS[i]);
-            let sum365: f64 = within(365).map(|o| o.amount).sum();
-            let n365 = within(365).count() as i64;
-            cols.customer_id.push(id);
-            cols.event.push(t);
-            cols.created.push(t + 3_600_000_000);
-            cols.recency.push(last.map(|l| (t - l) / DAY));
-            cols.f30.push(within(30).count() as i64);
-            cols.f90.push(within(90).count() as i64);
-            cols.f365.push(n365);
-            cols.m30.push(round2(within(30).map(|o| o.amount).sum()));
-            cols.m90.push(round2(within(90).map(|o| o.amount).sum()));
-            cols.m365.push(round2(sum365));
-            cols.aov
-                .push((n365 > 0).then(|| round2(sum365 / n365 as f64)));
-            cols.max.push(
-                within(365)
-                    .map(|o| o.amount)
-                    .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x)))),
-            );
-            cols.signup_days.push((t - signup) / DAY);
-            cols.tenure.push((t - signup) / (30 * DAY));
-            cols.channel.push(pref);
-            cols.country.push(country);
-            cols.active.push(last.is_some_and(|l| t - l <= 90 * DAY));
-            cols.last.push(last);
-            cols.trend.push(Some(
-                (0..3)
-                    .rev()
-                    .map(|k| {
-                        Some(round2(
-                            upto.iter()
-                                .filter(|o| {
-                                    o.ts <= t - k * 30 * DAY && o.ts > t - (k + 1) * 30 * DAY
-                                })
-                                .map(|o| o.amount)
-                                .sum(),
-                        ))
-                    })
-                    .collect(),
-            ));
-            out.stat_rows += 1;
-        }
-        if cols.len() >= 64 * 1024 {
-            stats_w.write(&std::mem::take(&mut cols).into_batch(&schema)?)?;
-        }
-        if let Some(w) = orders_w
-            .as_mut()
-            .filter(|_| order_cols.id.len() >= 64 * 1024)
-        {
-            w.write(&std::mem::take(&mut order_cols).into_batch(&orders_schema)?)?;
         }
         out.customers += 1;
         if c % 4096 == 0 {
             progress(c);
         }
     }
-    if cols.len() > 0 {
-        stats_w.write(&cols.into_batch(&schema)?)?;
-    }
-    stats_w.close()?;
-    if let Some(mut w) = orders_w {
-        if !order_cols.id.is_empty() {
-            w.write(&order_cols.into_batch(&orders_schema)?)?;
+    let orders_schema = OrderCols::schema();
+    for (i, cols) in by_day.into_iter().enumerate() {
+        if cols.id.is_empty() {
+            continue;
         }
+        let part = dir
+            .join("orders")
+            .join(format!("date={}", civil_date(first_day + i as i64)));
+        std::fs::create_dir_all(&part)?;
+        let mut w = writer(&part.join("orders.parquet"), orders_schema.clone())?;
+        w.write(&cols.into_batch(&orders_schema)?)?;
         w.close()?;
+        out.partitions += 1;
     }
+    out.customer_rows = customers.id.len() as u64;
+    let schema = CustomerCols::schema();
+    let mut w = writer(&dir.join("customers.parquet"), schema.clone())?;
+    w.write(&customers.into_batch(&schema)?)?;
+    w.close()?;
     progress(spec.customers);
     Ok(out)
+}
+
+/// Writes a training-set request: `rows` entity rows (customer id, `event_timestamp` on a past
+/// day within the year before `as_of`, and a made-up `churned` label), as Parquet.
+pub fn write_entity_rows(
+    path: &Path,
+    customers: u64,
+    rows: u64,
+    as_of_micros: i64,
+    seed: u64,
+) -> anyhow::Result<()> {
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    let mut ids = Vec::with_capacity(rows as usize);
+    let mut ts = Vec::with_capacity(rows as usize);
+    let mut label = Vec::with_capacity(rows as usize);
+    for _ in 0..rows {
+        // A few ids past the last customer: they must come back with null features.
+        ids.push(1_000 + rng.below(customers + customers / 50 + 1) as i64);
+        ts.push(as_of_micros - rng.below(365) as i64 * DAY - rng.below(DAY as u64) as i64);
+        label.push(rng.f64() < 0.2);
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Int64, false),
+        ts_field("event_timestamp"),
+        Field::new("churned", DataType::Boolean, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(ids)),
+            ts_array(ts),
+            Arc::new(BooleanArray::from(label)),
+        ],
+    )?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut w = writer(path, schema)?;
+    w.write(&batch)?;
+    w.close()?;
+    Ok(())
 }
 
 /// The quickstart's `features.yaml`.
@@ -379,13 +337,19 @@ entities:
     owner: growth-data@example.com
 
 sources:
-  - name: customer_stats
-    path: data/customer_stats.parquet
-    timestamp_field: event_timestamp
-    created_timestamp_field: created_timestamp
-    description: Month-end statistics per customer, computed from the orders table.
+  - name: orders
+    path: data/orders/
+    format: parquet
+    timestamp_field: order_ts
+    description: Every order as the order service wrote it, one Hive-style folder per day (date=YYYY-MM-DD).
     owner: growth-data@example.com
-    tags: [batch, daily]
+    tags: [raw, daily]
+  - name: customers
+    path: data/customers.parquet
+    timestamp_field: updated_at
+    description: CRM customer records; a change of country is a new row.
+    owner: crm@example.com
+    tags: [raw]
 
 # Transforms are WebAssembly components (see wit/ and transforms/): the same bytes compute
 # features in batch here and per request at the edge.
@@ -419,28 +383,29 @@ request_sources:
 feature_views:
   - name: customer_rfm
     entities: [customer]
-    source: customer_stats
-    ttl: 45d
-    description: Recency, frequency and monetary value, plus profile signals.
+    source: orders
+    ttl: 365d
+    description: Recency, frequency and monetary value, aggregated from the raw orders as of each timestamp.
     owner: growth-data@example.com
     tags: [segmentation]
     features:
-      - {name: recency_days, type: int64, description: Days since the last order.}
-      - {name: frequency_30d, type: int64, description: Orders in the last 30 days.}
-      - {name: frequency_90d, type: int64, description: Orders in the last 90 days.}
-      - {name: frequency_365d, type: int64, description: Orders in the last 365 days.}
-      - {name: monetary_30d, type: float64, description: Spend in the last 30 days.}
-      - {name: monetary_90d, type: float64, description: Spend in the last 90 days.}
-      - {name: monetary_365d, type: float64, description: Spend in the last 365 days.}
-      - {name: avg_order_value, type: float64, description: Mean order value over a year.}
-      - {name: max_order_value, type: float64, description: Largest order in a year.}
-      - {name: days_since_signup, type: int64}
-      - {name: tenure_months, type: int64}
-      - {name: preferred_channel, type: string, description: Channel of most orders.}
-      - {name: country, type: string, tags: [pii]}
-      - {name: is_active, type: bool, description: Ordered within 90 days.}
-      - {name: last_order_at, type: timestamp}
-      - {name: spend_trend, type: "list<float64>", description: "Spend in each of the last three 30-day windows, oldest first."}
+      - {name: recency_days, type: int64, aggregation: recency, description: Days since the last order.}
+      - {name: orders_7d, type: int64, aggregation: count, window: 7d, description: Orders in the last 7 days.}
+      - {name: frequency_30d, type: int64, aggregation: count, window: 30d, description: Orders in the last 30 days.}
+      - {name: frequency_90d, type: int64, aggregation: count, window: 90d, description: Orders in the last 90 days.}
+      - {name: frequency_365d, type: int64, aggregation: count, window: 365d, description: Orders in the last 365 days.}
+      - {name: spend_7d, type: float64, aggregation: sum, column: amount, window: 7d, description: Spend in the last 7 days.}
+      - {name: monetary_30d, type: float64, aggregation: sum, column: amount, window: 30d, description: Spend in the last 30 days.}
+      - {name: monetary_90d, type: float64, aggregation: sum, column: amount, window: 90d, description: Spend in the last 90 days.}
+      - {name: monetary_365d, type: float64, aggregation: sum, column: amount, window: 365d, description: Spend in the last 365 days.}
+      - {name: avg_order_value, type: float64, aggregation: avg, column: amount, window: 365d, description: Mean order value over a year.}
+      - {name: max_order_value, type: float64, aggregation: max, column: amount, window: 365d, description: Largest order in a year.}
+      - {name: order_value_stddev, type: float64, aggregation: stddev, column: amount, window: 365d, description: Spread of order values over a year.}
+      - {name: channels_365d, type: int64, aggregation: count_distinct, column: channel, window: 365d, description: Distinct channels ordered through in a year.}
+      - {name: last_channel, type: string, aggregation: last, column: channel, description: Channel of the latest order.}
+      - {name: last_order_at, type: timestamp, aggregation: max, column: order_ts}
+      - {name: tenure_months, type: int64, aggregation: age, unit: 30d, description: Months since the first order.}
+      - {name: is_active, type: bool, sql: "recency_days <= 90", description: Ordered within 90 days.}
       - {name: r_score, type: int64, transform: rfm_score, description: "Recency score; 5 is the most recent."}
       - {name: f_score, type: int64, transform: rfm_score, description: Frequency score over 90 days.}
       - {name: m_score, type: int64, transform: rfm_score, description: Monetary score over 90 days.}
@@ -451,6 +416,16 @@ feature_views:
         type: string
         description: Spend tier over a year, as a SQL expression compiled to WebAssembly.
         sql: "CASE WHEN monetary_365d >= 1000 THEN 'high' WHEN monetary_365d >= 250 THEN 'mid' ELSE 'low' END"
+  - name: customer_profile
+    entities: [customer]
+    source: customers
+    description: What the CRM knows about a customer, as of each timestamp.
+    owner: crm@example.com
+    features:
+      - {name: country, type: string, tags: [pii]}
+      - {name: signup_at, type: timestamp}
+      - {name: signup_channel, type: string}
+      - {name: style_vector, type: "list<float64>", description: Taste embedding from the CRM.}
 
 on_demand_views:
   - name: checkout_offer
@@ -477,13 +452,16 @@ feature_services:
       - customer_rfm:monetary_365d
       - customer_rfm:avg_order_value
       - customer_rfm:max_order_value
-      - customer_rfm:days_since_signup
-      - customer_rfm:tenure_months
-      - customer_rfm:preferred_channel
-      - customer_rfm:country
+      - customer_rfm:order_value_stddev
+      - customer_rfm:channels_365d
+      - customer_rfm:last_channel
       - customer_rfm:is_active
       - customer_rfm:last_order_at
-      - customer_rfm:spend_trend
+      - customer_rfm:tenure_months
+      - customer_rfm:rfm_score
+      - customer_rfm:segment
+      - customer_profile:country
+      - customer_profile:signup_channel
   - name: personalization_v1
     description: What the shop front reads at checkout.
     owner: growth-data@example.com
@@ -544,7 +522,10 @@ mod tests {
     #[test]
     fn quickstart_yaml_is_valid() {
         let d = fstore_spec::parse_features_yaml(FEATURES_YAML, None).expect("valid");
-        assert_eq!(d.feature_views[0].features.len(), 23);
+        let rfm = d.view("customer_rfm").expect("customer_rfm");
+        assert_eq!(rfm.features.len(), 24);
+        assert!(rfm.is_aggregate());
+        assert!(!d.view("customer_profile").expect("profile").is_aggregate());
         assert_eq!(d.on_demand_views[0].features.len(), 3);
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use fstore_control::{ControlConfig, ControlError, ControlPlane};
+use fstore_control::{ControlConfig, ControlError, ControlPlane, DEFAULT_RETAIN_VERSIONS};
 
 pub use quickstart::QuickstartArgs;
 
@@ -46,6 +46,16 @@ pub struct Global {
         default_value = ".fstore/objects"
     )]
     pub store_url: String,
+    /// How many published versions the object store keeps for `get --version`/`--as-of`;
+    /// older manifests and the snapshots only they use are deleted after each publish.
+    /// 0 keeps every version.
+    #[arg(
+        long,
+        global = true,
+        env = "FSTORE_RETAIN_VERSIONS",
+        default_value_t = DEFAULT_RETAIN_VERSIONS
+    )]
+    pub retain_versions: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,11 +74,21 @@ pub enum Command {
         #[arg(long = "view")]
         views: Vec<String>,
     },
-    /// Look features up on an edge.
+    /// Look features up on an edge, or in an earlier published version (`--version`, `--as-of`).
     Get {
-        /// Edge base URL.
-        #[arg(long, env = "FSTORE_EDGE_URL", default_value = "http://127.0.0.1:6566")]
-        edge: String,
+        /// Edge base URL [env: FSTORE_EDGE_URL] [default: http://127.0.0.1:6566].
+        // The environment is read by hand: a clap `env` would count as given and so conflict
+        // with `--version` for everyone who exports FSTORE_EDGE_URL.
+        #[arg(long, conflicts_with_all = ["version", "as_of"])]
+        edge: Option<String>,
+        /// Answer from published version N (the manifest number `materialize` prints), read
+        /// from the object store (`--store`) rather than an edge.
+        #[arg(long, value_name = "N", conflicts_with = "as_of")]
+        version: Option<u64>,
+        /// Answer from the version that was live at this time: RFC 3339
+        /// (`2026-05-01T12:00:00Z`) or a date (`2026-05-01`, midnight UTC).
+        #[arg(long, value_name = "TIMESTAMP", value_parser = parse_as_of)]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
         /// A feature service to read.
         #[arg(long, conflicts_with = "features")]
         service: Option<String>,
@@ -78,6 +98,33 @@ pub enum Command {
         /// Entity keys as `join_key=value` (repeat for several entities or composite keys).
         #[arg(long = "entity", required = true)]
         entities: Vec<String>,
+    },
+    /// List the published versions the object store keeps (newest first).
+    Versions {
+        /// Print JSON (as `GET /v1/versions` does) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build a training set: every feature as of each entity row's timestamp.
+    Historical {
+        /// Entity rows (join keys and a timestamp column), Parquet or CSV, path or URL.
+        #[arg(long)]
+        entities: String,
+        /// A feature service to read.
+        #[arg(long, conflicts_with = "features")]
+        service: Option<String>,
+        /// `view:feature` references (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',')]
+        features: Vec<String>,
+        /// Where to write it: a path or URL; `.csv` writes CSV, anything else Parquet.
+        #[arg(long)]
+        out: String,
+        /// Name columns `view__feature`.
+        #[arg(long)]
+        full_feature_names: bool,
+        /// The entity rows' timestamp column.
+        #[arg(long, default_value = "event_timestamp")]
+        timestamp_column: String,
     },
     /// Run a server.
     Serve {
@@ -117,6 +164,20 @@ pub enum ServeCommand {
     },
 }
 
+/// `--as-of`: an RFC 3339 time, or a plain date meaning midnight UTC.
+fn parse_as_of(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.to_utc());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    Err(format!(
+        "`{s}` is neither an RFC 3339 time (2026-05-01T12:00:00Z, 2026-05-01T14:00:00+02:00) \
+         nor a date (2026-05-01)"
+    ))
+}
+
 fn parse_interval(s: &str) -> Result<Duration, String> {
     if let Some(ms) = s.strip_suffix("ms") {
         return ms
@@ -132,6 +193,7 @@ pub async fn open_control(g: &Global) -> anyhow::Result<ControlPlane> {
         database_url: g.database_url.clone(),
         store_url: g.store_url.clone(),
         max_body_bytes: 8 << 20,
+        retain_versions: g.retain_versions,
     })
     .await
     .with_context(|| {
@@ -214,11 +276,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Get {
             edge,
+            version,
+            as_of,
             service,
             features,
             entities,
         } => {
             let body = lookup_body(service, features, &entities)?;
+            let at = match (version, as_of) {
+                (Some(n), _) => Some(At::Version(n)),
+                (None, Some(t)) => Some(At::Time(t)),
+                (None, None) => None,
+            };
+            if let Some(at) = at {
+                return get_published(&g.store_url, at, &body).await;
+            }
+            let edge = edge
+                .or_else(|| std::env::var("FSTORE_EDGE_URL").ok())
+                .unwrap_or_else(|| "http://127.0.0.1:6566".into());
             let resp = reqwest::Client::new()
                 .post(format!("{}/v1/features", edge.trim_end_matches('/')))
                 .json(&body)
@@ -233,6 +308,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&v)?);
             if !status.is_success() {
                 bail!("edge answered {status}");
+            }
+        }
+        Command::Versions { json } => {
+            let store = open_store(&g.store_url)?;
+            let v = store.versions().await?;
+            if v.items.is_empty() {
+                bail!("nothing has been published to `{}` yet", g.store_url);
+            }
+            if json {
+                let doc = serde_json::json!({"live": v.live, "items": v.items});
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                print!("{}", render_versions(&v));
             }
         }
         Command::Serve { what } => match what {
@@ -274,9 +362,134 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 fstore_edge::serve(cfg, listener, shutdown_signal()).await?;
             }
         },
+        Command::Historical {
+            entities,
+            service,
+            features,
+            out,
+            full_feature_names,
+            timestamp_column,
+        } => {
+            let cp = open_control(&g).await?;
+            let bar = spinner("joining");
+            let report = cp
+                .historical(&fstore_control::HistoricalParams {
+                    entities,
+                    feature_service: service,
+                    features,
+                    out,
+                    full_feature_names,
+                    timestamp_column,
+                })
+                .await;
+            bar.finish_and_clear();
+            let r = report?;
+            for v in &r.views {
+                println!(
+                    "{}: {} source rows read, {} of {} entity rows matched",
+                    v.view, v.source_rows_read, v.entity_rows_matched, r.rows
+                );
+            }
+            println!(
+                "wrote {} rows × {} columns ({:.1} MiB) to {} in {} ms",
+                r.rows,
+                r.columns.len(),
+                r.size_bytes as f64 / (1 << 20) as f64,
+                r.out,
+                r.duration_ms
+            );
+        }
         Command::Quickstart(args) => quickstart::run(args).await?,
     }
     Ok(())
+}
+
+/// Which published version `fstore get` answers from.
+#[derive(Debug, Clone, Copy)]
+enum At {
+    Version(u64),
+    Time(chrono::DateTime<chrono::Utc>),
+}
+
+fn open_store(url: &str) -> anyhow::Result<fstore_storage::Store> {
+    fstore_storage::Store::from_url(url).with_context(|| format!("opening store `{url}`"))
+}
+
+/// `fstore get --version/--as-of`: builds the catalog an edge would build from that version's
+/// manifest (snapshots downloaded into a temporary directory, components loaded) and answers
+/// `body` with the edge's own lookup code, so the JSON is what an edge serving that version
+/// would have answered now (ttl is enforced against the current clock, as an edge does).
+async fn get_published(store_url: &str, at: At, body: &serde_json::Value) -> anyhow::Result<()> {
+    let store = open_store(store_url)?;
+    let manifest = match at {
+        At::Version(n) => store.manifest_at(n).await?,
+        At::Time(t) => store.manifest_as_of(t).await?,
+    };
+    let seq = manifest.seq;
+    let tmp = tempfile::Builder::new()
+        .prefix("fstore-get-")
+        .tempdir()
+        .context("creating a temporary directory for snapshots")?;
+    let defaults = fstore_edge::EdgeConfig::new(store_url);
+    let mut components = fstore_edge::Components::new(defaults.wasm.clone());
+    let metrics = fstore_edge::Metrics::default();
+    let catalog = fstore_edge::build_catalog(
+        &store,
+        &manifest,
+        tmp.path(),
+        None,
+        &mut components,
+        &metrics,
+    )
+    .await
+    .with_context(|| format!("loading published version {seq} from `{store_url}`"))?;
+    let request = serde_json::to_vec(body)?;
+    let mut out = Vec::with_capacity(2048);
+    let answered = fstore_edge::lookup::execute(
+        &catalog,
+        &request,
+        fstore_edge::lookup::Format::Fstore,
+        defaults.max_entities,
+        chrono::Utc::now().timestamp_micros(),
+        &mut out,
+    );
+    match answered {
+        Ok(_) => {
+            let v: serde_json::Value = serde_json::from_slice(&out)
+                .context("the lookup rendered something that is not JSON")?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        Err(e) => {
+            let v: serde_json::Value = serde_json::from_slice(&e.body())?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            bail!(
+                "published version {seq} answered {}: {}",
+                e.status,
+                e.message
+            )
+        }
+    }
+}
+
+/// The table `fstore versions` prints.
+fn render_versions(v: &fstore_storage::Versions) -> String {
+    let mut out = format!("{:>8}  {:<26}  views\n", "version", "published at");
+    for item in &v.items {
+        let views = item
+            .views
+            .iter()
+            .map(|(name, version)| format!("{name}@{version}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let marker = if item.live { "*" } else { " " };
+        out.push_str(&format!(
+            "{marker}{:>7}  {:<26}  {views}\n",
+            item.seq, item.created_at
+        ));
+    }
+    out.push_str("(* live; `fstore get --version N` answers from version N)\n");
+    out
 }
 
 /// Builds a `/v1/features` body from `join_key=value` pairs; integers stay integers.

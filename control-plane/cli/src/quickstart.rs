@@ -46,9 +46,8 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
     let spec = GenSpec {
         customers: args.customers,
         seed: args.seed,
-        months: 12,
-        orders: true,
         as_of_micros: today,
+        activity: 1.0,
     };
     let bar = indicatif::ProgressBar::new(args.customers);
     bar.set_style(
@@ -59,10 +58,11 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
     let stats = datagen::generate(&dir.join("data"), &spec, &|n| bar.set_position(n))?;
     bar.finish_and_clear();
     println!(
-        "1. generated {} customers, {} orders, {} month-end rows (seed {}) in {:.1}s",
+        "1. generated {} customers ({} CRM rows) and {} raw orders in {} daily partitions (seed {}) in {:.1}s",
         stats.customers,
+        stats.customer_rows,
         stats.orders,
-        stats.stat_rows,
+        stats.partitions,
         args.seed,
         started.elapsed().as_secs_f64()
     );
@@ -76,6 +76,7 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
             database_url: dir.join("registry.db").to_string_lossy().into_owned(),
             store_url: dir.join("objects").to_string_lossy().into_owned(),
             max_body_bytes: 8 << 20,
+            retain_versions: fstore_control::DEFAULT_RETAIN_VERSIONS,
         })
         .await?,
     );
@@ -88,12 +89,12 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
     cp.apply(&defs, false, "quickstart").await?;
 
     // 3. Materialize.
-    let bar = crate::spinner("materializing customer_rfm");
+    let bar = crate::spinner("materializing");
     let reports = cp.materialize(&[]).await;
     bar.finish_and_clear();
     for r in reports? {
         println!(
-            "3. materialized {} v{}: {} rows → {} customers, {:.1} MiB snapshot in {} ms",
+            "3. materialized {} v{}: {} source rows → {} customers, {:.1} MiB snapshot in {} ms",
             r.view,
             r.version,
             r.rows_read,
@@ -157,8 +158,8 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
             println!("   customer {id:>8}: not found ({us} µs)");
         } else {
             println!(
-                "   customer {id:>8}: recency {}d, 90d orders {}, 90d spend {}, channel {}, active {} ({us} µs)",
-                v[0], v[2], v[5], v[11], v[13]
+                "   customer {id:>8}: recency {}d, 90d orders {}, 90d spend {}, last channel {}, active {}, segment {} ({us} µs)",
+                v[0], v[2], v[5], v[11], v[12], v[16]
             );
         }
     }
@@ -198,6 +199,41 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
     );
     println!(
         "   Feast:   curl -s {edge_url}/get-online-features -d '{{\"features\":[\"customer_rfm:recency_days\"],\"entities\":{{\"customer_id\":[1000]}}}}'"
+    );
+
+    // 7. A training set, point-in-time correct: each labelled row gets the features as they
+    // were at its timestamp, computed by the same aggregations and components.
+    let entity_rows = (args.customers * 10).min(1_000_000);
+    let entities = dir.join("data/training_entities.parquet");
+    datagen::write_entity_rows(&entities, args.customers, entity_rows, today, args.seed)?;
+    let out = dir.join("training_set.parquet");
+    let r = cp
+        .historical(&fstore_control::HistoricalParams {
+            entities: entities.to_string_lossy().into_owned(),
+            feature_service: Some("segmentation_v1".into()),
+            features: Vec::new(),
+            out: out.to_string_lossy().into_owned(),
+            full_feature_names: false,
+            timestamp_column: "event_timestamp".into(),
+        })
+        .await?;
+    println!(
+        "7. training set: {} entity rows × {} columns → {} in {} ms",
+        r.rows,
+        r.columns.len(),
+        out.display(),
+        r.duration_ms
+    );
+    for v in &r.views {
+        println!(
+            "   {}: {} of {} rows had history at their timestamp",
+            v.view, v.entity_rows_matched, r.rows
+        );
+    }
+    println!(
+        "   again:   fstore --database-url {0}/registry.db --store {0}/objects historical --entities {1} --service segmentation_v1 --out train.parquet",
+        dir.display(),
+        entities.display()
     );
 
     if !args.exit {

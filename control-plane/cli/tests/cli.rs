@@ -94,6 +94,76 @@ fn wrong_input_to_every_verb_is_a_clear_error() {
     );
     assert!(!ok && err.contains("mysql"), "{err}");
 
+    // Training sets: missing flags, unknown service, a missing or unreadable entities file.
+    let (ok, err) = fstore(d, &["historical", "--service", "s", "--out", "t.parquet"]);
+    assert!(!ok && err.contains("--entities"), "{err}");
+    std::fs::write(
+        d.join("rows.csv"),
+        "customer_id,event_timestamp\n1,2026-01-01T00:00:00Z\n",
+    )
+    .expect("write");
+    let (ok, err) = fstore(
+        d,
+        &[
+            "historical",
+            "--entities",
+            "rows.csv",
+            "--service",
+            "nope",
+            "--out",
+            "t.parquet",
+        ],
+    );
+    assert!(!ok && err.contains("nope"), "{err}");
+    let (ok, err) = fstore(
+        d,
+        &["historical", "--entities", "rows.csv", "--out", "t.parquet"],
+    );
+    assert!(!ok && err.contains("feature_service or features"), "{err}");
+    let (ok, err) = fstore(
+        d,
+        &[
+            "historical",
+            "--entities",
+            "rows.csv",
+            "--features",
+            "not-a-ref",
+            "--out",
+            "t.parquet",
+        ],
+    );
+    assert!(!ok && err.contains("not-a-ref"), "{err}");
+    let (ok, err) = fstore(
+        d,
+        &[
+            "historical",
+            "--entities",
+            "missing.parquet",
+            "--features",
+            "v:f",
+            "--out",
+            "t.parquet",
+        ],
+    );
+    assert!(!ok && err.contains("missing.parquet"), "{err}");
+    let (ok, err) = fstore(
+        d,
+        &[
+            "historical",
+            "--entities",
+            "bad.yaml",
+            "--features",
+            "v:f",
+            "--out",
+            "t.parquet",
+        ],
+    );
+    assert!(!ok && err.contains("Parquet"), "{err}");
+    assert!(
+        !d.join("t.parquet").exists(),
+        "a failed request wrote its output"
+    );
+
     let (ok, err) = fstore(d, &["quickstart", "--customers", "many"]);
     assert!(!ok && err.contains("many"), "{err}");
     let (ok, err) = fstore(d, &["frobnicate"]);

@@ -145,6 +145,17 @@ async fn materialize(
     Ok(Json(serde_json::json!({ "snapshots": reports })).into_response())
 }
 
+async fn historical(
+    State(cp): State<Shared>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ControlError> {
+    let body = body_or_error(body)?;
+    let req: crate::HistoricalParams = serde_json::from_slice(&body)
+        .map_err(|e| ControlError::BadRequest(format!("invalid JSON body: {e}")))?;
+    let report = cp.historical(&req).await?;
+    Ok(Json(report).into_response())
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct SnapshotsQuery {
@@ -159,6 +170,38 @@ async fn snapshots(
     let list = cp.registry().list_snapshots(q.view.as_deref()).await?;
     let live = cp.store().live_manifest().await?;
     Ok(Json(serde_json::json!({ "items": list, "live": live })).into_response())
+}
+
+/// `GET /v1/versions`: the published versions object storage keeps, newest first.
+async fn versions(
+    State(cp): State<Shared>,
+    query: Result<Query<NoQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ControlError> {
+    query.map_err(|e| ControlError::BadRequest(e.body_text()))?;
+    let v = cp.versions().await?;
+    Ok(Json(serde_json::json!({
+        "live": v.live,
+        "items": v.items,
+        "retain_versions": cp.config.retain_versions,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NoQuery {}
+
+/// `GET /v1/versions/{seq}`: one published version's manifest.
+async fn version(
+    State(cp): State<Shared>,
+    Path(seq): Path<String>,
+) -> Result<Response, ControlError> {
+    let seq: u64 = seq.parse().map_err(|_| {
+        ControlError::BadRequest(format!(
+            "`{seq}` is not a version number (a manifest sequence number such as 3)"
+        ))
+    })?;
+    Ok(Json(cp.version(seq).await?).into_response())
 }
 
 async fn healthz(State(cp): State<Shared>) -> Response {
@@ -197,7 +240,10 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route("/openapi.json", get(openapi_json))
         .route("/v1/apply", post(apply))
         .route("/v1/materialize", post(materialize))
+        .route("/v1/historical", post(historical))
         .route("/v1/snapshots", get(snapshots))
+        .route("/v1/versions", get(versions))
+        .route("/v1/versions/{seq}", get(version))
         .route("/v1/{kind}", get(list_objects))
         .route("/v1/{kind}/{name}", get(get_object))
         .fallback(not_found)

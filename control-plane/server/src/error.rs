@@ -13,6 +13,9 @@ pub enum ControlError {
     BadRequest(String),
     #[error("{kind} `{name}` not found")]
     NotFound { kind: String, name: String },
+    /// A published version the store does not keep, with why (pruned, never published).
+    #[error("{0}")]
+    VersionNotFound(String),
     #[error("materialization of `{view}` failed: {message}")]
     Materialization { view: String, message: String },
     #[error("registry: {0}")]
@@ -27,7 +30,9 @@ impl ControlError {
             ControlError::InvalidDefinitions(_) | ControlError::BadRequest(_) => {
                 StatusCode::BAD_REQUEST
             }
-            ControlError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ControlError::NotFound { .. } | ControlError::VersionNotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
             ControlError::Materialization { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ControlError::Registry(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ControlError::Storage(_) => StatusCode::BAD_GATEWAY,
@@ -39,6 +44,7 @@ impl ControlError {
             ControlError::InvalidDefinitions(_) => "invalid_definitions",
             ControlError::BadRequest(_) => "bad_request",
             ControlError::NotFound { .. } => "not_found",
+            ControlError::VersionNotFound(_) => "version_not_found",
             ControlError::Materialization { .. } => "materialization_failed",
             ControlError::Registry(_) => "registry_error",
             ControlError::Storage(_) => "storage_error",

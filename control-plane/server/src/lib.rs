@@ -11,5 +11,8 @@ mod transforms;
 pub use api::{router, serve};
 pub use error::ControlError;
 pub use openapi::openapi;
-pub use service::{ApplyReport, ControlConfig, ControlPlane, MaterializeReport};
+pub use service::{
+    ApplyReport, ControlConfig, ControlPlane, DEFAULT_RETAIN_VERSIONS, HistoricalParams,
+    HistoricalReport, HistoricalView, MaterializeReport,
+};
 pub use transforms::Transforms;

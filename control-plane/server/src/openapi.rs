@@ -46,10 +46,28 @@ pub fn openapi() -> Value {
                 Some(json!({"content": {"application/json": {"schema": {"type": "object", "properties": {
                     "views": {"type": "array", "items": {"type": "string"}}}}}}})),
                 "one report per view")},
+            "/v1/historical": {"post": op(
+                "Build a training set: each entity row gets every feature as of its timestamp (point-in-time correct; rows kept in order, unmatched ones with nulls)",
+                json!([]),
+                Some(json!({"content": {"application/json": {"schema": {"type": "object", "required": ["entities", "out"], "properties": {
+                    "entities": {"type": "string", "description": "Parquet or CSV entity rows: a local path or object-store URL"},
+                    "feature_service": {"type": "string"},
+                    "features": {"type": "array", "items": {"type": "string"}},
+                    "out": {"type": "string", "description": "where to write the training set (.csv for CSV, else Parquet)"},
+                    "full_feature_names": {"type": "boolean"},
+                    "timestamp_column": {"type": "string", "default": "event_timestamp"}}}}}})),
+                "rows, columns, size and per-view match counts")},
             "/v1/snapshots": {"get": op(
                 "Published snapshots (newest first) and the live manifest",
                 json!([{"name": "view", "in": "query", "schema": {"type": "string"}}]),
                 None, "snapshots")},
+            "/v1/versions": {"get": op(
+                "Published versions object storage keeps (newest first: seq, created_at, each view's snapshot version, which is live) and the retention setting",
+                json!([]), None, "versions")},
+            "/v1/versions/{seq}": {"get": op(
+                "One published version's manifest; 404 when it was pruned or never published",
+                json!([{"name": "seq", "in": "path", "required": true, "description": "manifest sequence number", "schema": {"type": "integer", "minimum": 1}}]),
+                None, "the manifest")},
             "/v1/{kind}": {"get": op("List registry objects of a kind",
                 json!([{"name": "kind", "in": "path", "required": true, "schema": kinds}]), None, "objects")},
             "/v1/{kind}/{name}": {"get": op("Get one registry object",
@@ -81,6 +99,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(paths.len(), 7);
+        assert_eq!(paths.len(), 10);
     }
 }

@@ -3,12 +3,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use fstore_registry::{Registry, SnapshotRecord};
-use fstore_snapshot::Field;
+use fstore_snapshot::{FeatureRef, Field};
 use fstore_spec::{Definitions, Plan};
 use fstore_storage::{
-    MANIFEST_FORMAT, Manifest, ManifestOnDemand, ManifestView, Store, snapshot_key,
+    MANIFEST_FORMAT, Manifest, ManifestOnDemand, ManifestView, StorageError, Store, Versions,
+    snapshot_key,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ControlError;
 use crate::transforms::Transforms;
@@ -22,7 +23,14 @@ pub struct ControlConfig {
     pub store_url: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How many published versions object storage keeps (0 keeps all): after each publish,
+    /// older manifests and the snapshots only they name are deleted.
+    pub retain_versions: usize,
 }
+
+/// The default of [`ControlConfig::retain_versions`]: enough to step back through a few weeks
+/// of daily publishes, small enough that a store does not grow without bound.
+pub const DEFAULT_RETAIN_VERSIONS: usize = 20;
 
 /// What `apply` did (or, dry, would do).
 #[derive(Debug, Clone, Serialize)]
@@ -46,6 +54,98 @@ pub struct MaterializeReport {
     pub size_bytes: u64,
     pub duration_ms: u64,
     pub manifest_seq: u64,
+}
+
+/// A training-set request: entity rows in, features joined point-in-time correctly, out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoricalParams {
+    /// Entity rows (join keys and a timestamp column): a Parquet or CSV file, local path or
+    /// object-store URL.
+    pub entities: String,
+    #[serde(default)]
+    pub feature_service: Option<String>,
+    /// `view:feature` references, when no service is named.
+    #[serde(default)]
+    pub features: Vec<String>,
+    /// Where to write the training set: a local path or object-store URL; `.csv` writes CSV,
+    /// anything else Parquet. An existing file is replaced.
+    pub out: String,
+    #[serde(default)]
+    pub full_feature_names: bool,
+    #[serde(default = "default_timestamp_column")]
+    pub timestamp_column: String,
+}
+
+fn default_timestamp_column() -> String {
+    "event_timestamp".into()
+}
+
+/// What a training-set request produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoricalReport {
+    pub out: String,
+    pub rows: usize,
+    pub columns: Vec<String>,
+    pub size_bytes: u64,
+    pub duration_ms: u64,
+    pub views: Vec<HistoricalView>,
+}
+
+/// One view's part of a training set.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoricalView {
+    pub view: String,
+    pub source_rows_read: u64,
+    /// Entity rows that found a value in this view (the rest have nulls).
+    pub entity_rows_matched: u64,
+}
+
+/// A location as a store and a key: `s3://bucket/a/b.parquet` is (`s3://bucket`, `a/b.parquet`).
+fn remote(location: &str) -> Option<(String, String)> {
+    let (scheme, rest) = location.split_once("://")?;
+    if scheme == "file" {
+        return None;
+    }
+    let (bucket, key) = rest.split_once('/')?;
+    Some((format!("{scheme}://{bucket}"), key.to_string()))
+}
+
+fn local_path(location: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(location.strip_prefix("file://").unwrap_or(location))
+}
+
+async fn read_location(location: &str) -> Result<bytes::Bytes, ControlError> {
+    match remote(location) {
+        Some((root, key)) => Ok(Store::from_url(&root)?.get_bytes(&key).await?),
+        None => tokio::fs::read(local_path(location))
+            .await
+            .map(bytes::Bytes::from)
+            .map_err(|e| ControlError::BadRequest(format!("cannot read `{location}`: {e}"))),
+    }
+}
+
+async fn write_location(location: &str, bytes: Vec<u8>) -> Result<(), ControlError> {
+    match remote(location) {
+        Some((root, key)) => Ok(Store::from_url(&root)?
+            .put_replace(&key, bytes.into())
+            .await?),
+        None => {
+            let path = local_path(location);
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                tokio::fs::create_dir_all(dir).await.map_err(|e| {
+                    ControlError::BadRequest(format!("cannot create `{}`: {e}", dir.display()))
+                })?;
+            }
+            tokio::fs::write(&path, bytes)
+                .await
+                .map_err(|e| ControlError::BadRequest(format!("cannot write `{location}`: {e}")))
+        }
+    }
+}
+
+fn is_csv(location: &str) -> bool {
+    location.to_ascii_lowercase().ends_with(".csv")
 }
 
 /// The control plane's operations, free of HTTP: the REST handlers and the CLI both call these.
@@ -170,8 +270,46 @@ impl ControlPlane {
         {
             return Ok(None);
         }
-        self.store.publish(&next).await?;
+        self.publish_and_prune(&next).await?;
         Ok(Some(next.seq))
+    }
+
+    /// Publishes `manifest`, then applies retention. Call with the publish lock held. A failed
+    /// retention pass is logged and left for the next publish: the publish itself succeeded.
+    async fn publish_and_prune(&self, manifest: &Manifest) -> Result<(), ControlError> {
+        self.store.publish(manifest).await?;
+        match self.store.prune(self.config.retain_versions).await {
+            Ok(r) if r.manifests.is_empty() && r.snapshots.is_empty() => {}
+            Ok(r) => tracing::info!(
+                manifests = ?r.manifests,
+                snapshots = r.snapshots.len(),
+                keep = self.config.retain_versions,
+                "retention deleted old published versions"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                seq = manifest.seq,
+                "retention failed after a successful publish; the next publish tries again"
+            ),
+        }
+        Ok(())
+    }
+
+    /// The published versions object storage still keeps, newest first.
+    pub async fn versions(&self) -> Result<Versions, ControlError> {
+        Ok(self.store.versions().await?)
+    }
+
+    /// The manifest of published version `seq`; a version not kept (pruned, never published)
+    /// is a not-found that says why.
+    pub async fn version(&self, seq: u64) -> Result<Manifest, ControlError> {
+        match self.store.manifest_at(seq).await {
+            Ok(m) => Ok(m),
+            Err(e @ (StorageError::VersionNotKept { .. } | StorageError::NothingPublished(_))) => {
+                Err(ControlError::VersionNotFound(e.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A manifest with the live views (minus views no longer defined) overlaid with `new_views`
@@ -246,6 +384,123 @@ impl ControlPlane {
             services,
             on_demand,
             transforms,
+        })
+    }
+
+    /// Builds a training set: for each entity row, every requested feature as of the row's
+    /// timestamp (see `fstore_offline::historical`), written to `params.out`.
+    pub async fn historical(
+        &self,
+        params: &HistoricalParams,
+    ) -> Result<HistoricalReport, ControlError> {
+        let started = Instant::now();
+        let defs = self.registry.definitions().await?;
+        let features: Vec<FeatureRef> = match (&params.feature_service, params.features.is_empty())
+        {
+            (Some(_), false) => {
+                return Err(ControlError::BadRequest(
+                    "name a feature_service or features, not both".into(),
+                ));
+            }
+            (Some(s), true) => defs
+                .service(s)
+                .ok_or_else(|| ControlError::NotFound {
+                    kind: "feature service".into(),
+                    name: s.clone(),
+                })?
+                .features
+                .clone(),
+            (None, false) => params
+                .features
+                .iter()
+                .map(|f| {
+                    FeatureRef::parse(f).ok_or_else(|| {
+                        ControlError::BadRequest(format!("`{f}` is not a `view:feature` reference"))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            (None, true) => {
+                return Err(ControlError::BadRequest(
+                    "name a feature_service or features".into(),
+                ));
+            }
+        };
+        if params.out.trim().is_empty() {
+            return Err(ControlError::BadRequest("`out` is empty".into()));
+        }
+        let bytes = read_location(&params.entities).await?;
+        let entities = fstore_offline::read_entity_rows(bytes, is_csv(&params.entities))
+            .map_err(|e| ControlError::BadRequest(format!("`{}`: {e}", params.entities)))?;
+        // The components of every view that might run: feature views' steps and on-demand
+        // views' steps, loaded once and cached like materialization's.
+        let mut transforms = std::collections::HashMap::new();
+        for v in &defs.feature_views {
+            if features.iter().any(|f| f.view == v.name)
+                || defs.on_demand_views.iter().any(|od| {
+                    od.sources.contains(&v.name) && features.iter().any(|f| f.view == od.name)
+                })
+            {
+                let loaded = self.transforms.for_steps(&self.store, &v.steps).await?;
+                transforms.insert(v.name.clone(), loaded);
+            }
+        }
+        for od in &defs.on_demand_views {
+            if features.iter().any(|f| f.view == od.name) {
+                let loaded = self.transforms.for_steps(&self.store, &od.steps).await?;
+                transforms.insert(od.name.clone(), loaded);
+            }
+        }
+        let request = fstore_offline::HistoricalRequest {
+            features,
+            full_feature_names: params.full_feature_names,
+            timestamp_column: params.timestamp_column.clone(),
+        };
+        // CPU-bound for seconds on large requests: keep the REST API answering meanwhile.
+        let handle = tokio::runtime::Handle::current();
+        let set = tokio::task::spawn_blocking(move || {
+            handle.block_on(fstore_offline::historical(
+                &defs,
+                &entities,
+                &request,
+                &transforms,
+            ))
+        })
+        .await
+        .map_err(|e| ControlError::BadRequest(format!("the retrieval task failed: {e}")))?
+        .map_err(|e| match e {
+            fstore_offline::OfflineError::Storage(s) => ControlError::Storage(s),
+            fstore_offline::OfflineError::Historical(m) => ControlError::BadRequest(m),
+            other => ControlError::Materialization {
+                view: "historical".into(),
+                message: other.to_string(),
+            },
+        })?;
+        let csv = is_csv(&params.out);
+        let bytes = fstore_offline::write_training_set(&set.batch, csv)
+            .map_err(|e| ControlError::BadRequest(e.to_string()))?;
+        let size = bytes.len() as u64;
+        write_location(&params.out, bytes).await?;
+        Ok(HistoricalReport {
+            out: params.out.clone(),
+            rows: set.batch.num_rows(),
+            columns: set
+                .batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect(),
+            size_bytes: size,
+            duration_ms: started.elapsed().as_millis() as u64,
+            views: set
+                .views
+                .into_iter()
+                .map(|(view, read, matched)| HistoricalView {
+                    view,
+                    source_rows_read: read,
+                    entity_rows_matched: matched,
+                })
+                .collect(),
         })
     }
 
@@ -361,7 +616,7 @@ impl ControlPlane {
         let manifest = self
             .next_manifest(live.as_ref(), &defs, new_views.clone())
             .await?;
-        self.store.publish(&manifest).await?;
+        self.publish_and_prune(&manifest).await?;
         for r in &mut reports {
             r.manifest_seq = manifest.seq;
             let mv = &new_views[&r.view];
