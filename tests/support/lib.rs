@@ -282,6 +282,89 @@ impl S3Server {
     }
 }
 
+/// Azurite's well-known development account (public, documented by Microsoft).
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+
+/// An Azurite blob server (Azure Blob Storage's emulator, from npm) on a free port, with a
+/// container; killed on drop. Needs `FSTORE_AZURITE_DIR`: a directory where `azurite` and
+/// `@azure/storage-blob` are npm-installed (`.ci/run` makes one); None without it.
+pub struct AzuriteServer {
+    _proc: Proc,
+    _data: tempfile::TempDir,
+    pub endpoint: String,
+    port: u16,
+    modules: PathBuf,
+}
+
+impl AzuriteServer {
+    pub fn start(container: &str) -> Option<Self> {
+        let dir = PathBuf::from(std::env::var_os("FSTORE_AZURITE_DIR")?);
+        let data = tempfile::tempdir().expect("tmp");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = Command::new(dir.join("node_modules/.bin/azurite-blob"))
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .arg("--location")
+            .arg(data.path())
+            .args(["--silent", "--skipApiVersionCheck"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start azurite (is FSTORE_AZURITE_DIR an npm install of azurite?)");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "azurite did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let server = Self {
+            _proc: Proc {
+                child,
+                url: endpoint.clone(),
+            },
+            _data: data,
+            endpoint,
+            port,
+            modules: dir.join("node_modules"),
+        };
+        let ok = server.node(container).status().expect("node");
+        assert!(ok.success(), "creating container {container} on azurite");
+        Some(server)
+    }
+
+    /// Environment for a process talking to this server (object_store's emulator mode).
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AZURE_STORAGE_USE_EMULATOR", "true".into()),
+            ("AZURITE_BLOB_STORAGE_URL", self.endpoint.clone()),
+            ("AZURE_STORAGE_ACCOUNT_NAME", AZURITE_ACCOUNT.into()),
+        ]
+    }
+
+    /// Uploads every file under `dir` to `container`, keyed `prefix/<path under dir>`.
+    pub fn upload(&self, container: &str, dir: &Path, prefix: &str) {
+        let ok = self
+            .node(container)
+            .arg(dir)
+            .arg(prefix)
+            .status()
+            .expect("node");
+        assert!(ok.success(), "uploading {} to azurite", dir.display());
+    }
+
+    fn node(&self, container: &str) -> Command {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/azure_container.js");
+        let mut c = Command::new("node");
+        c.arg(script)
+            .args([&self.port.to_string(), container])
+            .env("NODE_PATH", self.modules.clone());
+        c
+    }
+}
+
 /// A control plane and an edge in this process, each on its own loopback port (real HTTP),
 /// over SQLite and a local directory, with the quickstart's definitions applied and
 /// materialized once.
