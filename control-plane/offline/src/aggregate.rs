@@ -3,6 +3,7 @@
 //! `t - window < event <= t`. Materialization asks every entity as of now; historical
 //! retrieval asks each entity row as of its own timestamp, through the same code.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -17,18 +18,19 @@ use crate::OfflineError;
 
 const DAY_MICROS: i64 = 86_400_000_000;
 
-/// One evaluation: an entity's rows (indices into the table) and their event times, both
-/// sorted, as of `t`.
+/// One evaluation: an entity's events (sorted), where they start in the index's order, as of
+/// `t`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Query<'a> {
-    pub rows: &'a [u32],
+    pub start: usize,
     pub events: &'a [i64],
     pub t: i64,
 }
 
 impl<'a> Query<'a> {
-    /// The rows of the window ending at `t` (inclusive) and starting after `t - window`.
-    fn window(&self, window_micros: Option<i64>) -> (&'a [u32], &'a [i64]) {
+    /// The positions (in the index's order) of the window ending at `t` (inclusive) and
+    /// starting after `t - window`, with their event times.
+    fn window(&self, window_micros: Option<i64>) -> (Range<usize>, &'a [i64]) {
         let hi = self.events.partition_point(|&e| e <= self.t);
         let lo = match window_micros {
             Some(w) => {
@@ -37,21 +39,34 @@ impl<'a> Query<'a> {
             }
             None => 0,
         };
-        (&self.rows[lo..hi], &self.events[lo..hi])
+        (self.start + lo..self.start + hi, &self.events[lo..hi])
     }
 }
 
 /// Evaluates each aggregated feature for every query; a `None` query (no entity, or no event
 /// in reach) gives nulls. Returns one column per feature, typed as the feature.
+///
+/// `order` is the index's row order (`EventIndex::order`): the input columns are permuted by it
+/// once, so each entity's events are contiguous and a window is a range read sequentially,
+/// instead of rows scattered wherever the files put them.
 pub(crate) fn evaluate(
     features: &[&FeatureDef],
     inputs: &[Option<ArrayRef>],
+    order: &[u32],
     queries: &[Option<Query<'_>>],
 ) -> Result<Vec<ArrayRef>, OfflineError> {
+    let order = UInt32Array::from(order.to_vec());
     features
         .iter()
         .zip(inputs)
-        .map(|(f, input)| evaluate_one(f, input.as_ref(), queries))
+        .map(|(f, input)| {
+            let permuted = input
+                .as_ref()
+                .map(|a| take(a.as_ref(), &order, None))
+                .transpose()
+                .map_err(|e| OfflineError::UnknownView(format!("feature `{}`: {e}", f.name)))?;
+            evaluate_one(f, permuted.as_ref(), queries)
+        })
         .collect()
 }
 
@@ -93,9 +108,9 @@ fn evaluate_one(
                 match (w, input) {
                     (None, _) => b.append_null(),
                     (Some((rows, _)), None) => b.append_value(rows.len() as i64),
-                    (Some((rows, _)), Some(a)) => b.append_value(
-                        rows.iter().filter(|&&r| a.is_valid(r as usize)).count() as i64,
-                    ),
+                    (Some((rows, _)), Some(a)) => {
+                        b.append_value(rows.filter(|&r| a.is_valid(r)).count() as i64)
+                    }
                 }
             }
             Arc::new(b.finish())
@@ -108,9 +123,8 @@ fn evaluate_one(
                 match w {
                     None => b.append_null(),
                     Some((rows, _)) => b.append_value(
-                        rows.iter()
-                            .filter(|&&r| a.is_valid(r as usize))
-                            .fold(0i64, |s, &r| s.saturating_add(a.value(r as usize))),
+                        rows.filter(|&r| a.is_valid(r))
+                            .fold(0i64, |s, r| s.saturating_add(a.value(r))),
                     ),
                 }
             }
@@ -129,9 +143,9 @@ fn evaluate_one(
                 };
                 // Welford's update: one pass, no catastrophic cancellation for large sums.
                 let (mut count, mut mean, mut m2, mut sum) = (0u64, 0.0f64, 0.0f64, 0.0f64);
-                for &r in rows {
-                    if a.is_valid(r as usize) {
-                        let x = a.value(r as usize);
+                for r in rows {
+                    if a.is_valid(r) {
+                        let x = a.value(r);
                         count += 1;
                         sum += x;
                         let d = x - mean;
@@ -155,9 +169,7 @@ fn evaluate_one(
             let picks: UInt32Array = windows()
                 .map(|w| {
                     w.and_then(|(rows, _)| match agg {
-                        Aggregation::Last => {
-                            rows.iter().rev().copied().find(|&r| a.is_valid(r as usize))
-                        }
+                        Aggregation::Last => rows.rev().find(|&r| a.is_valid(r)).map(|r| r as u32),
                         _ => extreme(a, rows, agg == Aggregation::Max),
                     })
                 })
@@ -175,7 +187,7 @@ fn evaluate_one(
                     b.append_null();
                     continue;
                 };
-                let valid = rows.iter().map(|&r| r as usize).filter(|&r| a.is_valid(r));
+                let valid = rows.filter(|&r| a.is_valid(r));
                 let distinct = match a.data_type() {
                     DataType::Int64 => {
                         let v = a.as_primitive::<Int64Type>();
@@ -260,21 +272,21 @@ fn sort_dedup(v: &mut Vec<i64>) -> usize {
 }
 
 /// The row holding the smallest (or largest) non-null value; the earliest such row on ties.
-fn extreme(a: &ArrayRef, rows: &[u32], max: bool) -> Option<u32> {
+fn extreme(a: &ArrayRef, rows: Range<usize>, max: bool) -> Option<u32> {
     use std::cmp::Ordering;
     fn best<T>(
-        rows: &[u32],
+        rows: Range<usize>,
         valid: impl Fn(usize) -> bool,
         get: impl Fn(usize) -> T,
         cmp: impl Fn(&T, &T) -> Ordering,
         max: bool,
     ) -> Option<u32> {
         let mut out: Option<(u32, T)> = None;
-        for &r in rows {
-            if !valid(r as usize) {
+        for r in rows {
+            if !valid(r) {
                 continue;
             }
-            let v = get(r as usize);
+            let v = get(r);
             let better = match &out {
                 None => true,
                 Some((_, cur)) => {
@@ -287,7 +299,7 @@ fn extreme(a: &ArrayRef, rows: &[u32], max: bool) -> Option<u32> {
                 }
             };
             if better {
-                out = Some((r, v));
+                out = Some((r as u32, v));
             }
         }
         out.map(|(r, _)| r)

@@ -165,13 +165,13 @@ pub async fn historical(
                 {
                     matched.push(row as u32);
                     queries.push(Some(Query {
-                        rows: g.rows,
+                        start: g.start,
                         events: g.events,
                         t,
                     }));
                 }
             }
-            let cols = evaluate(&stored, &table.inputs, &queries)?;
+            let cols = evaluate(&stored, &table.inputs, index.order(), &queries)?;
             (matched, cols)
         } else {
             let joined = point_in_time_join(&index, &keys, &ts, ttl)?;

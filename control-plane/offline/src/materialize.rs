@@ -117,7 +117,7 @@ pub async fn materialize(
             kept.push(row);
             if view.is_aggregate() {
                 queries.push(Some(Query {
-                    rows: g.rows,
+                    start: g.start,
                     events: g.events,
                     t: now_micros,
                 }));
@@ -126,7 +126,7 @@ pub async fn materialize(
     }
     let kept_rows = UInt32Array::from(kept.clone());
     let stored_cols: Vec<ArrayRef> = if view.is_aggregate() {
-        evaluate(&stored, &table.inputs, &queries)?
+        evaluate(&stored, &table.inputs, index.order(), &queries)?
     } else {
         let inputs: Vec<ArrayRef> = table.inputs.iter().flatten().cloned().collect();
         gather(&inputs, &kept_rows)?

@@ -205,6 +205,8 @@ impl std::fmt::Debug for EventIndex {
 pub struct Group<'a> {
     pub rows: &'a [u32],
     pub events: &'a [i64],
+    /// Where the group starts in [`EventIndex::order`].
+    pub start: usize,
 }
 
 impl Group<'_> {
@@ -402,7 +404,14 @@ impl EventIndex {
         Group {
             rows: &self.rows[s..e],
             events: &self.events[s..e],
+            start: s,
         }
+    }
+
+    /// Every indexed row, group after group, each group in its sorted order: permuting a column
+    /// by this makes each group's rows contiguous (see `aggregate::evaluate`).
+    pub fn order(&self) -> &[u32] {
+        &self.rows
     }
 
     /// Feature rows that can never match: null key or null event time.

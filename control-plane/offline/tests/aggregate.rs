@@ -70,15 +70,17 @@ fn iso(micros: i64) -> String {
 fn write_lake(dir: &std::path::Path) {
     let lake = dir.join("lake");
     std::fs::create_dir_all(&lake).expect("mkdir");
+    // Out of time order and interleaved across customers, as files often are: the engine
+    // must not depend on the order it reads rows in.
     let rows = [
-        (1, NOW - 10 * DAY, "10.0", "1", "web"),
-        (1, NOW - 7 * DAY, "20.0", "2", "app"),
-        (1, NOW - 3 * DAY, "30.0", "3", "web"),
-        (1, NOW - DAY, "", "4", "store"),
-        (1, NOW, "60.0", "5", "web"),
-        (1, NOW + DAY, "1000.0", "6", "future"),
-        (2, NOW - 40 * DAY, "5.0", "1", "web"),
         (3, NOW - 2 * HOUR, "7.0", "1", ""),
+        (1, NOW - 3 * DAY, "30.0", "3", "web"),
+        (2, NOW - 40 * DAY, "5.0", "1", "web"),
+        (1, NOW + DAY, "1000.0", "6", "future"),
+        (1, NOW, "60.0", "5", "web"),
+        (1, NOW - 10 * DAY, "10.0", "1", "web"),
+        (1, NOW - DAY, "", "4", "store"),
+        (1, NOW - 7 * DAY, "20.0", "2", "app"),
     ];
     let mut csv = String::from("customer_id,ts,amount,qty,channel\n");
     for (c, t, a, q, ch) in rows {
