@@ -135,6 +135,22 @@ async fn bad_input_is_a_4xx_with_a_json_error() {
         assert_eq!(expect_api_error(r, status).await, code, "{body}");
     }
     assert!(!out.exists(), "a failed request wrote its output");
+    // Source data that has gone missing is not the caller's mistake: 422, and the data that
+    // remains is untouched.
+    let orders = s.dir.path().join("data/orders");
+    let moved = s.dir.path().join("data/orders-away");
+    std::fs::rename(&orders, &moved).expect("move orders away");
+    let r = c
+        .post(u("/v1/historical"))
+        .json(
+            &serde_json::json!({"entities": rows, "out": out_s, "features": ["customer_rfm:clv"]}),
+        )
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(expect_api_error(r, 422).await, "training_set_failed");
+    std::fs::rename(&moved, &orders).expect("move orders back");
+    assert!(!out.exists(), "a failed request wrote its output");
 
     let r = c.get(u("/v1/widgets")).send().await.expect("get");
     assert_eq!(expect_api_error(r, 404).await, "not_found");

@@ -18,6 +18,9 @@ pub enum ControlError {
     VersionNotFound(String),
     #[error("materialization of `{view}` failed: {message}")]
     Materialization { view: String, message: String },
+    /// A training set could not be built from the sources (a missing file, a bad row...).
+    #[error("training set failed: {0}")]
+    TrainingSet(String),
     #[error("registry: {0}")]
     Registry(#[from] fstore_registry::RegistryError),
     #[error("object storage: {0}")]
@@ -33,7 +36,9 @@ impl ControlError {
             ControlError::NotFound { .. } | ControlError::VersionNotFound(_) => {
                 StatusCode::NOT_FOUND
             }
-            ControlError::Materialization { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ControlError::Materialization { .. } | ControlError::TrainingSet(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ControlError::Registry(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ControlError::Storage(_) => StatusCode::BAD_GATEWAY,
         }
@@ -46,6 +51,7 @@ impl ControlError {
             ControlError::NotFound { .. } => "not_found",
             ControlError::VersionNotFound(_) => "version_not_found",
             ControlError::Materialization { .. } => "materialization_failed",
+            ControlError::TrainingSet(_) => "training_set_failed",
             ControlError::Registry(_) => "registry_error",
             ControlError::Storage(_) => "storage_error",
         }

@@ -466,14 +466,13 @@ impl ControlPlane {
             ))
         })
         .await
-        .map_err(|e| ControlError::BadRequest(format!("the retrieval task failed: {e}")))?
+        .map_err(|e| ControlError::TrainingSet(format!("the retrieval task failed: {e}")))?
         .map_err(|e| match e {
             fstore_offline::OfflineError::Storage(s) => ControlError::Storage(s),
+            // The request itself is wrong (a missing column, an unknown feature...).
             fstore_offline::OfflineError::Historical(m) => ControlError::BadRequest(m),
-            other => ControlError::Materialization {
-                view: "historical".into(),
-                message: other.to_string(),
-            },
+            // The request is fine but the data behind it is not (a source file, a row).
+            other => ControlError::TrainingSet(other.to_string()),
         })?;
         let csv = is_csv(&params.out);
         let bytes = fstore_offline::write_training_set(&set.batch, csv)
