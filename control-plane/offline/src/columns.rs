@@ -7,7 +7,7 @@ use arrow::array::{
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Float64Type, TimeUnit};
-use fstore_snapshot::{F64List, FeatureType, KeyType, Value};
+use fstore_snapshot::{F64List, FeatureType, KeyBuf, KeyType, Value};
 
 /// The Arrow type a column is converted to for a feature type.
 pub fn target_type(ty: FeatureType) -> DataType {
@@ -140,4 +140,18 @@ impl<'a> Col<'a> {
             _ => Value::Null,
         }
     }
+}
+
+/// Encodes row `row` of normalized join-key columns into `kb`, as snapshots and the event
+/// index key rows; false when a key is null (such a row has no key).
+pub fn encode_key(cols: &[Col<'_>], row: usize, kb: &mut KeyBuf) -> bool {
+    kb.clear();
+    for c in cols {
+        match c.value(row) {
+            Value::Int64(v) => kb.push_i64(v),
+            Value::String(s) => kb.push_str(s),
+            _ => return false,
+        }
+    }
+    true
 }

@@ -16,8 +16,8 @@ use fstore_wasm_host::Transform;
 
 use crate::OfflineError;
 use crate::aggregate::{Query, evaluate};
-use crate::columns::{Col, key_target, normalize, target_type};
-use crate::materialize::read_range;
+use crate::columns::{Col, encode_key, key_target, normalize, target_type};
+use crate::materialize::{read_range, ttl_micros};
 use crate::pit::{EventIndex, gather, point_in_time_join};
 use crate::table::{load_table, stored_features};
 use crate::transform::run_steps;
@@ -77,48 +77,7 @@ pub async fn historical(
         .flatten()
         .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
 
-    // Which views are needed: those named, plus the sources of on-demand views named.
-    let mut feature_views: Vec<&FeatureView> = Vec::new();
-    let mut on_demand: Vec<&OnDemandView> = Vec::new();
-    for r in &request.features {
-        if let Some(v) = defs.view(&r.view) {
-            if !v.features.iter().any(|f| f.name == r.feature) {
-                return Err(err(format!(
-                    "feature view `{}` has no feature `{}`",
-                    r.view, r.feature
-                )));
-            }
-            if !feature_views.iter().any(|x| x.name == v.name) {
-                feature_views.push(v);
-            }
-        } else if let Some(od) = defs.on_demand_view(&r.view) {
-            if !od.features.iter().any(|f| f.name == r.feature) {
-                return Err(err(format!(
-                    "on-demand view `{}` has no feature `{}`",
-                    r.view, r.feature
-                )));
-            }
-            if !on_demand.iter().any(|x| x.name == od.name) {
-                on_demand.push(od);
-            }
-            for s in &od.sources {
-                let v = defs.view(s).ok_or_else(|| {
-                    err(format!(
-                        "on-demand view `{}` reads unknown view `{s}`",
-                        od.name
-                    ))
-                })?;
-                if !feature_views.iter().any(|x| x.name == v.name) {
-                    feature_views.push(v);
-                }
-            }
-        } else {
-            return Err(err(format!(
-                "no feature view or on-demand view is named `{}`",
-                r.view
-            )));
-        }
-    }
+    let (feature_views, on_demand) = views_needed(defs, &request.features)?;
 
     let no_transforms: Vec<Arc<Transform>> = Vec::new();
     let loaded = |name: &str, steps: usize| -> Result<&Vec<Arc<Transform>>, OfflineError> {
@@ -137,9 +96,7 @@ pub async fn historical(
     let mut stats = Vec::new();
     for view in &feature_views {
         let keys = entity_keys(defs, view, entities)?;
-        let ttl = i64::try_from(view.ttl_seconds)
-            .unwrap_or(i64::MAX)
-            .saturating_mul(1_000_000);
+        let ttl = ttl_micros(view);
         let range = if min_t <= max_t {
             read_range(view, min_t, max_t)
         } else {
@@ -156,7 +113,7 @@ pub async fn historical(
             let mut matched = Vec::new();
             let mut queries = Vec::new();
             for row in 0..n {
-                if ts.is_null(row) || !encode(&key_cols, row, &mut kb) {
+                if ts.is_null(row) || !encode_key(&key_cols, row, &mut kb) {
                     continue;
                 }
                 let t = ts.value(row);
@@ -184,7 +141,8 @@ pub async fn historical(
                 }
             }
             let inputs: Vec<ArrayRef> = table.inputs.iter().flatten().cloned().collect();
-            (matched.clone(), gather(&inputs, &UInt32Array::from(rows))?)
+            let cols = gather(&inputs, &UInt32Array::from(rows))?;
+            (matched, cols)
         };
         let computed = complete(
             view,
@@ -316,6 +274,57 @@ pub async fn historical(
     })
 }
 
+/// The views a request reads, each once: the feature views and on-demand views it names, and
+/// the feature views those on-demand views read. Their transforms are what the caller loads.
+pub fn views_needed<'d>(
+    defs: &'d Definitions,
+    features: &[FeatureRef],
+) -> Result<(Vec<&'d FeatureView>, Vec<&'d OnDemandView>), OfflineError> {
+    let mut feature_views: Vec<&FeatureView> = Vec::new();
+    let mut on_demand: Vec<&OnDemandView> = Vec::new();
+    for r in features {
+        if let Some(v) = defs.view(&r.view) {
+            if !v.features.iter().any(|f| f.name == r.feature) {
+                return Err(err(format!(
+                    "feature view `{}` has no feature `{}`",
+                    r.view, r.feature
+                )));
+            }
+            if !feature_views.iter().any(|x| x.name == v.name) {
+                feature_views.push(v);
+            }
+        } else if let Some(od) = defs.on_demand_view(&r.view) {
+            if !od.features.iter().any(|f| f.name == r.feature) {
+                return Err(err(format!(
+                    "on-demand view `{}` has no feature `{}`",
+                    r.view, r.feature
+                )));
+            }
+            if !on_demand.iter().any(|x| x.name == od.name) {
+                on_demand.push(od);
+            }
+            for s in &od.sources {
+                let v = defs.view(s).ok_or_else(|| {
+                    err(format!(
+                        "on-demand view `{}` reads unknown view `{s}`",
+                        od.name
+                    ))
+                })?;
+                if !feature_views.iter().any(|x| x.name == v.name) {
+                    feature_views.push(v);
+                }
+            }
+        } else {
+            return Err(err(format!(
+                "no feature view or on-demand view is named `{}`",
+                r.view
+            )));
+        }
+    }
+
+    Ok((feature_views, on_demand))
+}
+
 /// Feature timestamps are instants: say so in the output's type.
 fn utc(a: &ArrayRef) -> Result<ArrayRef, OfflineError> {
     if let DataType::Timestamp(TimeUnit::Microsecond, None) = a.data_type() {
@@ -354,18 +363,6 @@ fn entity_keys(
             normalize(c, &key_target(k.ty), &format!("entity column `{}`", k.name)).map_err(err)
         })
         .collect()
-}
-
-fn encode(cols: &[Col<'_>], row: usize, kb: &mut KeyBuf) -> bool {
-    kb.clear();
-    for c in cols {
-        match c.value(row) {
-            Value::Int64(v) => kb.push_i64(v),
-            Value::String(s) => kb.push_str(s),
-            _ => return false,
-        }
-    }
-    true
 }
 
 fn column_names(b: &RecordBatch) -> String {

@@ -18,7 +18,7 @@ mod transform;
 mod view;
 
 pub use historical::{
-    HistoricalRequest, TrainingSet, historical, read_entity_rows, write_training_set,
+    HistoricalRequest, TrainingSet, historical, read_entity_rows, views_needed, write_training_set,
 };
 pub use materialize::{Materialized, materialize};
 pub use pit::{EventIndex, Group, concat_columns, gather, point_in_time_join};

@@ -6,7 +6,7 @@ use fstore_spec::{Definitions, FeatureView};
 
 use crate::OfflineError;
 use crate::aggregate::{Query, evaluate};
-use crate::columns::Col;
+use crate::columns::{Col, encode_key};
 use crate::pit::{EventIndex, gather};
 use crate::table::{load_table, stored_features};
 use crate::view::complete;
@@ -44,7 +44,7 @@ impl Materialized {
     }
 }
 
-fn ttl_micros(view: &FeatureView) -> i64 {
+pub(crate) fn ttl_micros(view: &FeatureView) -> i64 {
     i64::try_from(view.ttl_seconds)
         .unwrap_or(i64::MAX)
         .saturating_mul(1_000_000)
@@ -124,12 +124,11 @@ pub async fn materialize(
             }
         }
     }
-    let kept_rows = UInt32Array::from(kept.clone());
     let stored_cols: Vec<ArrayRef> = if view.is_aggregate() {
         evaluate(&stored, &table.inputs, index.order(), &queries)?
     } else {
         let inputs: Vec<ArrayRef> = table.inputs.iter().flatten().cloned().collect();
-        gather(&inputs, &kept_rows)?
+        gather(&inputs, &UInt32Array::from(kept.clone()))?
     };
     let columns = complete(view, kept.len(), stored_cols, transforms)?;
 
@@ -162,15 +161,8 @@ pub async fn materialize(
     let mut values: Vec<Value<'_>> = Vec::with_capacity(cols.len());
     for (i, &row) in kept.iter().enumerate() {
         let row = row as usize;
-        kb.clear();
-        for c in &key_cols {
-            match c.value(row) {
-                Value::Int64(v) => kb.push_i64(v),
-                Value::String(s) => kb.push_str(s),
-                // Loading rejected null keys.
-                _ => {}
-            }
-        }
+        // Loading rejected null keys, so every kept row encodes.
+        encode_key(&key_cols, row, &mut kb);
         values.clear();
         values.extend(cols.iter().map(|c| c.value(i)));
         let c = created.filter(|c| c.is_valid(row)).map(|c| c.value(row));

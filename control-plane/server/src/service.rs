@@ -431,24 +431,21 @@ impl ControlPlane {
         let bytes = read_location(&params.entities).await?;
         let entities = fstore_offline::read_entity_rows(bytes, is_csv(&params.entities))
             .map_err(|e| ControlError::BadRequest(format!("`{}`: {e}", params.entities)))?;
-        // The components of every view that might run: feature views' steps and on-demand
-        // views' steps, loaded once and cached like materialization's.
+        let (views, on_demand) =
+            fstore_offline::views_needed(&defs, &features).map_err(|e| match e {
+                fstore_offline::OfflineError::Historical(m) => ControlError::BadRequest(m),
+                other => ControlError::BadRequest(other.to_string()),
+            })?;
+        // The components of every view that runs, loaded once and cached like
+        // materialization's.
         let mut transforms = std::collections::HashMap::new();
-        for v in &defs.feature_views {
-            if features.iter().any(|f| f.view == v.name)
-                || defs.on_demand_views.iter().any(|od| {
-                    od.sources.contains(&v.name) && features.iter().any(|f| f.view == od.name)
-                })
-            {
-                let loaded = self.transforms.for_steps(&self.store, &v.steps).await?;
-                transforms.insert(v.name.clone(), loaded);
-            }
-        }
-        for od in &defs.on_demand_views {
-            if features.iter().any(|f| f.view == od.name) {
-                let loaded = self.transforms.for_steps(&self.store, &od.steps).await?;
-                transforms.insert(od.name.clone(), loaded);
-            }
+        for (name, steps) in views
+            .iter()
+            .map(|v| (&v.name, &v.steps))
+            .chain(on_demand.iter().map(|od| (&od.name, &od.steps)))
+        {
+            let loaded = self.transforms.for_steps(&self.store, steps).await?;
+            transforms.insert(name.clone(), loaded);
         }
         let request = fstore_offline::HistoricalRequest {
             features,
