@@ -20,7 +20,7 @@ use crate::columns::{Col, encode_key, key_target, normalize, target_type};
 use crate::materialize::{read_range, ttl_micros};
 use crate::pit::{EventIndex, gather, point_in_time_join};
 use crate::table::{load_table, stored_features};
-use crate::transform::run_steps;
+use crate::transform::{run_steps, take_columns};
 use crate::view::complete;
 
 /// What to retrieve.
@@ -216,18 +216,19 @@ pub async fn historical(
             &name_refs,
             &read,
         )?;
+        let feature_names: Vec<&str> = od.features.iter().map(|f| f.name.as_str()).collect();
         let mut out = Vec::with_capacity(od.features.len());
-        for f in &od.features {
-            let c = computed
-                .iter()
-                .rposition(|c| c.name == f.name)
-                .ok_or_else(|| {
-                    err(format!(
-                        "on-demand view `{}`: no step computes `{}`",
-                        od.name, f.name
-                    ))
-                })?;
-            out.push(computed[c].to_arrow());
+        for (f, column) in od
+            .features
+            .iter()
+            .zip(take_columns(computed, &feature_names))
+        {
+            out.push(column.ok_or_else(|| {
+                err(format!(
+                    "on-demand view `{}`: no step computes `{}`",
+                    od.name, f.name
+                ))
+            })?);
         }
         values.insert(od.name.clone(), out);
     }

@@ -20,28 +20,23 @@ pub(crate) struct Computed {
 }
 
 impl Computed {
-    /// The column as an Arrow array of the feature type's Arrow type (see `columns::target_type`).
-    pub fn to_arrow(&self) -> ArrayRef {
+    /// The column as an Arrow array of the feature type's Arrow type (see `columns::target_type`),
+    /// reusing the fixed-width buffers rather than copying them.
+    pub fn into_arrow(self) -> ArrayRef {
         use arrow::array::{
             BooleanArray, Float64Array, Int64Array, ListArray, StringArray,
             TimestampMicrosecondArray,
         };
         use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer};
-        let len = data_len(&self.column.data);
-        let nulls = (!self.column.validity.is_empty()).then(|| {
-            NullBuffer::new(BooleanBuffer::new(
-                Buffer::from(self.column.validity.clone()),
-                0,
-                len,
-            ))
-        });
-        let ok = |row: usize| valid(&self.column.validity, row);
-        match &self.column.data {
-            ColumnData::Int64(v) => Arc::new(Int64Array::new(v.clone().into(), nulls)),
-            ColumnData::Float64(v) => Arc::new(Float64Array::new(v.clone().into(), nulls)),
-            ColumnData::Timestamp(v) => {
-                Arc::new(TimestampMicrosecondArray::new(v.clone().into(), nulls))
-            }
+        let Column { data, validity } = self.column;
+        let len = data_len(&data);
+        let ok = |row: usize| valid(&validity, row);
+        let nulls = (!validity.is_empty())
+            .then(|| NullBuffer::new(BooleanBuffer::new(Buffer::from(validity.clone()), 0, len)));
+        match data {
+            ColumnData::Int64(v) => Arc::new(Int64Array::new(v.into(), nulls)),
+            ColumnData::Float64(v) => Arc::new(Float64Array::new(v.into(), nulls)),
+            ColumnData::Timestamp(v) => Arc::new(TimestampMicrosecondArray::new(v.into(), nulls)),
             ColumnData::Boolean(v) => Arc::new(BooleanArray::new(
                 BooleanBuffer::from_iter(v.iter().copied()),
                 nulls,
@@ -62,6 +57,21 @@ impl Computed {
             }
         }
     }
+}
+
+/// For each name, the column the steps computed under it, as Arrow: the last one when several
+/// steps output the same name (a later step overrides an earlier one), None when none did.
+pub(crate) fn take_columns(computed: Vec<Computed>, names: &[&str]) -> Vec<Option<ArrayRef>> {
+    let mut slots: Vec<Option<Computed>> = computed.into_iter().map(Some).collect();
+    names
+        .iter()
+        .map(|name| {
+            let i = slots
+                .iter()
+                .rposition(|c| c.as_ref().is_some_and(|c| c.name == *name))?;
+            slots[i].take().map(Computed::into_arrow)
+        })
+        .collect()
 }
 
 fn data_len(d: &ColumnData) -> usize {

@@ -11,7 +11,7 @@ use fstore_wasm_host::Transform;
 use crate::OfflineError;
 use crate::columns::Col;
 use crate::table::stored_features;
-use crate::transform::run_steps;
+use crate::transform::{run_steps, take_columns};
 
 /// Every feature of `view` for `rows` rows. `stored` holds one column per stored feature
 /// (see `table::stored_features`), typed as the feature.
@@ -32,14 +32,16 @@ pub(crate) fn complete(
     let names: Vec<(&str, FeatureType)> = defs.iter().map(|f| (f.name.as_str(), f.ty)).collect();
     let read = |si: usize, i: usize| -> Value<'_> { cols[si].value(i) };
     let computed = run_steps(&view.name, &view.steps, transforms, rows, &names, &read)?;
+    let feature_names: Vec<&str> = view.features.iter().map(|f| f.name.as_str()).collect();
+    let mut computed = take_columns(computed, &feature_names);
     let mut out = Vec::with_capacity(view.features.len());
-    for f in &view.features {
+    for (fi, f) in view.features.iter().enumerate() {
         if f.is_stored() {
             let si = defs.iter().position(|d| d.name == f.name).unwrap_or(0);
             out.push(stored[si].clone());
         } else {
-            match computed.iter().rposition(|c| c.name == f.name) {
-                Some(ci) => out.push(computed[ci].to_arrow()),
+            match computed[fi].take() {
+                Some(column) => out.push(column),
                 None => {
                     return Err(OfflineError::UnknownView(format!(
                         "{} (feature `{}` is computed by no transform step; re-apply the definitions)",
