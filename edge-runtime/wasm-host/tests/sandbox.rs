@@ -179,10 +179,12 @@ fn hostile_components_fail_only_their_own_calls() {
     let host = host();
     // Short enough to keep the loop cases quick, long enough that the other modes reach
     // their own failure (filling the memory cap takes a few milliseconds) on a loaded machine.
+    // Fuel is effectively unbounded so the loop is stopped by the deadline: on a fast machine
+    // a tight loop burns billions of fuel units before a descheduled epoch ticker fires.
     let fast = Limits {
         deadline: Duration::from_millis(200),
         max_batch_deadline: Duration::from_secs(1),
-        fuel_per_call: 5_000_000_000,
+        fuel_per_call: 1 << 60,
     };
     let good = hostile(&host, "ok", relaxed());
     let cases: [(&str, &str); 6] = [
