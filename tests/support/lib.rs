@@ -396,8 +396,10 @@ impl Stack {
         );
         let defs = fstore_control::ControlPlane::parse(&test_features_yaml(), Some(dir.path()))
             .expect("defs");
-        cp.apply(&defs, false, "test").await.expect("apply");
-        cp.materialize(&[]).await.expect("materialize");
+        cp.apply(&defs, &fstore_control::ApplyOptions::new("test"))
+            .await
+            .expect("apply");
+        cp.materialize(&[], "test").await.expect("materialize");
 
         let (stop, rx) = tokio::sync::watch::channel(false);
         let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

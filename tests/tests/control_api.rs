@@ -227,8 +227,10 @@ async fn a_failed_run_keeps_the_live_snapshot_and_its_input() {
     std::fs::write(&csv, "customer_id,ts,score,tier\n1,2026-01-01T00:00:00Z,0.5,gold\n1,2026-02-01T00:00:00Z,0.7,silver\n2,2026-01-05T00:00:00Z,0.1,bronze\n")
         .expect("csv");
     let defs = fstore_control::ControlPlane::parse(CSV_YAML, Some(s.dir.path())).expect("defs");
-    s.cp.apply(&defs, false, "test").await.expect("apply");
-    let good = s.cp.materialize(&[]).await.expect("good run");
+    s.cp.apply(&defs, &fstore_control::ApplyOptions::new("test"))
+        .await
+        .expect("apply");
+    let good = s.cp.materialize(&[], "test").await.expect("good run");
     let live_seq = good[0].manifest_seq;
 
     let c = reqwest::Client::new();
@@ -279,7 +281,7 @@ async fn a_failed_run_keeps_the_live_snapshot_and_its_input() {
     // A null join key is named by file and row too.
     std::fs::write(&csv, "customer_id,ts,score,tier\n1,2026-03-01T00:00:00Z,0.9,gold\n,2026-03-01T00:00:00Z,0.2,gold\n").expect("csv");
     let err =
-        s.cp.materialize(&["score_view".to_string()])
+        s.cp.materialize(&["score_view".to_string()], "test")
             .await
             .expect_err("must fail");
     assert!(

@@ -52,7 +52,9 @@ async fn post(url: &str, body: &Value) -> Value {
 async fn apply_extra(s: &Stack, extra: &str, probe: &str) {
     let yaml = fstore_tests::test_features_yaml().replace("on_demand_views:\n", extra);
     let defs = fstore_control::ControlPlane::parse(&yaml, Some(s.dir.path())).expect("parse");
-    s.cp.apply(&defs, false, "test").await.expect("apply");
+    s.cp.apply(&defs, &fstore_control::ApplyOptions::new("test"))
+        .await
+        .expect("apply");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let r = reqwest::Client::new()

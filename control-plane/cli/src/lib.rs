@@ -1,6 +1,7 @@
 //! The `fstore` command: apply definitions, materialize, look features up, run the servers,
 //! and the quickstart that does all of it on embedded defaults.
 
+mod catalog;
 pub mod datagen;
 mod quickstart;
 
@@ -67,6 +68,12 @@ pub enum Command {
         /// Show the plan and stop.
         #[arg(long)]
         dry_run: bool,
+        /// Apply breaking changes even though services still read what they change.
+        #[arg(long)]
+        force: bool,
+        /// Why: recorded with each new version and in the change log.
+        #[arg(short = 'm', long, default_value = "fstore apply")]
+        message: String,
     },
     /// Materialize feature views from their sources and publish the snapshots.
     Materialize {
@@ -126,6 +133,25 @@ pub enum Command {
         #[arg(long, default_value = "event_timestamp")]
         timestamp_column: String,
     },
+    /// Search the catalog, or show one feature's page.
+    Catalog {
+        #[command(subcommand)]
+        what: catalog::CatalogCommand,
+    },
+    /// The versions of a definition, each with what changed (`fstore history view customer_rfm`).
+    History(catalog::HistoryArgs),
+    /// What changed between two versions (`fstore diff view customer_rfm v2 v3`).
+    Diff(catalog::DiffArgs),
+    /// The registry's change log: every apply, delete, publish and rollback.
+    Changelog(catalog::ChangelogArgs),
+    /// Where something comes from and what it feeds, as a tree (or Graphviz DOT).
+    Lineage(catalog::LineageArgs),
+    /// What a change to something would reach: views, services, snapshots.
+    Impact(catalog::ImpactArgs),
+    /// Point a feature service back at earlier snapshots (or, with --clear, at the live ones).
+    Rollback(catalog::RollbackArgs),
+    /// Delete one definition; refused while something depends on it, unless --force.
+    Delete(catalog::DeleteArgs),
     /// Run a server.
     Serve {
         #[command(subcommand)]
@@ -161,6 +187,16 @@ pub enum ServeCommand {
         /// A label for metrics and logs.
         #[arg(long, env = "FSTORE_EDGE_REGION", default_value = "local")]
         region: String,
+        /// The control plane to report heartbeats to (http://127.0.0.1:6565); serving never
+        /// depends on it.
+        #[arg(long, env = "FSTORE_CONTROL_PLANE_URL")]
+        control_plane: Option<String>,
+        /// This edge's name in the fleet [default: <region>-<address>].
+        #[arg(long, env = "FSTORE_EDGE_ID")]
+        edge_id: Option<String>,
+        /// The URL clients reach this edge at, when not the address it listens on.
+        #[arg(long, env = "FSTORE_EDGE_ADVERTISE")]
+        advertise: Option<String>,
     },
 }
 
@@ -222,7 +258,12 @@ async fn shutdown_signal() {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let g = cli.global;
     match cli.command {
-        Command::Apply { file, dry_run } => {
+        Command::Apply {
+            file,
+            dry_run,
+            force,
+            message,
+        } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
             let base = file.parent().map(|p| {
@@ -236,14 +277,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let defs =
                 ControlPlane::parse(&text, base.as_deref()).map_err(|e| explain(&file, e))?;
             let cp = open_control(&g).await?;
-            let plan = cp.plan(&defs).await?;
-            print!("{}", plan.render());
+            let opts = fstore_control::ApplyOptions {
+                dry_run,
+                force,
+                author: whoami(),
+                message,
+            };
+            let dry = fstore_control::ApplyOptions {
+                dry_run: true,
+                ..opts.clone()
+            };
+            let planned = cp.apply(&defs, &dry).await.map_err(|e| explain(&file, e))?;
+            print!("{}", planned.plan.render());
+            if !planned.breaking_dependents.is_empty() {
+                println!("Breaking changes reach:");
+                for d in &planned.breaking_dependents {
+                    println!(
+                        "  {} `{}` (reads {}; {} changes)",
+                        d.kind, d.name, d.via, d.change
+                    );
+                }
+            }
             if dry_run {
                 println!("Dry run: nothing changed.");
                 return Ok(());
             }
             let report = cp
-                .apply(&defs, false, &whoami())
+                .apply(&defs, &opts)
                 .await
                 .map_err(|e| explain(&file, e))?;
             if report.applied {
@@ -258,7 +318,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Materialize { views } => {
             let cp = open_control(&g).await?;
             let bar = spinner("materializing");
-            let reports = cp.materialize(&views).await;
+            let reports = cp.materialize(&views, &whoami()).await;
             bar.finish_and_clear();
             for r in reports? {
                 println!(
@@ -342,6 +402,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_entities,
                 max_body_bytes,
                 region,
+                control_plane,
+                edge_id,
+                advertise,
             } => {
                 let mut cfg = fstore_edge::EdgeConfig::new(g.store_url.clone());
                 cfg.poll_interval = poll_interval;
@@ -351,6 +414,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 cfg.max_entities = max_entities;
                 cfg.max_body_bytes = max_body_bytes;
                 cfg.region = region;
+                cfg.control_plane_url = control_plane;
+                cfg.edge_id = edge_id;
+                cfg.advertise_addr = advertise;
                 let listener = tokio::net::TcpListener::bind(&addr)
                     .await
                     .with_context(|| format!("binding {addr}"))?;
@@ -400,6 +466,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Quickstart(args) => quickstart::run(args).await?,
+        Command::Catalog { what } => catalog::catalog(&g, what).await?,
+        Command::History(a) => catalog::history(&g, a).await?,
+        Command::Diff(a) => catalog::diff(&g, a).await?,
+        Command::Changelog(a) => catalog::changelog(&g, a).await?,
+        Command::Lineage(a) => catalog::lineage(&g, a).await?,
+        Command::Impact(a) => catalog::impact(&g, a).await?,
+        Command::Rollback(a) => catalog::rollback(&g, a).await?,
+        Command::Delete(a) => catalog::delete(&g, a).await?,
     }
     Ok(())
 }
@@ -521,7 +595,7 @@ pub fn lookup_body(
     Ok(body)
 }
 
-fn whoami() -> String {
+pub(crate) fn whoami() -> String {
     std::env::var("USER").unwrap_or_else(|_| "cli".into())
 }
 

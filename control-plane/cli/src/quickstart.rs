@@ -86,11 +86,12 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
     for line in plan.render().lines() {
         println!("   {line}");
     }
-    cp.apply(&defs, false, "quickstart").await?;
+    cp.apply(&defs, &fstore_control::ApplyOptions::new("quickstart"))
+        .await?;
 
     // 3. Materialize.
     let bar = crate::spinner("materializing");
-    let reports = cp.materialize(&[]).await;
+    let reports = cp.materialize(&[], "quickstart").await;
     bar.finish_and_clear();
     for r in reports? {
         println!(
@@ -121,6 +122,9 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
     let mut cfg = fstore_edge::EdgeConfig::new(dir.join("objects").to_string_lossy().into_owned());
     cfg.cache_dir = dir.join("edge-cache");
     cfg.poll_interval = Duration::from_secs(1);
+    // Reports to the control plane, so `fstore lineage` and `GET /v1/edges` show it.
+    cfg.control_plane_url = Some(control_url.clone());
+    cfg.edge_id = Some("quickstart-edge".into());
     let edge = tokio::spawn(fstore_edge::serve(cfg, el, wait(stop_rx.clone())));
     println!("4. control plane on {control_url}, edge on {edge_url}");
 
@@ -234,6 +238,27 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
         "   again:   fstore --database-url {0}/registry.db --store {0}/objects historical --entities {1} --service segmentation_v1 --out train.parquet",
         dir.display(),
         entities.display()
+    );
+
+    // 8. The catalog: what a data scientist would type to find a feature.
+    let q = "spend in the last month";
+    let found = cp
+        .search(&fstore_registry::SearchQuery {
+            q: q.into(),
+            limit: 3,
+            ..Default::default()
+        })
+        .await?;
+    println!("8. catalog search \"{q}\" ({} matches):", found.total);
+    for h in &found.hits {
+        println!("   {:>6.3}  {} {}", h.score, h.kind, h.name);
+    }
+    println!(
+        "   more:    fstore --database-url {0}/registry.db --store {0}/objects catalog search \"{q}\" | lineage source orders | history view customer_rfm",
+        dir.display()
+    );
+    println!(
+        "            curl -s '{control_url}/v1/lineage/source/orders?direction=downstream&format=dot'"
     );
 
     if !args.exit {

@@ -24,6 +24,34 @@ pub use materialize::{Materialized, materialize};
 pub use pit::{EventIndex, Group, concat_columns, gather, point_in_time_join};
 pub use source::{SourceFile, SourceFiles, SourceLocation, list_source_files, read_source};
 
+/// One source file a job read: what lineage records so a snapshot can be traced to the exact
+/// bytes it was computed from (a changed file has a new version tag).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InputFile {
+    /// Its path or URL (a database URL with its password redacted).
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e_tag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    pub rows: u64,
+}
+
+impl InputFile {
+    pub(crate) fn new(file: &SourceFile, rows: u64) -> Self {
+        let o = file.object.as_ref();
+        Self {
+            path: file.display.clone(),
+            size_bytes: o.map(|o| o.size),
+            e_tag: o.and_then(|o| o.e_tag.clone()),
+            last_modified: o.map(|o| o.last_modified.clone()),
+            rows,
+        }
+    }
+}
+
 /// Why a materialization failed. Source problems name the file and, for bad rows, the row.
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {

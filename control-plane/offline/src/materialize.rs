@@ -18,7 +18,8 @@ pub struct Materialized {
     pub parts: [Vec<u8>; 2],
     /// The snapshot's body checksum (xxh3-64), as its header records it.
     pub checksum: u64,
-    pub files: usize,
+    /// The source files read, with their sizes, version tags and row counts.
+    pub files: Vec<crate::InputFile>,
     pub rows_read: u64,
     /// Entities written to the snapshot.
     pub rows_written: u64,

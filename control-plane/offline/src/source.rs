@@ -8,7 +8,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use fstore_spec::{Source, SourceFormat};
-use fstore_storage::{StorageError, Store};
+use fstore_storage::{ObjectInfo, StorageError, Store};
 
 use crate::OfflineError;
 use crate::glob::{fixed_prefix, glob_match, has_glob};
@@ -52,6 +52,8 @@ pub struct SourceFile {
     /// The UTC range `[start, end)` (µs since the epoch) that the file's Hive partition
     /// directories (`date=…/`, `year=…/month=…/`) put its rows in, if its path has them.
     pub partition: Option<(i64, i64)>,
+    /// Size and version tag as listed (None for a database query): what lineage records.
+    pub object: Option<ObjectInfo>,
 }
 
 /// The files a job reads, in name order, and how many matching files partition pruning
@@ -143,6 +145,7 @@ pub async fn list_source_files(
                 },
                 display: redact_url(&source.path),
                 partition: None,
+                object: None,
             }],
             pruned: 0,
         });
@@ -154,18 +157,24 @@ pub async fn list_source_files(
     };
     let (root, target) = locate(path).map_err(file_err)?;
     let store = Store::from_url(&root)?;
-    let keys: Vec<String> = match &target {
-        Target::File(key) => vec![key.clone()],
+    let keys: Vec<ObjectInfo> = match &target {
+        Target::File(key) => match store.head(key).await {
+            Ok(info) => vec![info],
+            // Reported below as "no files", like an empty prefix.
+            Err(StorageError::NotFound(_)) => vec![],
+            Err(e) => return Err(e.into()),
+        },
         Target::Prefix(prefix) => {
             let below = prefix.split('/').filter(|s| !s.is_empty()).count();
             store
-                .list(prefix)
+                .list_meta(prefix)
                 .await?
                 .into_iter()
-                .filter(|k| {
-                    let lower = k.to_ascii_lowercase();
+                .filter(|o| {
+                    let lower = o.key.to_ascii_lowercase();
                     ext(source.format).iter().any(|e| lower.ends_with(e))
-                        && !k
+                        && !o
+                            .key
                             .split('/')
                             .skip(below)
                             .any(|seg| seg.starts_with(['.', '_']))
@@ -173,10 +182,10 @@ pub async fn list_source_files(
                 .collect()
         }
         Target::Glob { list, pattern } => store
-            .list(list)
+            .list_meta(list)
             .await?
             .into_iter()
-            .filter(|k| glob_match(pattern, k))
+            .filter(|o| glob_match(pattern, &o.key))
             .collect(),
     };
     if keys.is_empty() {
@@ -187,7 +196,8 @@ pub async fn list_source_files(
         });
     }
     let mut out = SourceFiles::default();
-    for key in keys {
+    for info in keys {
+        let key = info.key.clone();
         let display = match &target {
             Target::File(_) if !path.contains("://") => path.to_string(),
             _ => join_display(&root, &key),
@@ -204,6 +214,7 @@ pub async fn list_source_files(
             },
             display,
             partition,
+            object: Some(info),
         });
     }
     Ok(out)

@@ -20,7 +20,8 @@ pub(crate) struct Table {
     /// One per stored feature of the view, in view order: its normalized input column, or
     /// None for aggregations that only count or time events.
     pub inputs: Vec<Option<ArrayRef>>,
-    pub files: usize,
+    /// What was read, file by file, for lineage.
+    pub files: Vec<crate::InputFile>,
     pub rows_read: u64,
 }
 
@@ -138,6 +139,7 @@ pub(crate) async fn load_table(
     let files = list_source_files(source, range).await?;
     let mut parts: Vec<Parts> = Vec::new();
     let mut rows_read = 0u64;
+    let mut read = Vec::with_capacity(files.len());
     for file in &files {
         let batches = read_source(file, source.format, &columns, &typed).await?;
         let mut first_row = 0u64;
@@ -206,6 +208,7 @@ pub(crate) async fn load_table(
             parts.push(p);
         }
         rows_read += first_row;
+        read.push(crate::InputFile::new(file, first_row));
     }
     let joined = |pick: &dyn Fn(&Parts) -> Option<ArrayRef>, empty: DataType| {
         let arrays: Vec<ArrayRef> = parts.iter().filter_map(pick).collect();
@@ -249,7 +252,7 @@ pub(crate) async fn load_table(
         event,
         created,
         inputs,
-        files: files.len(),
+        files: read,
         rows_read,
     })
 }

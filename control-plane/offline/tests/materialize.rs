@@ -71,7 +71,7 @@ async fn latest_row_wins_and_old_rows_expire() {
         .expect("materialize");
     assert_eq!(
         (
-            m.files,
+            m.files.len(),
             m.rows_read,
             m.rows_written,
             m.rows_expired,

@@ -7,10 +7,14 @@
 
 use fstore_snapshot::{FeatureRef, FeatureType, Field, KeyType};
 use fstore_spec::{
-    Definitions, Entity, FeatureDef, FeatureService, FeatureView, ObjectKind, Source, SourceFormat,
+    Aggregation, Definitions, Entity, FeatureDef, FeatureService, FeatureView, ObjectKind,
+    OnDemandView, RequestSource, Source, SourceFormat, Transform,
 };
 
-use crate::{Registry, RegistryError, SnapshotRecord};
+use crate::{
+    ChangeEntry, ChangelogQuery, NewChange, Registry, RegistryError, Rollback, SearchHit,
+    SearchQuery, SnapshotRecord,
+};
 
 /// Runs every check against `reg`, which must be empty.
 pub async fn run_all(reg: &dyn Registry) {
@@ -26,6 +30,71 @@ pub async fn run_all(reg: &dyn Registry) {
     sequences(reg).await;
     snapshots(reg).await;
     apply_nothing_deletes_everything(reg).await;
+    changelog_records_every_apply(reg).await;
+    changelog_pages_and_filters(reg).await;
+    recorded_changes(reg).await;
+    search_ranks(reg).await;
+    search_type_ahead(reg).await;
+    search_filters(reg).await;
+    search_pages(reg).await;
+    search_highlights(reg).await;
+    search_rejects_bad_input(reg).await;
+    catalog_follows_applies(reg).await;
+    changelog_classifies_changes(reg).await;
+    rollbacks(reg).await;
+    rollbacks_go_with_their_service(reg).await;
+    edge_heartbeats(reg).await;
+}
+
+/// Heartbeats insert, then replace by id (keeping `first_seen`); the list is sorted by id;
+/// a blank id is refused.
+async fn edge_heartbeats(reg: &dyn Registry) {
+    let hb = |id: &str, seq: Option<u64>| crate::EdgeHeartbeat {
+        id: id.into(),
+        region: "eu-west".into(),
+        address: "http://10.0.0.1:6566".into(),
+        manifest_seq: seq,
+        views: [
+            ("customer_rfm".to_string(), 7u64),
+            ("customer_rfm#3".to_string(), 3),
+        ]
+        .into_iter()
+        .collect(),
+        ready: seq.is_some(),
+        interval_ms: 5_000,
+        started_at: "2026-11-28T10:00:00.000000Z".into(),
+    };
+    assert!(reg.edges().await.expect("edges").is_empty());
+    reg.record_heartbeat(&hb("edge-b", None)).await.expect("b");
+    reg.record_heartbeat(&hb("edge-a", Some(4)))
+        .await
+        .expect("a");
+    let first = reg.edges().await.expect("edges");
+    assert_eq!(
+        first
+            .iter()
+            .map(|e| e.heartbeat.id.as_str())
+            .collect::<Vec<_>>(),
+        ["edge-a", "edge-b"]
+    );
+    assert_eq!(first[1].heartbeat, hb("edge-b", None));
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    reg.record_heartbeat(&hb("edge-b", Some(5)))
+        .await
+        .expect("b again");
+    let again = reg.edges().await.expect("edges");
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[1].heartbeat.manifest_seq, Some(5));
+    assert!(again[1].heartbeat.ready);
+    assert_eq!(
+        again[1].first_seen, first[1].first_seen,
+        "first_seen is kept"
+    );
+    assert!(again[1].last_seen > first[1].last_seen, "last_seen moves");
+    assert!(matches!(
+        reg.record_heartbeat(&hb(" ", None)).await,
+        Err(RegistryError::Invalid(_))
+    ));
 }
 
 fn entity(name: &str, key: &str, ty: KeyType) -> Entity {
@@ -53,6 +122,7 @@ fn feature(name: &str, ty: FeatureType) -> FeatureDef {
         window_seconds: None,
         unit_seconds: None,
         description: String::new(),
+        owner: String::new(),
         tags: vec![],
     }
 }
@@ -568,16 +638,56 @@ fn snap(view: &str, version: u64, manifest_seq: u64, created_at: &str) -> Snapsh
         manifest_seq,
         created_at: created_at.into(),
         duration_ms: 1_234,
+        definition_version: 0,
+        lineage: serde_json::json!({}),
     }
 }
 
 async fn snapshots(reg: &dyn Registry) {
+    // a1 is recorded as a publisher that predates lineage would: version 0, no lineage.
     let a1 = snap("customer_rfm", 1, 1, "2025-03-01T10:00:00.000000Z");
-    let m1 = snap("merchant_stats", 1, 2, "2025-03-01T11:00:00.000000Z");
-    let a2 = snap("customer_rfm", 2, 3, "2025-03-02T10:00:00.000000Z");
+    let m1 = SnapshotRecord {
+        definition_version: 1,
+        lineage: serde_json::json!({"rows": 12}),
+        ..snap("merchant_stats", 1, 2, "2025-03-01T11:00:00.000000Z")
+    };
+    let a2 = SnapshotRecord {
+        definition_version: 2,
+        lineage: serde_json::json!({
+            "inputs": [
+                {"path": "s3://lake/transactions/part-0.parquet", "size": 1_048_576, "etag": "\"abc\""},
+                {"path": "s3://lake/transactions/part-1.parquet", "size": 2_048, "etag": null},
+            ],
+            "rows": {"read": 5_000, "written": 2_000},
+            "transforms": {"double": "ab".repeat(32)},
+            "note": "ünïcode ✓",
+        }),
+        ..snap("customer_rfm", 2, 3, "2025-03-02T10:00:00.000000Z")
+    };
     for s in [&a1, &m1, &a2] {
         reg.record_snapshot(s).await.expect("record snapshot");
     }
+    assert_eq!(
+        reg.get_snapshot("customer_rfm", 2).await.expect("get"),
+        Some(a2.clone()),
+        "definition version and lineage round-trip"
+    );
+    assert_eq!(
+        reg.get_snapshot("customer_rfm", 1).await.expect("get"),
+        Some(a1.clone())
+    );
+    assert_eq!(
+        reg.get_snapshot("merchant_stats", 1).await.expect("get"),
+        Some(m1.clone())
+    );
+    assert_eq!(
+        reg.get_snapshot("customer_rfm", 9).await.expect("get"),
+        None
+    );
+    assert_eq!(
+        reg.get_snapshot("no_such_view", 1).await.expect("get"),
+        None
+    );
     assert_eq!(
         reg.list_snapshots(None).await.expect("list"),
         vec![a2.clone(), m1.clone(), a1.clone()],
@@ -635,4 +745,1302 @@ async fn apply_nothing_deletes_everything(reg: &dyn Registry) {
     // Snapshots and counters are not definitions and stay.
     assert_eq!(reg.list_snapshots(None).await.expect("list").len(), 3);
     assert_eq!(reg.next_sequence("manifest").await.expect("seq"), 6);
+}
+
+// ---------------------------------------------------------------------------------------
+// The catalog: change log, search, rollbacks.
+
+/// Every change-log entry, oldest first.
+async fn whole_changelog(reg: &dyn Registry) -> Vec<ChangeEntry> {
+    let mut all = reg
+        .changelog(&ChangelogQuery {
+            limit: 1000,
+            ..ChangelogQuery::default()
+        })
+        .await
+        .expect("changelog");
+    all.reverse();
+    all
+}
+
+fn summary(entries: &[ChangeEntry]) -> Vec<(String, String, Option<u64>, String)> {
+    entries
+        .iter()
+        .map(|e| {
+            (
+                e.action.clone(),
+                e.actor.clone(),
+                e.version,
+                e.message.clone(),
+            )
+        })
+        .collect()
+}
+
+fn owned(rows: &[(&str, &str, Option<u64>, &str)]) -> Vec<(String, String, Option<u64>, String)> {
+    rows.iter()
+        .map(|(a, b, v, m)| (a.to_string(), b.to_string(), *v, m.to_string()))
+        .collect()
+}
+
+/// What the applies of the first part of the suite wrote, in order.
+async fn changelog_records_every_apply(reg: &dyn Registry) {
+    let all = whole_changelog(reg).await;
+    let initial = all_names(&fixture()).len();
+    // Creates, the ttl change, churn's delete / re-create / delete, the race, the teardown.
+    assert_eq!(all.len(), initial + 1 + 3 + 1 + (initial - 1));
+    let seqs: Vec<u64> = all.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=all.len() as u64).collect::<Vec<_>>(),
+        "seq has no gaps"
+    );
+    for e in &all {
+        assert_rfc3339_utc(&e.created_at);
+    }
+
+    // One entry per object, in (kind, name) order within an apply.
+    let first: Vec<(String, String)> = all[..initial]
+        .iter()
+        .map(|e| (e.kind.clone(), e.name.clone()))
+        .collect();
+    let expected: Vec<(String, String)> = all_names(&fixture())
+        .into_iter()
+        .map(|(k, n)| (k.as_str().to_string(), n))
+        .collect();
+    assert_eq!(first, expected);
+    for e in &all[..initial] {
+        assert_eq!(
+            (
+                e.action.as_str(),
+                e.actor.as_str(),
+                e.version,
+                e.message.as_str()
+            ),
+            ("create", "alice", Some(1), "initial import")
+        );
+        assert_eq!(e.details["compatibility"], "compatible");
+    }
+
+    let churn = reg
+        .changelog(&ChangelogQuery {
+            kind: Some("feature_service".into()),
+            name: Some("churn_v1".into()),
+            ..ChangelogQuery::default()
+        })
+        .await
+        .expect("changelog");
+    assert_eq!(
+        summary(&churn),
+        owned(&[
+            ("delete", "carol", Some(4), "retire churn model again"),
+            ("create", "dave", Some(3), "bring churn back"),
+            ("delete", "carol", Some(2), "retire churn model"),
+            ("create", "alice", Some(1), "initial import"),
+        ]),
+        "newest first, with the tombstone's version for a delete"
+    );
+    assert_eq!(churn[0].details["compatibility"], "breaking", "a delete");
+
+    let rfm = reg
+        .changelog(&ChangelogQuery {
+            name: Some("customer_rfm".into()),
+            ..ChangelogQuery::default()
+        })
+        .await
+        .expect("changelog");
+    assert_eq!(
+        summary(&rfm),
+        owned(&[
+            ("delete", "frank", Some(3), "tear down"),
+            ("update", "bob", Some(2), "longer ttl"),
+            ("create", "alice", Some(1), "initial import"),
+        ])
+    );
+    let ttl_change = rfm[1].details["changes"]
+        .as_array()
+        .expect("details hold the diff's changes");
+    assert!(
+        ttl_change.iter().any(|c| c["path"] == "ttl_seconds"),
+        "the update names what changed: {ttl_change:?}"
+    );
+
+    let raced = reg
+        .changelog(&ChangelogQuery {
+            actor: Some("racer".into()),
+            ..ChangelogQuery::default()
+        })
+        .await
+        .expect("changelog");
+    assert_eq!(
+        raced.len(),
+        1,
+        "only the racing apply that changed something"
+    );
+    assert_eq!(
+        (
+            raced[0].action.as_str(),
+            raced[0].name.as_str(),
+            raced[0].version
+        ),
+        ("update", "fraud_v1", Some(2))
+    );
+}
+
+async fn changelog_pages_and_filters(reg: &dyn Registry) {
+    let all = whole_changelog(reg).await;
+    let last = all.len() as u64;
+    let page = |before: Option<u64>| async move {
+        reg.changelog(&ChangelogQuery {
+            before_seq: before,
+            limit: 10,
+            ..ChangelogQuery::default()
+        })
+        .await
+    };
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let p = page(before).await.expect("page");
+        assert!(p.len() <= 10);
+        let Some(tail) = p.last() else { break };
+        before = Some(tail.seq);
+        seen.extend(p.iter().map(|e| e.seq));
+    }
+    assert_eq!(
+        seen,
+        (1..=last).rev().collect::<Vec<_>>(),
+        "paging with before_seq visits every entry once, newest first"
+    );
+    assert!(page(Some(1)).await.expect("page").is_empty());
+    assert_eq!(
+        page(Some(u64::MAX)).await.expect("page")[0].seq,
+        last,
+        "a bound above every seq is no bound"
+    );
+
+    let deletes = reg
+        .changelog(&ChangelogQuery {
+            action: Some("delete".into()),
+            limit: 1000,
+            ..ChangelogQuery::default()
+        })
+        .await
+        .expect("changelog");
+    assert_eq!(
+        deletes.len(),
+        all.iter().filter(|e| e.action == "delete").count()
+    );
+    assert!(deletes.iter().all(|e| e.action == "delete"));
+    let frank_entities = reg
+        .changelog(&ChangelogQuery {
+            actor: Some("frank".into()),
+            kind: Some("entity".into()),
+            ..ChangelogQuery::default()
+        })
+        .await
+        .expect("changelog");
+    let names: Vec<&str> = frank_entities.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["merchant", "customer", "Device"], "newest first");
+    let none = reg
+        .changelog(&ChangelogQuery {
+            actor: Some("Frank".into()),
+            ..ChangelogQuery::default()
+        })
+        .await
+        .expect("changelog");
+    assert!(none.is_empty(), "filters are exact");
+
+    for limit in [0, 1001] {
+        let err = reg
+            .changelog(&ChangelogQuery {
+                limit,
+                ..ChangelogQuery::default()
+            })
+            .await
+            .expect_err("limit out of range");
+        assert!(matches!(err, RegistryError::Invalid(_)), "got {err:?}");
+    }
+}
+
+async fn recorded_changes(reg: &dyn Registry) {
+    let last = whole_changelog(reg).await.len() as u64;
+    let details = serde_json::json!({"snapshots": [{"view": "customer_rfm", "version": 3}]});
+    let seq = reg
+        .record_change(&NewChange {
+            actor: "scheduler".into(),
+            action: "publish".into(),
+            kind: "manifest".into(),
+            name: "7".into(),
+            version: Some(7),
+            message: "materialized customer_rfm".into(),
+            details: details.clone(),
+        })
+        .await
+        .expect("record change");
+    assert_eq!(seq, last + 1, "shares the numbering of applies");
+    let seq2 = reg
+        .record_change(&NewChange {
+            actor: "scheduler".into(),
+            action: "materialize".into(),
+            kind: "feature_view".into(),
+            name: "customer_rfm".into(),
+            version: None,
+            message: String::new(),
+            details: serde_json::Value::Null,
+        })
+        .await
+        .expect("record change");
+    assert_eq!(seq2, seq + 1);
+
+    let got = reg
+        .changelog(&ChangelogQuery {
+            actor: Some("scheduler".into()),
+            ..ChangelogQuery::default()
+        })
+        .await
+        .expect("changelog");
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        (got[0].seq, got[0].action.as_str(), got[0].version),
+        (seq2, "materialize", None)
+    );
+    assert_eq!(got[0].details, serde_json::Value::Null);
+    assert_eq!(
+        (
+            got[1].seq,
+            got[1].action.as_str(),
+            got[1].kind.as_str(),
+            got[1].name.as_str(),
+            got[1].version,
+            got[1].message.as_str()
+        ),
+        (
+            seq,
+            "publish",
+            "manifest",
+            "7",
+            Some(7),
+            "materialized customer_rfm"
+        )
+    );
+    assert_eq!(got[1].details, details);
+
+    let err = reg
+        .record_change(&NewChange {
+            actor: "x".into(),
+            action: "publish".into(),
+            kind: "manifest".into(),
+            name: "huge".into(),
+            version: Some(u64::MAX),
+            message: String::new(),
+            details: serde_json::Value::Null,
+        })
+        .await
+        .expect_err("versions beyond i64 cannot be stored");
+    assert!(matches!(err, RegistryError::Invalid(_)), "got {err:?}");
+}
+
+fn described(mut f: FeatureDef, description: &str) -> FeatureDef {
+    f.description = description.into();
+    f
+}
+
+fn aggregated(
+    name: &str,
+    ty: FeatureType,
+    a: Aggregation,
+    column: Option<&str>,
+    window_days: Option<u64>,
+    description: &str,
+) -> FeatureDef {
+    FeatureDef {
+        aggregation: Some(a),
+        column: column.map(str::to_string),
+        window_seconds: window_days.map(|d| d * 86_400),
+        ..described(feature(name, ty), description)
+    }
+}
+
+/// A small catalog with descriptions, owners and tags, for search.
+fn catalog_fixture() -> Definitions {
+    let mut vip = aggregated(
+        "vip",
+        FeatureType::Bool,
+        Aggregation::Last,
+        Some("is_vip"),
+        None,
+        "Flag for <b>VIP</b> & partners",
+    );
+    vip.owner = "crm-team".into();
+    vip.tags = vec!["pii".into()];
+    let mut d = Definitions {
+        entities: vec![
+            Entity {
+                description: "A person who places orders".into(),
+                owner: "growth-team".into(),
+                ..entity("customer", "customer_id", KeyType::Int64)
+            },
+            Entity {
+                description: "A shop that sells through us".into(),
+                ..entity("merchant", "merchant_id", KeyType::String)
+            },
+        ],
+        sources: vec![Source {
+            name: "orders".into(),
+            path: "s3://lake/orders/".into(),
+            format: SourceFormat::Parquet,
+            query: None,
+            timestamp_field: "event_time".into(),
+            created_timestamp_field: None,
+            description: "Order events from the web shop".into(),
+            owner: "data-eng".into(),
+            tags: vec!["raw".into()],
+        }],
+        request_sources: vec![RequestSource {
+            name: "checkout".into(),
+            fields: vec![Field {
+                name: "cart_value".into(),
+                ty: FeatureType::Float64,
+            }],
+            description: "Fields sent with a checkout".into(),
+            owner: "risk-team".into(),
+            tags: vec![],
+        }],
+        transforms: vec![Transform {
+            name: "risk_score".into(),
+            component: "transforms/risk.wasm".into(),
+            config: Default::default(),
+            timeout_ms: None,
+            fuel: None,
+            description: "Scores the risk of a checkout".into(),
+            owner: "risk-team".into(),
+            tags: vec![],
+            resolved: None,
+        }],
+        feature_views: vec![
+            FeatureView {
+                source: "orders".into(),
+                description: "Spending and order behaviour of customers".into(),
+                owner: "growth-team".into(),
+                tags: vec!["rfm".into()],
+                ..view(
+                    "customer_spend",
+                    "customer",
+                    vec![
+                        aggregated(
+                            "spend_30d",
+                            FeatureType::Float64,
+                            Aggregation::Sum,
+                            Some("order_value"),
+                            Some(30),
+                            "Total spend in the last 30 days",
+                        ),
+                        aggregated(
+                            "spend_7d",
+                            FeatureType::Float64,
+                            Aggregation::Sum,
+                            Some("order_value"),
+                            Some(7),
+                            "Total spend in the last 7 days",
+                        ),
+                        aggregated(
+                            "order_count_90d",
+                            FeatureType::Int64,
+                            Aggregation::Count,
+                            None,
+                            Some(90),
+                            "Number of orders in the last quarter",
+                        ),
+                        aggregated(
+                            "days_since_last_order",
+                            FeatureType::Int64,
+                            Aggregation::Recency,
+                            None,
+                            None,
+                            "Days since the most recent purchase",
+                        ),
+                        vip,
+                    ],
+                )
+            },
+            FeatureView {
+                source: "orders".into(),
+                description: "Risk signals of merchants".into(),
+                owner: "risk-team".into(),
+                tags: vec!["fraud".into()],
+                ..view(
+                    "merchant_risk",
+                    "merchant",
+                    vec![
+                        aggregated(
+                            "chargeback_rate_30d",
+                            FeatureType::Float64,
+                            Aggregation::Avg,
+                            Some("charged_back"),
+                            Some(30),
+                            "Share of orders charged back over 30 days",
+                        ),
+                        aggregated(
+                            "monthly_volume",
+                            FeatureType::Float64,
+                            Aggregation::Sum,
+                            Some("order_value"),
+                            Some(30),
+                            "Monthly order volume",
+                        ),
+                    ],
+                )
+            },
+        ],
+        on_demand_views: vec![OnDemandView {
+            name: "checkout_risk".into(),
+            sources: vec!["merchant_risk".into()],
+            request_source: Some("checkout".into()),
+            features: vec![FeatureDef {
+                transform: Some("risk_score".into()),
+                ..described(
+                    feature("score", FeatureType::Float64),
+                    "Risk of the checkout, scored at the edge",
+                )
+            }],
+            description: "Risk of a checkout, computed per request".into(),
+            owner: "risk-team".into(),
+            tags: vec!["fraud".into(), "realtime".into()],
+            steps: vec![],
+        }],
+        feature_services: vec![
+            FeatureService {
+                description: "Inputs of the fraud model".into(),
+                owner: "risk-team".into(),
+                ..service(
+                    "fraud_model",
+                    &[
+                        ("merchant_risk", "chargeback_rate_30d"),
+                        ("checkout_risk", "score"),
+                    ],
+                )
+            },
+            FeatureService {
+                description: "Inputs of the growth model".into(),
+                owner: "growth-team".into(),
+                ..service(
+                    "growth_model",
+                    &[
+                        ("customer_spend", "spend_30d"),
+                        ("customer_spend", "order_count_90d"),
+                    ],
+                )
+            },
+        ],
+    };
+    d.sort();
+    d
+}
+
+async fn search(reg: &dyn Registry, q: SearchQuery) -> crate::SearchResults {
+    reg.search(&q)
+        .await
+        .unwrap_or_else(|e| panic!("search {q:?}: {e}"))
+}
+
+fn q(text: &str) -> SearchQuery {
+    SearchQuery {
+        q: text.into(),
+        limit: 100,
+        ..SearchQuery::default()
+    }
+}
+
+fn names(hits: &[SearchHit]) -> Vec<String> {
+    hits.iter()
+        .map(|h| format!("{}:{}", h.kind, h.name))
+        .collect()
+}
+
+fn scored(hits: &[SearchHit]) -> Vec<(String, f64)> {
+    hits.iter()
+        .map(|h| (format!("{}:{}", h.kind, h.name), h.score))
+        .collect()
+}
+
+fn highlights_of(hit: &SearchHit) -> Vec<(&str, &str)> {
+    hit.highlights
+        .iter()
+        .map(|h| (h.field.as_str(), h.fragment.as_str()))
+        .collect()
+}
+
+async fn search_ranks(reg: &dyn Registry) {
+    reg.apply(&catalog_fixture(), "gina", "catalog")
+        .await
+        .expect("apply the catalog fixture");
+
+    // Scores are pinned, not only the order: they are computed in Rust from what either
+    // database returns, so they must come out the same on every backend.
+    let r = search(reg, q("spend month")).await;
+    assert_eq!(r.total, 11);
+    assert_eq!(
+        scored(&r.hits)[..3],
+        [
+            ("feature:customer_spend:spend_30d".to_string(), 3.3273),
+            ("feature_view:customer_spend".to_string(), 2.2811),
+            ("feature_service:growth_model".to_string(), 1.9625),
+        ],
+        "\"30 days\" is a month; spend in name and description ranks first"
+    );
+    assert_eq!(
+        names(&r.hits)[3..],
+        [
+            "feature:customer_spend:spend_7d",
+            "feature:merchant_risk:monthly_volume",
+            "feature:merchant_risk:chargeback_rate_30d",
+            "feature:customer_spend:vip",
+            "feature:customer_spend:order_count_90d",
+            "feature:customer_spend:days_since_last_order",
+            "feature_view:merchant_risk",
+            "feature_service:fraud_model",
+        ]
+    );
+
+    // Synonyms: revenue is spend; equal scores fall back to kind, then name.
+    let r = search(reg, q("revenue")).await;
+    assert_eq!(
+        names(&r.hits)[..3],
+        [
+            "feature:customer_spend:spend_30d",
+            "feature:customer_spend:spend_7d",
+            "feature_view:customer_spend",
+        ]
+    );
+    assert_eq!(r.hits[0].score, r.hits[1].score);
+
+    let r = search(reg, q("quarter")).await;
+    assert_eq!(
+        names(&r.hits),
+        [
+            "feature:customer_spend:order_count_90d",
+            "feature_service:growth_model",
+            "feature_view:customer_spend",
+        ],
+        "\"90d\" is a quarter"
+    );
+
+    // Stemming and stop words: "recent purchase" finds "the most recent purchase".
+    let r = search(reg, q("recent purchases")).await;
+    assert_eq!(
+        names(&r.hits),
+        ["feature:customer_spend:days_since_last_order"]
+    );
+
+    // "monthly", "30 days" and "30d" are one thing, whichever way it is written.
+    let monthly = search(reg, q("monthly")).await;
+    assert_eq!(
+        names(&monthly.hits)[..3],
+        [
+            "feature:customer_spend:spend_30d",
+            "feature:merchant_risk:monthly_volume",
+            "feature:merchant_risk:chargeback_rate_30d",
+        ]
+    );
+    for same in ["30 days", "30d", "30-day"] {
+        assert_eq!(
+            scored(&search(reg, q(same)).await.hits),
+            scored(&monthly.hits),
+            "{same}"
+        );
+    }
+
+    let r = search(reg, q("risk checkout")).await;
+    assert_eq!(
+        names(&r.hits)[..4],
+        [
+            "on_demand_view:checkout_risk",
+            "feature:checkout_risk:score",
+            "transform:risk_score",
+            "request_source:checkout",
+        ]
+    );
+
+    assert_eq!(search(reg, q("nonexistentword")).await.total, 0);
+}
+
+async fn search_type_ahead(reg: &dyn Registry) {
+    // While the last word is typed it matches as a prefix...
+    let r = search(reg, q("charg")).await;
+    assert_eq!(
+        names(&r.hits),
+        [
+            "feature:merchant_risk:chargeback_rate_30d",
+            "feature_service:fraud_model",
+            "feature_view:merchant_risk",
+        ]
+    );
+    // ...and once it is finished (a trailing space) only as itself: "charged" stems to it.
+    let r = search(reg, q("charg ")).await;
+    assert_eq!(
+        names(&r.hits),
+        ["feature:merchant_risk:chargeback_rate_30d"]
+    );
+
+    let r = search(reg, q("days since la")).await;
+    assert_eq!(
+        r.hits[0].name, "customer_spend:days_since_last_order",
+        "earlier words are whole, the last a prefix"
+    );
+    let r = search(reg, q("cust")).await;
+    assert_eq!(r.hits[0].name, "customer", "the entity named exactly so");
+    assert_eq!(r.total, search(reg, q("customer")).await.total);
+}
+
+async fn search_filters(reg: &dyn Registry) {
+    let filtered = |f: fn(&mut SearchQuery)| {
+        let mut query = q("");
+        f(&mut query);
+        query
+    };
+    let all_features = [
+        "feature:checkout_risk:score",
+        "feature:customer_spend:days_since_last_order",
+        "feature:customer_spend:order_count_90d",
+        "feature:customer_spend:spend_30d",
+        "feature:customer_spend:spend_7d",
+        "feature:customer_spend:vip",
+        "feature:merchant_risk:chargeback_rate_30d",
+        "feature:merchant_risk:monthly_volume",
+    ];
+    let r = search(reg, filtered(|q| q.kind = Some("feature".into()))).await;
+    assert_eq!(
+        names(&r.hits),
+        all_features,
+        "an empty query lists, by name"
+    );
+    assert!(
+        r.hits
+            .iter()
+            .all(|h| h.score == 0.0 && h.highlights.is_empty())
+    );
+
+    // Everything, by kind then name (bytewise).
+    let r = search(reg, q("")).await;
+    assert_eq!(r.total, 18);
+    assert_eq!(names(&r.hits)[..8], all_features);
+    assert_eq!(
+        names(&r.hits)[8..],
+        [
+            "feature_view:customer_spend",
+            "feature_view:merchant_risk",
+            "on_demand_view:checkout_risk",
+            "feature_service:fraud_model",
+            "feature_service:growth_model",
+            "entity:customer",
+            "entity:merchant",
+            "source:orders",
+            "request_source:checkout",
+            "transform:risk_score",
+        ]
+    );
+
+    let r = search(reg, filtered(|q| q.kind = Some("feature_view".into()))).await;
+    assert_eq!(
+        names(&r.hits),
+        ["feature_view:customer_spend", "feature_view:merchant_risk"]
+    );
+    let mut risky = q("risk");
+    risky.kind = Some("feature_view".into());
+    assert_eq!(
+        names(&search(reg, risky).await.hits),
+        ["feature_view:merchant_risk"]
+    );
+
+    // A feature has its own tags and its view's.
+    let r = search(reg, filtered(|q| q.tag = Some("pii".into()))).await;
+    assert_eq!(names(&r.hits), ["feature:customer_spend:vip"]);
+    assert_eq!(r.hits[0].tags, ["pii", "rfm"]);
+    let r = search(reg, filtered(|q| q.tag = Some("fraud".into()))).await;
+    assert_eq!(
+        names(&r.hits),
+        [
+            "feature:checkout_risk:score",
+            "feature:merchant_risk:chargeback_rate_30d",
+            "feature:merchant_risk:monthly_volume",
+            "feature_view:merchant_risk",
+            "on_demand_view:checkout_risk",
+        ]
+    );
+    for not_a_tag in ["Fraud", "frau", "fraud%", "_raud", ""] {
+        let mut query = q("");
+        query.tag = Some(not_a_tag.into());
+        assert_eq!(
+            search(reg, query).await.total,
+            0,
+            "tags match exactly: {not_a_tag:?}"
+        );
+    }
+
+    // A feature's own owner wins over its view's.
+    let r = search(reg, filtered(|q| q.owner = Some("crm-team".into()))).await;
+    assert_eq!(names(&r.hits), ["feature:customer_spend:vip"]);
+    let r = search(reg, filtered(|q| q.owner = Some("growth-team".into()))).await;
+    assert_eq!(
+        names(&r.hits),
+        [
+            "feature:customer_spend:days_since_last_order",
+            "feature:customer_spend:order_count_90d",
+            "feature:customer_spend:spend_30d",
+            "feature:customer_spend:spend_7d",
+            "feature_view:customer_spend",
+            "feature_service:growth_model",
+            "entity:customer",
+        ]
+    );
+
+    // Entities reach on-demand views (through their sources) and services.
+    let r = search(reg, filtered(|q| q.entity = Some("merchant".into()))).await;
+    assert_eq!(
+        names(&r.hits),
+        [
+            "feature:checkout_risk:score",
+            "feature:merchant_risk:chargeback_rate_30d",
+            "feature:merchant_risk:monthly_volume",
+            "feature_view:merchant_risk",
+            "on_demand_view:checkout_risk",
+            "feature_service:fraud_model",
+            "entity:merchant",
+        ]
+    );
+    assert_eq!(r.hits[0].entities, ["merchant"]);
+    let mut query = q("");
+    query.entity = Some("Merchant".into());
+    assert_eq!(search(reg, query).await.total, 0, "entities match exactly");
+
+    let r = search(reg, filtered(|q| q.feature_type = Some("int64".into()))).await;
+    assert_eq!(
+        names(&r.hits),
+        [
+            "feature:customer_spend:days_since_last_order",
+            "feature:customer_spend:order_count_90d",
+        ]
+    );
+    assert_eq!(r.hits[0].feature_type.as_deref(), Some("int64"));
+    let r = search(reg, filtered(|q| q.view = Some("merchant_risk".into()))).await;
+    assert_eq!(
+        names(&r.hits),
+        [
+            "feature:merchant_risk:chargeback_rate_30d",
+            "feature:merchant_risk:monthly_volume",
+        ]
+    );
+    assert_eq!(r.hits[0].view.as_deref(), Some("merchant_risk"));
+
+    // Filters combine with text, and do not change scores.
+    let unfiltered = search(reg, q("spend month")).await;
+    let mut query = q("spend month");
+    query.view = Some("customer_spend".into());
+    query.feature_type = Some("float64".into());
+    let r = search(reg, query).await;
+    assert_eq!(
+        names(&r.hits),
+        [
+            "feature:customer_spend:spend_30d",
+            "feature:customer_spend:spend_7d",
+        ]
+    );
+    let mut query = q("spend");
+    query.tag = Some("pii".into());
+    query.entity = Some("customer".into());
+    query.owner = Some("crm-team".into());
+    query.kind = Some("feature".into());
+    assert_eq!(
+        names(&search(reg, query).await.hits),
+        ["feature:customer_spend:vip"]
+    );
+    for h in &r.hits {
+        let same = unfiltered
+            .hits
+            .iter()
+            .find(|u| u.name == h.name && u.kind == h.kind)
+            .expect("in the unfiltered hits");
+        assert_eq!(h.score, same.score, "{}", h.name);
+    }
+}
+
+async fn search_pages(reg: &dyn Registry) {
+    let page = |offset: usize, limit: usize| {
+        let mut query = q("");
+        query.kind = Some("feature".into());
+        query.offset = offset;
+        query.limit = limit;
+        query
+    };
+    let all = names(&search(reg, page(0, 100)).await.hits);
+    let mut seen = Vec::new();
+    for offset in [0, 3, 6] {
+        let r = search(reg, page(offset, 3)).await;
+        assert_eq!((r.total, r.offset, r.limit), (8, offset, 3));
+        seen.extend(names(&r.hits));
+    }
+    assert_eq!(seen, all);
+    let r = search(reg, page(8, 3)).await;
+    assert_eq!((r.total, r.hits.len()), (8, 0), "past the end");
+
+    let ranked = search(reg, q("spend month")).await;
+    let mut query = q("spend month");
+    query.offset = 1;
+    query.limit = 2;
+    let r = search(reg, query).await;
+    assert_eq!(r.total, ranked.total);
+    assert_eq!(r.hits, ranked.hits[1..3], "pages are cut after ranking");
+
+    let r = search(
+        reg,
+        SearchQuery {
+            q: "order".into(),
+            ..SearchQuery::default()
+        },
+    )
+    .await;
+    assert_eq!(r.limit, 20, "the default limit");
+}
+
+async fn search_highlights(reg: &dyn Registry) {
+    let r = search(reg, q("spend")).await;
+    let hit = r
+        .hits
+        .iter()
+        .find(|h| h.name == "customer_spend:spend_30d")
+        .expect("hit");
+    assert_eq!(
+        highlights_of(hit),
+        [
+            ("name", "customer_<mark>spend</mark>:<mark>spend</mark>_30d"),
+            (
+                "description",
+                "Total <mark>spend</mark> in the last 30 days"
+            ),
+        ]
+    );
+    let view = r
+        .hits
+        .iter()
+        .find(|h| h.kind == "feature_view")
+        .expect("the view");
+    assert_eq!(
+        highlights_of(view),
+        [
+            ("name", "customer_<mark>spend</mark>"),
+            (
+                "description",
+                "<mark>Spending</mark> and order behaviour of customers"
+            ),
+        ],
+        "words are matched by their stems"
+    );
+
+    // Words found through a synonym are marked too: that is why the hit matched.
+    let r = search(reg, q("month")).await;
+    let hit = r
+        .hits
+        .iter()
+        .find(|h| h.name == "customer_spend:spend_30d")
+        .expect("hit");
+    assert_eq!(
+        highlights_of(hit),
+        [
+            ("name", "customer_spend:spend_<mark>30d</mark>"),
+            (
+                "description",
+                "Total spend in the last <mark>30 days</mark>"
+            ),
+        ]
+    );
+
+    // The description is returned as written; in fragments, HTML is escaped.
+    let r = search(reg, q("vip pii")).await;
+    assert_eq!(r.hits[0].name, "customer_spend:vip");
+    assert_eq!(r.hits[0].description, "Flag for <b>VIP</b> & partners");
+    assert_eq!(
+        highlights_of(&r.hits[0]),
+        [
+            ("name", "customer_spend:<mark>vip</mark>"),
+            (
+                "description",
+                "Flag for &lt;b&gt;<mark>VIP</mark>&lt;/b&gt; &amp; partners"
+            ),
+            ("tags", "<mark>pii</mark>, rfm"),
+        ]
+    );
+    // Even a query for the markup's own letters only marks them inside the escaped text.
+    let r = search(reg, q("b")).await;
+    assert_eq!(r.hits[0].name, "customer_spend:vip");
+    assert_eq!(
+        highlights_of(&r.hits[0]),
+        [(
+            "description",
+            "Flag for &lt;<mark>b</mark>&gt;VIP&lt;/<mark>b</mark>&gt; &amp; partners"
+        )]
+    );
+    for h in &r.hits {
+        for hl in &h.highlights {
+            assert!(
+                !hl.fragment.contains("<b>"),
+                "unescaped HTML in {}",
+                hl.fragment
+            );
+        }
+    }
+}
+
+async fn search_rejects_bad_input(reg: &dyn Registry) {
+    let bad = [
+        SearchQuery {
+            limit: 0,
+            ..q("spend")
+        },
+        SearchQuery {
+            limit: 101,
+            ..q("spend")
+        },
+        SearchQuery {
+            kind: Some("widget".into()),
+            ..q("spend")
+        },
+        SearchQuery {
+            tag: Some("a|b".into()),
+            ..q("")
+        },
+    ];
+    for query in bad {
+        let err = reg.search(&query).await.expect_err("refused");
+        assert!(
+            matches!(err, RegistryError::Invalid(_)),
+            "{query:?}: {err:?}"
+        );
+    }
+    let many: Vec<String> = (0..40).map(|i| format!("word{i}")).collect();
+    let err = reg
+        .search(&q(&many.join(" ")))
+        .await
+        .expect_err("too many words");
+    assert!(matches!(err, RegistryError::Invalid(_)), "got {err:?}");
+    // Punctuation, quotes and operators are separators, never query syntax.
+    for odd in [
+        "\"",
+        "spend\" OR",
+        "a:* | !b",
+        "NEAR(x y)",
+        "'; DROP TABLE catalog; --",
+        "ünïcödé",
+    ] {
+        search(reg, q(odd)).await;
+    }
+    assert_eq!(search(reg, q("")).await.total, 18, "the catalog is intact");
+}
+
+async fn catalog_follows_applies(reg: &dyn Registry) {
+    let mut d = catalog_fixture();
+    d.feature_views.retain(|v| v.name != "merchant_risk");
+    for v in &mut d.feature_views {
+        for f in &mut v.features {
+            if f.name == "days_since_last_order" {
+                f.description = "Days since the latest checkout".into();
+            }
+        }
+    }
+    reg.apply(&d, "gina", "drop merchant risk")
+        .await
+        .expect("apply");
+
+    let mut query = q("chargeback");
+    query.kind = Some("feature".into());
+    assert_eq!(
+        search(reg, query).await.total,
+        0,
+        "a deleted view's features are gone"
+    );
+    let mut query = q("");
+    query.view = Some("merchant_risk".into());
+    assert_eq!(search(reg, query).await.total, 0);
+    assert!(
+        search(reg, q("purchase")).await.hits.is_empty(),
+        "the old description is gone"
+    );
+    let r = search(reg, q("latest")).await;
+    assert_eq!(
+        names(&r.hits),
+        ["feature:customer_spend:days_since_last_order"]
+    );
+    assert_eq!(r.hits[0].description, "Days since the latest checkout");
+
+    reg.apply(&catalog_fixture(), "gina", "restore merchant risk")
+        .await
+        .expect("apply");
+    assert_eq!(search(reg, q("")).await.total, 18);
+    assert_eq!(
+        names(&search(reg, q("purchase")).await.hits),
+        ["feature:customer_spend:days_since_last_order"]
+    );
+}
+
+async fn last_change(reg: &dyn Registry, kind: &str, name: &str) -> ChangeEntry {
+    reg.changelog(&ChangelogQuery {
+        kind: Some(kind.into()),
+        name: Some(name.into()),
+        limit: 1,
+        ..ChangelogQuery::default()
+    })
+    .await
+    .expect("changelog")
+    .pop()
+    .expect("an entry")
+}
+
+async fn changelog_classifies_changes(reg: &dyn Registry) {
+    let mut d = catalog_fixture();
+    for f in &mut d.feature_views[0].features {
+        if f.name == "spend_7d" {
+            f.ty = FeatureType::Int64;
+        }
+    }
+    assert_eq!(d.feature_views[0].name, "customer_spend");
+    let out = reg.apply(&d, "hana", "count cents").await.expect("apply");
+    assert_eq!(
+        out.updated,
+        vec![(ObjectKind::FeatureView, "customer_spend".to_string())]
+    );
+    let version = reg
+        .get_object(ObjectKind::FeatureView, "customer_spend")
+        .await
+        .expect("get")
+        .expect("present")
+        .version;
+    let e = last_change(reg, "feature_view", "customer_spend").await;
+    assert_eq!(
+        (
+            e.action.as_str(),
+            e.actor.as_str(),
+            e.version,
+            e.message.as_str()
+        ),
+        ("update", "hana", Some(version), "count cents")
+    );
+    assert_eq!(e.details["compatibility"], "breaking", "{}", e.details);
+    assert!(
+        e.details["changes"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["path"] == "features.spend_7d.type")),
+        "{}",
+        e.details
+    );
+    let mut query = q("");
+    query.feature_type = Some("int64".into());
+    assert!(
+        names(&search(reg, query).await.hits)
+            .contains(&"feature:customer_spend:spend_7d".to_string()),
+        "the catalog has the new type"
+    );
+
+    d.feature_views[0].description = "How customers spend".into();
+    reg.apply(&d, "hana", "reword").await.expect("apply");
+    let e = last_change(reg, "feature_view", "customer_spend").await;
+    assert_eq!(
+        (e.action.as_str(), e.version, e.message.as_str()),
+        ("update", Some(version + 1), "reword")
+    );
+    assert_eq!(e.details["compatibility"], "compatible", "{}", e.details);
+
+    reg.apply(&catalog_fixture(), "hana", "back to the fixture")
+        .await
+        .expect("apply");
+}
+
+fn rollback(service: &str, view: &str, snapshot_version: u64, author: &str) -> Rollback {
+    Rollback {
+        service: service.into(),
+        view: view.into(),
+        snapshot_version,
+        author: author.into(),
+        created_at: String::new(),
+    }
+}
+
+/// Rollbacks without their times, which only need to be well-formed.
+async fn listed_rollbacks(reg: &dyn Registry) -> Vec<Rollback> {
+    reg.rollbacks()
+        .await
+        .expect("rollbacks")
+        .into_iter()
+        .map(|mut r| {
+            assert_rfc3339_utc(&r.created_at);
+            r.created_at.clear();
+            r
+        })
+        .collect()
+}
+
+async fn rollbacks(reg: &dyn Registry) {
+    assert!(reg.rollbacks().await.expect("rollbacks").is_empty());
+    let fraud_version = reg
+        .get_object(ObjectKind::FeatureService, "fraud_model")
+        .await
+        .expect("get")
+        .expect("present")
+        .version;
+
+    reg.set_rollbacks(
+        "fraud_model",
+        &[("merchant_risk".into(), 3), ("checkout_risk".into(), 1)],
+        "ivan",
+        "bad materialization",
+    )
+    .await
+    .expect("set rollbacks");
+    reg.set_rollbacks(
+        "growth_model",
+        &[("customer_spend@v3".into(), 7)],
+        "judy",
+        "pinned view regressed",
+    )
+    .await
+    .expect("set rollbacks");
+    assert_eq!(
+        listed_rollbacks(reg).await,
+        [
+            rollback("fraud_model", "checkout_risk", 1, "ivan"),
+            rollback("fraud_model", "merchant_risk", 3, "ivan"),
+            rollback("growth_model", "customer_spend@v3", 7, "judy"),
+        ]
+    );
+
+    // Setting replaces the service's rollbacks, and leaves other services alone.
+    reg.set_rollbacks(
+        "fraud_model",
+        &[("merchant_risk".into(), 2)],
+        "ivan",
+        "older",
+    )
+    .await
+    .expect("replace rollbacks");
+    assert_eq!(
+        listed_rollbacks(reg).await,
+        [
+            rollback("fraud_model", "merchant_risk", 2, "ivan"),
+            rollback("growth_model", "customer_spend@v3", 7, "judy"),
+        ]
+    );
+
+    let entries = reg
+        .changelog(&ChangelogQuery {
+            action: Some("rollback".into()),
+            name: Some("fraud_model".into()),
+            ..ChangelogQuery::default()
+        })
+        .await
+        .expect("changelog");
+    assert_eq!(
+        summary(&entries),
+        owned(&[
+            ("rollback", "ivan", Some(fraud_version), "older"),
+            (
+                "rollback",
+                "ivan",
+                Some(fraud_version),
+                "bad materialization"
+            ),
+        ])
+    );
+    assert_eq!(entries[0].kind, "feature_service");
+    assert_eq!(entries[0].details, serde_json::json!({"merchant_risk": 2}));
+    assert_eq!(
+        entries[1].details,
+        serde_json::json!({"checkout_risk": 1, "merchant_risk": 3})
+    );
+
+    // Refused without changing anything.
+    let before = listed_rollbacks(reg).await;
+    let entries_before = whole_changelog(reg).await.len();
+    for (service, bindings) in [
+        ("fraud_model", vec![]),
+        (
+            "fraud_model",
+            vec![
+                ("merchant_risk".to_string(), 1),
+                ("merchant_risk".to_string(), 2),
+            ],
+        ),
+        ("fraud_model", vec![(String::new(), 1)]),
+        ("fraud_model", vec![("merchant_risk".to_string(), u64::MAX)]),
+        ("no_such_service", vec![("merchant_risk".to_string(), 1)]),
+    ] {
+        let err = reg
+            .set_rollbacks(service, &bindings, "mallory", "bad")
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(err, RegistryError::Invalid(_)),
+            "{service} {bindings:?}: {err:?}"
+        );
+    }
+    assert_eq!(listed_rollbacks(reg).await, before);
+    assert_eq!(whole_changelog(reg).await.len(), entries_before);
+
+    assert_eq!(
+        reg.clear_rollbacks("fraud_model", "ivan")
+            .await
+            .expect("clear"),
+        1
+    );
+    assert_eq!(
+        listed_rollbacks(reg).await,
+        [rollback("growth_model", "customer_spend@v3", 7, "judy")]
+    );
+    let e = last_change(reg, "feature_service", "fraud_model").await;
+    assert_eq!(
+        (e.action.as_str(), e.actor.as_str(), e.version),
+        ("rollback_clear", "ivan", Some(fraud_version))
+    );
+    assert_eq!(e.details, serde_json::json!({"merchant_risk": 2}));
+    let entries_before = whole_changelog(reg).await.len();
+    assert_eq!(
+        reg.clear_rollbacks("fraud_model", "ivan")
+            .await
+            .expect("clear"),
+        0,
+        "nothing left to clear"
+    );
+    assert_eq!(
+        whole_changelog(reg).await.len(),
+        entries_before,
+        "and nothing recorded"
+    );
+}
+
+async fn rollbacks_go_with_their_service(reg: &dyn Registry) {
+    let mut d = catalog_fixture();
+    d.feature_services.retain(|s| s.name != "growth_model");
+    let out = reg.apply(&d, "kim", "retire growth").await.expect("apply");
+    assert_eq!(
+        out.deleted,
+        vec![(ObjectKind::FeatureService, "growth_model".to_string())]
+    );
+    assert!(
+        reg.rollbacks().await.expect("rollbacks").is_empty(),
+        "a deleted service's rollbacks go with it"
+    );
+    let e = last_change(reg, "feature_service", "growth_model").await;
+    assert_eq!((e.action.as_str(), e.actor.as_str()), ("delete", "kim"));
+
+    reg.apply(&catalog_fixture(), "kim", "growth is back")
+        .await
+        .expect("apply");
+    assert!(
+        reg.rollbacks().await.expect("rollbacks").is_empty(),
+        "a re-created service starts without rollbacks"
+    );
+    assert_eq!(
+        reg.clear_rollbacks("growth_model", "kim")
+            .await
+            .expect("clear"),
+        0
+    );
 }

@@ -18,10 +18,16 @@
 //! - Sorting by name happens in Rust, because PostgreSQL's `ORDER BY` on text follows the
 //!   database collation while SQLite compares bytes; callers get the same order from both.
 //!
+//! - The one thing that differs per backend is the full-text index behind catalog search
+//!   (an FTS5 table on SQLite, a GIN `tsvector` index on PostgreSQL), created when the
+//!   registry opens. It only retrieves candidates; tokens, scores, order and highlights are
+//!   computed in Rust (`catalog.rs`), so both backends return identical results.
+//!
 //! What the Any driver cannot express is handled in [`open`]: SQLite settings that have no URL
 //! form (WAL, busy timeout) are applied with `PRAGMA`s, and the in-memory database is confined
 //! to one connection because sqlx gives every new in-memory connection a fresh database.
 
+mod catalog;
 #[doc(hidden)]
 pub mod conformance;
 mod sql;
@@ -91,6 +97,84 @@ pub trait Registry: Send + Sync + 'static {
         &self,
         view: Option<&str>,
     ) -> Result<Vec<SnapshotRecord>, RegistryError>;
+
+    /// One recorded snapshot of `view`, if that version was recorded.
+    async fn get_snapshot(
+        &self,
+        view: &str,
+        version: u64,
+    ) -> Result<Option<SnapshotRecord>, RegistryError>;
+
+    /// Ranked full-text search over the catalog: every feature (as `view:feature`) and every
+    /// definition, as of the last apply. Matching and filtering happen in the database,
+    /// ranking in Rust, so both backends return the same hits in the same order with the
+    /// same scores. An empty query (or one of only stop words) lists every document passing
+    /// the filters, by kind then name. `limit` must be 1..=100; an unknown `kind` is
+    /// [`RegistryError::Invalid`].
+    async fn search(&self, q: &SearchQuery) -> Result<SearchResults, RegistryError>;
+
+    /// Records an event the server performs outside `apply` (publish, rollback,
+    /// materialize) in the change log; returns its sequence number.
+    async fn record_change(&self, c: &NewChange) -> Result<u64, RegistryError>;
+
+    /// Change-log entries matching `q`, newest (highest `seq`) first. `limit` must be
+    /// 1..=1000.
+    async fn changelog(&self, q: &ChangelogQuery) -> Result<Vec<ChangeEntry>, RegistryError>;
+
+    /// Replaces the rollbacks of `service` with `bindings` (view reference as the service
+    /// writes it → snapshot version) in one transaction, and records a change-log entry
+    /// (action "rollback", kind "feature_service", details = the bindings as a JSON object).
+    /// Empty bindings, a view named twice, or a service that is not defined are
+    /// [`RegistryError::Invalid`].
+    async fn set_rollbacks(
+        &self,
+        service: &str,
+        bindings: &[(String, u64)],
+        author: &str,
+        message: &str,
+    ) -> Result<(), RegistryError>;
+
+    /// Removes the rollbacks of `service` and, when there were any, records a change-log
+    /// entry (action "rollback_clear", details = the removed bindings); returns how many were
+    /// removed.
+    async fn clear_rollbacks(&self, service: &str, author: &str) -> Result<usize, RegistryError>;
+
+    /// All rollbacks, sorted by (service, view).
+    async fn rollbacks(&self) -> Result<Vec<Rollback>, RegistryError>;
+
+    /// Records an edge's heartbeat (insert or replace by id), stamped with the registry's
+    /// clock so that an edge with a wrong clock cannot look alive or dead.
+    async fn record_heartbeat(&self, h: &EdgeHeartbeat) -> Result<(), RegistryError>;
+
+    /// Every edge that ever reported, sorted by id.
+    async fn edges(&self) -> Result<Vec<EdgeRecord>, RegistryError>;
+}
+
+/// What an edge reports about itself each poll interval.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeHeartbeat {
+    pub id: String,
+    pub region: String,
+    /// Where clients reach it.
+    pub address: String,
+    pub manifest_seq: Option<u64>,
+    /// Slot → snapshot version it serves.
+    pub views: std::collections::BTreeMap<String, u64>,
+    pub ready: bool,
+    pub interval_ms: u64,
+    /// When the edge process started (RFC 3339).
+    pub started_at: String,
+}
+
+/// An edge as last heard from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EdgeRecord {
+    #[serde(flatten)]
+    pub heartbeat: EdgeHeartbeat,
+    /// When it first and last reported (RFC 3339 UTC, the registry's clock).
+    pub first_seen: String,
+    pub last_seen: String,
 }
 
 /// A current definition as stored. Times are RFC 3339 UTC.
@@ -142,6 +226,152 @@ pub struct SnapshotRecord {
     pub manifest_seq: u64,
     pub created_at: String,
     pub duration_ms: u64,
+    /// The version of the view's definition the snapshot was materialized from (0 for
+    /// snapshots recorded before the registry kept it).
+    #[serde(default)]
+    pub definition_version: u64,
+    /// What the snapshot was built from (input files with size and etag, rows, transform
+    /// digests). Opaque to the registry; an empty object when unknown.
+    #[serde(default = "empty_object")]
+    pub lineage: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+/// A catalog search. Filters are exact (case-sensitive) matches; `kind` is `feature` or an
+/// [`ObjectKind`] name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchQuery {
+    pub q: String,
+    pub kind: Option<String>,
+    /// A tag of the document (for a feature: its own tags and its view's).
+    pub tag: Option<String>,
+    pub owner: Option<String>,
+    pub entity: Option<String>,
+    /// A feature type name as written in `features.yaml` (`float64`, `list<float64>`...).
+    pub feature_type: Option<String>,
+    /// The view a feature belongs to (only feature documents have one).
+    pub view: Option<String>,
+    /// 1..=100.
+    pub limit: usize,
+    pub offset: usize,
+}
+
+impl Default for SearchQuery {
+    fn default() -> Self {
+        Self {
+            q: String::new(),
+            kind: None,
+            tag: None,
+            owner: None,
+            entity: None,
+            feature_type: None,
+            view: None,
+            limit: 20,
+            offset: 0,
+        }
+    }
+}
+
+/// One search result. `name` is `view:feature` for a feature.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SearchHit {
+    pub kind: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feature_type: Option<String>,
+    pub description: String,
+    pub owner: String,
+    pub tags: Vec<String>,
+    pub entities: Vec<String>,
+    /// BM25 relevance, rounded to 4 decimals; 0 for an empty query.
+    pub score: f64,
+    pub highlights: Vec<Highlight>,
+}
+
+/// A field of a hit (`name`, `description` or `tags`) with the matched words wrapped in
+/// `<mark>`…`</mark>`; everything else in `fragment` is HTML-escaped.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Highlight {
+    pub field: String,
+    pub fragment: String,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SearchResults {
+    /// Hits before pagination.
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+    pub hits: Vec<SearchHit>,
+}
+
+/// An event for the change log, recorded by [`Registry::record_change`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewChange {
+    pub actor: String,
+    pub action: String,
+    pub kind: String,
+    pub name: String,
+    pub version: Option<u64>,
+    pub message: String,
+    pub details: serde_json::Value,
+}
+
+/// Which change-log entries to read; filters are exact matches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangelogQuery {
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// Only entries with `seq` below this, to page back from the last entry of a page.
+    pub before_seq: Option<u64>,
+    /// 1..=1000.
+    pub limit: usize,
+}
+
+impl Default for ChangelogQuery {
+    fn default() -> Self {
+        Self {
+            kind: None,
+            name: None,
+            actor: None,
+            action: None,
+            before_seq: None,
+            limit: 50,
+        }
+    }
+}
+
+/// One change-log entry. `action` is "create", "update" or "delete" for applies (with
+/// `details` = the definition diff), else what the recorder said ("publish", "rollback"...).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ChangeEntry {
+    pub seq: u64,
+    pub created_at: String,
+    pub actor: String,
+    pub action: String,
+    pub kind: String,
+    pub name: String,
+    pub version: Option<u64>,
+    pub message: String,
+    pub details: serde_json::Value,
+}
+
+/// A feature service reading an older snapshot of one view instead of the live one.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Rollback {
+    pub service: String,
+    /// The view as the service names it (`customer_rfm`, `customer_rfm@v3`).
+    pub view: String,
+    pub snapshot_version: u64,
+    pub author: String,
+    pub created_at: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -193,4 +423,21 @@ pub async fn open(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
     let target = target::Target::parse(url)?;
     let reg = sql::SqlRegistry::open(target).await?;
     Ok(Arc::new(reg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_records_from_before_lineage_still_parse() {
+        let old = serde_json::json!({
+            "view": "customer_rfm", "version": 3, "key": "snapshots/customer_rfm/3.fss",
+            "rows": 10, "size_bytes": 100, "checksum": "xxh3:0", "manifest_seq": 4,
+            "created_at": "2025-03-01T10:00:00.000000Z", "duration_ms": 5,
+        });
+        let r: SnapshotRecord = serde_json::from_value(old).expect("parses");
+        assert_eq!(r.definition_version, 0);
+        assert_eq!(r.lineage, serde_json::json!({}));
+    }
 }

@@ -1,16 +1,18 @@
 //! The one [`Registry`] implementation, shared by SQLite and PostgreSQL through sqlx's Any
 //! driver (see the crate docs for why one implementation suffices).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Executor, Row};
 
+use crate::catalog::{self, Candidate, Doc};
 use crate::target::{Target, sqlite_file_url};
 use crate::{
-    ApplyOutcome, Definitions, ObjectKind, ObjectVersion, Registry, RegistryError, SnapshotRecord,
-    StoredObject,
+    ApplyOutcome, ChangeEntry, ChangelogQuery, Definitions, EdgeHeartbeat, EdgeRecord, NewChange,
+    ObjectKind, ObjectVersion, Registry, RegistryError, Rollback, SearchQuery, SearchResults,
+    SnapshotRecord, StoredObject,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -24,6 +26,14 @@ const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
 const SQLITE_FILE_CONNECTIONS: u32 = 4;
 
 const POSTGRES_CONNECTIONS: u32 = 10;
+
+/// The counter that numbers change-log entries.
+const CHANGELOG_COUNTER: &str = "changelog";
+
+const MAX_CHANGELOG_LIMIT: usize = 1000;
+
+const SNAPSHOT_COLUMNS: &str = "SELECT view_name, version, object_key, row_count, size_bytes, \
+     checksum, manifest_seq, created_at, duration_ms, definition_version, lineage FROM snapshots";
 
 pub(crate) struct SqlRegistry {
     pool: AnyPool,
@@ -160,11 +170,335 @@ impl SqlRegistry {
             }
         };
         MIGRATOR.run(&pool).await?;
-        Ok(Self {
+        let reg = Self {
             pool,
             backend: target.backend(),
-        })
+        };
+        reg.create_text_index().await?;
+        reg.backfill_catalog().await?;
+        Ok(reg)
     }
+
+    fn is_sqlite(&self) -> bool {
+        self.backend == "sqlite"
+    }
+
+    /// The full-text index over `catalog.body`. It is not a migration because migrations are
+    /// shared by both dialects and the two indexes have nothing in common: SQLite needs an
+    /// FTS5 table (kept in sync by `write_catalog`), PostgreSQL an expression index. Both
+    /// statements are idempotent, so this runs on every open.
+    async fn create_text_index(&self) -> Result<(), RegistryError> {
+        if self.is_sqlite() {
+            // `unicode61` splits on everything but letters and digits and folds case; body
+            // tokens are [a-z0-9]+, so it keeps each one whole and unchanged.
+            self.pool
+                .execute(
+                    "CREATE VIRTUAL TABLE IF NOT EXISTS catalog_fts \
+                     USING fts5(doc_id UNINDEXED, body, tokenize = 'unicode61')",
+                )
+                .await
+                .map_err(db("creating the SQLite full-text index (FTS5)"))?;
+            return Ok(());
+        }
+        // Usually there already; checked first so that an open takes no lock on the catalog.
+        let exists: i64 = sqlx::query_scalar(
+            "SELECT CAST(CASE WHEN to_regclass('catalog_body_fts') IS NULL THEN 0 ELSE 1 END \
+             AS BIGINT)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("looking for the PostgreSQL full-text index"))?;
+        if exists == 1 {
+            return Ok(());
+        }
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting the full-text index transaction"))?;
+        // Two control planes starting together would both try to create the index, and
+        // `IF NOT EXISTS` does not stop the loser failing on the catalog's unique name; this
+        // lock (which conflicts with itself) makes the second wait and then see the index.
+        tx.execute("LOCK TABLE catalog IN SHARE ROW EXCLUSIVE MODE")
+            .await
+            .map_err(db("locking the catalog to create its full-text index"))?;
+        // 'simple' only lowercases: no stemming or stop words of its own, so PostgreSQL
+        // matches exactly the tokens the registry wrote.
+        tx.execute(
+            "CREATE INDEX IF NOT EXISTS catalog_body_fts ON catalog \
+             USING GIN (to_tsvector('simple', body))",
+        )
+        .await
+        .map_err(db("creating the PostgreSQL full-text index"))?;
+        tx.commit()
+            .await
+            .map_err(db("committing the full-text index"))?;
+        Ok(())
+    }
+
+    /// Fills the catalog of a registry that has definitions but no catalog (one created before
+    /// the catalog existed), so search works before the next apply.
+    async fn backfill_catalog(&self) -> Result<(), RegistryError> {
+        // Checked first without a transaction, so that an open does not write (and, on SQLite,
+        // wait for other writers) in the usual case.
+        if !catalog_missing(&self.pool).await? {
+            return Ok(());
+        }
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting the catalog backfill"))?;
+        take_apply_lock(&mut tx).await?;
+        // Another process may have filled it while this one waited for the lock.
+        if !catalog_missing(&mut *tx).await? {
+            return Ok(());
+        }
+        // Unreadable definitions are left for the next apply to repair, rather than making the
+        // registry impossible to open.
+        let Ok(defs) = read_definitions(&mut *tx).await else {
+            return Ok(());
+        };
+        write_catalog(&mut tx, self.is_sqlite(), &catalog::documents(&defs)).await?;
+        tx.commit()
+            .await
+            .map_err(db("committing the catalog backfill"))?;
+        Ok(())
+    }
+}
+
+/// Whether there are definitions but no catalog.
+async fn catalog_missing<'c, E>(exec: E) -> Result<bool, RegistryError>
+where
+    E: Executor<'c, Database = sqlx::Any>,
+{
+    let missing: i64 = sqlx::query_scalar(
+        "SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM objects) \
+         AND NOT EXISTS (SELECT 1 FROM catalog) THEN 1 ELSE 0 END AS BIGINT)",
+    )
+    .fetch_one(exec)
+    .await
+    .map_err(db("checking whether the catalog needs building"))?;
+    Ok(missing == 1)
+}
+
+/// Updates the single apply_lock row: serialises applies (and the other writers that must
+/// not interleave with them) on PostgreSQL, and on SQLite takes the write lock before the
+/// transaction reads anything (see the migration).
+async fn take_apply_lock(conn: &mut AnyConnection) -> Result<(), RegistryError> {
+    let locked = sqlx::query("UPDATE apply_lock SET generation = generation + 1 WHERE id = 1")
+        .execute(conn)
+        .await
+        .map_err(db("taking the apply lock"))?
+        .rows_affected();
+    if locked != 1 {
+        return Err(RegistryError::Corrupt(
+            "the apply_lock row is missing".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn read_definitions<'c, E>(exec: E) -> Result<Definitions, RegistryError>
+where
+    E: Executor<'c, Database = sqlx::Any>,
+{
+    let rows = sqlx::query("SELECT kind, name, spec FROM objects")
+        .fetch_all(exec)
+        .await
+        .map_err(db("reading definitions"))?;
+    let mut objects = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let kind = parse_kind(&get::<String>(row, "kind")?)?;
+        let name: String = get(row, "name")?;
+        objects.push((kind, parse_spec(&get::<String>(row, "spec")?, kind, &name)?));
+    }
+    Definitions::from_objects(objects).map_err(|e| RegistryError::Corrupt(e.to_string()))
+}
+
+/// Replaces the catalog with `docs` (and, on SQLite, its FTS5 index with their bodies).
+/// Catalogs are small, so rewriting everything is simpler than tracking what changed, and
+/// cannot drift.
+async fn write_catalog(
+    conn: &mut AnyConnection,
+    sqlite: bool,
+    docs: &[Doc],
+) -> Result<(), RegistryError> {
+    sqlx::query("DELETE FROM catalog")
+        .execute(&mut *conn)
+        .await
+        .map_err(db("clearing the catalog"))?;
+    if sqlite {
+        sqlx::query("DELETE FROM catalog_fts")
+            .execute(&mut *conn)
+            .await
+            .map_err(db("clearing the catalog's full-text index"))?;
+    }
+    for d in docs {
+        let doc = serde_json::to_string(d).map_err(|e| {
+            RegistryError::Invalid(format!("catalog entry `{}` does not serialise: {e}", d.id))
+        })?;
+        let body = d.body();
+        sqlx::query(
+            "INSERT INTO catalog (doc_id, doc_kind, name, view_name, owner, tags, entities, \
+             feature_type, description, body, doc) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&d.id)
+        .bind(&d.kind)
+        .bind(&d.name)
+        .bind(d.view.as_deref())
+        .bind(&d.owner)
+        .bind(d.tags_column())
+        .bind(d.entities_column())
+        .bind(d.feature_type.as_deref())
+        .bind(&d.description)
+        .bind(&body)
+        .bind(&doc)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(format!("writing catalog entry `{}`", d.id)))?;
+        if sqlite {
+            sqlx::query("INSERT INTO catalog_fts (doc_id, body) VALUES ($1, $2)")
+                .bind(&d.id)
+                .bind(&body)
+                .execute(&mut *conn)
+                .await
+                .map_err(db(format!("indexing catalog entry `{}`", d.id)))?;
+        }
+    }
+    Ok(())
+}
+
+/// Allocates the next value of a counter above `floor`, on whatever connection (or
+/// transaction) is given.
+async fn advance_counter<'c, E>(exec: E, name: &str, floor: u64) -> Result<u64, RegistryError>
+where
+    E: Executor<'c, Database = sqlx::Any>,
+{
+    // One statement, so the increment and the read cannot be split by another caller on
+    // either database. CASE rather than GREATEST/MAX: the two dialects spell the two-argument
+    // maximum differently.
+    let value: i64 = sqlx::query_scalar(
+        "INSERT INTO counters (name, current_value) VALUES ($1, $2 + 1) \
+         ON CONFLICT (name) DO UPDATE SET current_value = CASE \
+         WHEN counters.current_value >= $2 THEN counters.current_value + 1 ELSE $2 + 1 END \
+         RETURNING current_value",
+    )
+    .bind(name)
+    .bind(to_i64(floor, "a counter floor")?)
+    .fetch_one(exec)
+    .await
+    .map_err(db(format!("advancing counter `{name}`")))?;
+    to_u64(value, "a counter value")
+}
+
+/// Appends one change-log entry inside the caller's transaction, so the entry exists exactly
+/// when the change it describes does; returns its seq.
+async fn write_change(
+    conn: &mut AnyConnection,
+    now: &str,
+    c: &NewChange,
+) -> Result<u64, RegistryError> {
+    let version = c
+        .version
+        .map(|v| to_i64(v, "the change's version"))
+        .transpose()?;
+    let details = serde_json::to_string(&c.details).map_err(|e| {
+        RegistryError::Invalid(format!("the details of a change do not serialise: {e}"))
+    })?;
+    let seq = advance_counter(&mut *conn, CHANGELOG_COUNTER, 0).await?;
+    sqlx::query(
+        "INSERT INTO changelog (seq, created_at, actor, change_action, kind, name, version, \
+         message, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(to_i64(seq, "a change-log sequence")?)
+    .bind(now)
+    .bind(&c.actor)
+    .bind(&c.action)
+    .bind(&c.kind)
+    .bind(&c.name)
+    .bind(version)
+    .bind(&c.message)
+    .bind(&details)
+    .execute(&mut *conn)
+    .await
+    .map_err(db(format!(
+        "recording the change log entry for {} `{}`",
+        c.kind, c.name
+    )))?;
+    Ok(seq)
+}
+
+fn change_entry(row: &AnyRow) -> Result<ChangeEntry, RegistryError> {
+    let seq = to_u64(get(row, "seq")?, "a change-log sequence")?;
+    let version: Option<i64> = get(row, "version")?;
+    let details: String = get(row, "details")?;
+    Ok(ChangeEntry {
+        seq,
+        created_at: get(row, "created_at")?,
+        actor: get(row, "actor")?,
+        action: get(row, "change_action")?,
+        kind: get(row, "kind")?,
+        name: get(row, "name")?,
+        version: version
+            .map(|v| to_u64(v, "a change-log version"))
+            .transpose()?,
+        message: get(row, "message")?,
+        details: serde_json::from_str(&details).map_err(|e| {
+            RegistryError::Corrupt(format!(
+                "the details of change-log entry {seq} are not JSON: {e}"
+            ))
+        })?,
+    })
+}
+
+/// A value bound to a statement assembled at run time.
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// The arguments of a statement assembled at run time, numbered as they are added.
+#[derive(Default)]
+struct Args(Vec<Arg>);
+
+impl Args {
+    /// Adds `a` and returns its placeholder.
+    fn push(&mut self, a: Arg) -> String {
+        self.0.push(a);
+        format!("${}", self.0.len())
+    }
+
+    fn text(&mut self, s: impl Into<String>) -> String {
+        self.push(Arg::Text(s.into()))
+    }
+
+    async fn fetch_all(self, sql: String, pool: &AnyPool) -> Result<Vec<AnyRow>, sqlx::Error> {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in self.0 {
+            q = match a {
+                Arg::Text(s) => q.bind(s),
+                Arg::Int(i) => q.bind(i),
+            };
+        }
+        q.fetch_all(pool).await
+    }
+}
+
+/// The service's current version, or None when it is not defined.
+async fn service_version(
+    conn: &mut AnyConnection,
+    service: &str,
+) -> Result<Option<u64>, RegistryError> {
+    let v: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM objects WHERE kind = $1 AND name = $2")
+            .bind(ObjectKind::FeatureService.as_str())
+            .bind(service)
+            .fetch_optional(conn)
+            .await
+            .map_err(db(format!("reading feature service `{service}`")))?;
+    v.map(|v| to_u64(v, "an object version")).transpose()
 }
 
 fn stored_object(row: &AnyRow) -> Result<StoredObject, RegistryError> {
@@ -192,6 +526,13 @@ fn snapshot_record(row: &AnyRow) -> Result<SnapshotRecord, RegistryError> {
         manifest_seq: to_u64(get(row, "manifest_seq")?, "a manifest sequence")?,
         created_at: get(row, "created_at")?,
         duration_ms: to_u64(get(row, "duration_ms")?, "a snapshot duration")?,
+        definition_version: to_u64(
+            get(row, "definition_version")?,
+            "a snapshot's definition version",
+        )?,
+        lineage: serde_json::from_str(&get::<String>(row, "lineage")?).map_err(|e| {
+            RegistryError::Corrupt(format!("the lineage of a snapshot is not JSON: {e}"))
+        })?,
     })
 }
 
@@ -246,17 +587,7 @@ impl Registry for SqlRegistry {
     }
 
     async fn definitions(&self) -> Result<Definitions, RegistryError> {
-        let rows = sqlx::query("SELECT kind, name, spec FROM objects")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("reading definitions"))?;
-        let mut objects = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let kind = parse_kind(&get::<String>(row, "kind")?)?;
-            let name: String = get(row, "name")?;
-            objects.push((kind, parse_spec(&get::<String>(row, "spec")?, kind, &name)?));
-        }
-        Definitions::from_objects(objects).map_err(|e| RegistryError::Corrupt(e.to_string()))
+        read_definitions(&self.pool).await
     }
 
     async fn apply(
@@ -286,16 +617,7 @@ impl Registry for SqlRegistry {
             .begin()
             .await
             .map_err(db("starting the apply transaction"))?;
-        let locked = sqlx::query("UPDATE apply_lock SET generation = generation + 1 WHERE id = 1")
-            .execute(&mut *tx)
-            .await
-            .map_err(db("taking the apply lock"))?
-            .rows_affected();
-        if locked != 1 {
-            return Err(RegistryError::Corrupt(
-                "the apply_lock row is missing".into(),
-            ));
-        }
+        take_apply_lock(&mut tx).await?;
 
         let rows = sqlx::query("SELECT kind, name, version, spec FROM objects")
             .fetch_all(&mut *tx)
@@ -312,13 +634,23 @@ impl Registry for SqlRegistry {
         }
 
         let mut out = ApplyOutcome::default();
+        // (kind, name, action, version, old spec, new spec) for the change log.
+        type Change = (
+            ObjectKind,
+            String,
+            &'static str,
+            i64,
+            Option<serde_json::Value>,
+            Option<serde_json::Value>,
+        );
+        let mut changes: Vec<Change> = Vec::new();
         for (kind, name, spec) in wanted {
             let text = serde_json::to_string(&spec).map_err(|e| {
                 RegistryError::Invalid(format!("{kind} `{name}` does not serialise: {e}"))
             })?;
             match current.remove(&(kind, name.clone())) {
                 Some((_, Some(old))) if old == spec => {}
-                Some((version, _)) => {
+                Some((version, old)) => {
                     let version = next_version(version, kind, &name)?;
                     sqlx::query(
                         "UPDATE objects SET version = $1, spec = $2, updated_at = $3 \
@@ -335,6 +667,7 @@ impl Registry for SqlRegistry {
                     entry
                         .write(&mut tx, kind, &name, version, Some(&text))
                         .await?;
+                    changes.push((kind, name.clone(), "update", version, old, Some(spec)));
                     out.updated.push((kind, name));
                 }
                 None => {
@@ -362,22 +695,59 @@ impl Registry for SqlRegistry {
                     entry
                         .write(&mut tx, kind, &name, version, Some(&text))
                         .await?;
+                    changes.push((kind, name.clone(), "create", version, None, Some(spec)));
                     out.created.push((kind, name));
                 }
             }
         }
 
-        for ((kind, name), (version, _)) in current {
+        for ((kind, name), (version, old)) in current {
             sqlx::query("DELETE FROM objects WHERE kind = $1 AND name = $2")
                 .bind(kind.as_str())
                 .bind(&name)
                 .execute(&mut *tx)
                 .await
                 .map_err(db(format!("deleting {kind} `{name}`")))?;
+            // A rollback points a service at older snapshots; with the service gone it has
+            // nothing left to apply to, and a re-created service must start without it.
+            if kind == ObjectKind::FeatureService {
+                sqlx::query("DELETE FROM service_rollbacks WHERE service = $1")
+                    .bind(&name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(format!("removing the rollbacks of `{name}`")))?;
+            }
             let version = next_version(version, kind, &name)?;
             entry.write(&mut tx, kind, &name, version, None).await?;
+            changes.push((kind, name.clone(), "delete", version, old, None));
             out.deleted.push((kind, name));
         }
+
+        // Sorted so that the change log lists one apply in a stable order (deletions come
+        // from a hash map).
+        changes.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (kind, name, action, version, old, new) in changes {
+            let diff = fstore_spec::diff_specs(kind, old.as_ref(), new.as_ref());
+            let details = serde_json::to_value(&diff).map_err(|e| {
+                RegistryError::Invalid(format!(
+                    "the diff of {kind} `{name}` does not serialise: {e}"
+                ))
+            })?;
+            let change = NewChange {
+                actor: author.to_string(),
+                action: action.to_string(),
+                kind: kind.as_str().to_string(),
+                name,
+                version: Some(to_u64(version, "an object version")?),
+                message: message.to_string(),
+                details,
+            };
+            write_change(&mut tx, &now, &change).await?;
+        }
+
+        // Rebuilt on every apply, even one that changed nothing: it is cheap, and it brings
+        // an index written by an older tokenizer up to date.
+        write_catalog(&mut tx, self.is_sqlite(), &catalog::documents(defs)).await?;
 
         tx.commit()
             .await
@@ -453,28 +823,18 @@ impl Registry for SqlRegistry {
     }
 
     async fn next_sequence_above(&self, name: &str, floor: u64) -> Result<u64, RegistryError> {
-        // One statement, so the increment and the read cannot be split by another caller on
-        // either database, and no transaction is held open across round trips. CASE rather
-        // than GREATEST/MAX: the two dialects spell the two-argument maximum differently.
-        let value: i64 = sqlx::query_scalar(
-            "INSERT INTO counters (name, current_value) VALUES ($1, $2 + 1) \
-             ON CONFLICT (name) DO UPDATE SET current_value = CASE \
-             WHEN counters.current_value >= $2 THEN counters.current_value + 1 ELSE $2 + 1 END \
-             RETURNING current_value",
-        )
-        .bind(name)
-        .bind(to_i64(floor, "a counter floor")?)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db(format!("advancing counter `{name}`")))?;
-        to_u64(value, "a counter value")
+        // On the pool, so no transaction is held open across round trips.
+        advance_counter(&self.pool, name, floor).await
     }
 
     async fn record_snapshot(&self, s: &SnapshotRecord) -> Result<(), RegistryError> {
+        let lineage = serde_json::to_string(&s.lineage).map_err(|e| {
+            RegistryError::Invalid(format!("the lineage of a snapshot does not serialise: {e}"))
+        })?;
         let res = sqlx::query(
             "INSERT INTO snapshots (view_name, version, object_key, row_count, size_bytes, \
-             checksum, manifest_seq, created_at, duration_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             checksum, manifest_seq, created_at, duration_ms, definition_version, lineage) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&s.view)
         .bind(to_i64(s.version, "the snapshot version")?)
@@ -485,6 +845,8 @@ impl Registry for SqlRegistry {
         .bind(to_i64(s.manifest_seq, "the manifest sequence")?)
         .bind(&s.created_at)
         .bind(to_i64(s.duration_ms, "the duration")?)
+        .bind(to_i64(s.definition_version, "the definition version")?)
+        .bind(&lineage)
         .execute(&self.pool)
         .await;
         match res {
@@ -506,18 +868,16 @@ impl Registry for SqlRegistry {
         &self,
         view: Option<&str>,
     ) -> Result<Vec<SnapshotRecord>, RegistryError> {
-        const COLUMNS: &str = "SELECT view_name, version, object_key, row_count, size_bytes, \
-             checksum, manifest_seq, created_at, duration_ms FROM snapshots";
         let rows = match view {
             Some(v) => {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "{COLUMNS} WHERE view_name = $1"
+                    "{SNAPSHOT_COLUMNS} WHERE view_name = $1"
                 )))
                 .bind(v)
                 .fetch_all(&self.pool)
                 .await
             }
-            None => sqlx::query(COLUMNS).fetch_all(&self.pool).await,
+            None => sqlx::query(SNAPSHOT_COLUMNS).fetch_all(&self.pool).await,
         }
         .map_err(db("listing snapshots"))?;
         let mut out = rows
@@ -534,6 +894,399 @@ impl Registry for SqlRegistry {
                 .then(b.version.cmp(&a.version))
                 .then(a.view.cmp(&b.view))
         });
+        Ok(out)
+    }
+
+    async fn get_snapshot(
+        &self,
+        view: &str,
+        version: u64,
+    ) -> Result<Option<SnapshotRecord>, RegistryError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SNAPSHOT_COLUMNS} WHERE view_name = $1 AND version = $2"
+        )))
+        .bind(view)
+        .bind(to_i64(version, "the snapshot version")?)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(format!(
+            "reading snapshot version {version} of view `{view}`"
+        )))?;
+        row.as_ref().map(snapshot_record).transpose()
+    }
+
+    async fn search(&self, q: &SearchQuery) -> Result<SearchResults, RegistryError> {
+        let terms = catalog::query_terms(&q.q);
+        catalog::validate(q, &terms)?;
+
+        let mut args = Args::default();
+        let text_match = if terms.is_empty() {
+            None
+        } else if self.is_sqlite() {
+            let p = args.text(catalog::fts5_match(&terms));
+            Some(format!(
+                "doc_id IN (SELECT doc_id FROM catalog_fts WHERE catalog_fts MATCH {p})"
+            ))
+        } else {
+            // The same expression as the index, so PostgreSQL can use it.
+            let p = args.text(catalog::tsquery(&terms));
+            Some(format!(
+                "to_tsvector('simple', body) @@ to_tsquery('simple', {p})"
+            ))
+        };
+        let mut filters = Vec::new();
+        for (column, value) in [
+            ("doc_kind", &q.kind),
+            ("owner", &q.owner),
+            ("feature_type", &q.feature_type),
+            ("view_name", &q.view),
+        ] {
+            if let Some(v) = value {
+                filters.push(format!("{column} = {}", args.text(v.as_str())));
+            }
+        }
+        // Not LIKE: SQLite's LIKE ignores ASCII case and PostgreSQL's does not, and `%`/`_`
+        // in a value would be wildcards. replace() is exact and case-sensitive in both.
+        for (column, value) in [("tags", &q.tag), ("entities", &q.entity)] {
+            if let Some(v) = value {
+                let p = args.text(catalog::bar_pattern(v));
+                filters.push(format!("replace({column}, {p}, '') <> {column}"));
+            }
+        }
+        let filter = if filters.is_empty() {
+            "1 = 1".to_string()
+        } else {
+            filters.join(" AND ")
+        };
+        let sql = match &text_match {
+            // Every document containing a query token comes back, flagged by the filters
+            // rather than restricted by them: idf needs the true document frequency, so a
+            // filter must not change a hit's score. The catalog size comes in the same
+            // statement so it is from the same snapshot of the catalog.
+            Some(m) => format!(
+                "SELECT doc, CAST(CASE WHEN {filter} THEN 1 ELSE 0 END AS BIGINT) AS selected, \
+                 (SELECT COUNT(*) FROM catalog) AS doc_count FROM catalog WHERE {m}"
+            ),
+            None => format!(
+                "SELECT doc, CAST(1 AS BIGINT) AS selected, CAST(0 AS BIGINT) AS doc_count \
+                 FROM catalog WHERE {filter}"
+            ),
+        };
+        let rows = args
+            .fetch_all(sql, &self.pool)
+            .await
+            .map_err(db("searching the catalog"))?;
+
+        let mut doc_count = 0;
+        let mut candidates = Vec::with_capacity(rows.len());
+        for row in &rows {
+            doc_count = to_u64(get(row, "doc_count")?, "the catalog size")?;
+            let doc: Doc = serde_json::from_str(&get::<String>(row, "doc")?).map_err(|e| {
+                RegistryError::Corrupt(format!("a catalog entry is unreadable: {e}"))
+            })?;
+            candidates.push(Candidate {
+                doc,
+                selected: get::<i64>(row, "selected")? == 1,
+            });
+        }
+        let ranked = catalog::rank(candidates, &terms, doc_count);
+        Ok(SearchResults {
+            total: ranked.len(),
+            offset: q.offset,
+            limit: q.limit,
+            hits: ranked
+                .into_iter()
+                .skip(q.offset)
+                .take(q.limit)
+                .map(|(doc, score)| catalog::hit(doc, score, &terms))
+                .collect(),
+        })
+    }
+
+    async fn record_change(&self, c: &NewChange) -> Result<u64, RegistryError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting the change-log transaction"))?;
+        let seq = write_change(&mut tx, &now(), c).await?;
+        tx.commit()
+            .await
+            .map_err(db("committing the change-log entry"))?;
+        Ok(seq)
+    }
+
+    async fn changelog(&self, q: &ChangelogQuery) -> Result<Vec<ChangeEntry>, RegistryError> {
+        if q.limit == 0 || q.limit > MAX_CHANGELOG_LIMIT {
+            return Err(RegistryError::Invalid(format!(
+                "change-log limit must be between 1 and {MAX_CHANGELOG_LIMIT}, got {}",
+                q.limit
+            )));
+        }
+        let mut args = Args::default();
+        let mut filters = Vec::new();
+        for (column, value) in [
+            ("kind", &q.kind),
+            ("name", &q.name),
+            ("actor", &q.actor),
+            ("change_action", &q.action),
+        ] {
+            if let Some(v) = value {
+                filters.push(format!("{column} = {}", args.text(v.as_str())));
+            }
+        }
+        if let Some(before) = q.before_seq {
+            // Every stored seq is below i64::MAX, so a larger bound means no bound.
+            if let Ok(before) = i64::try_from(before) {
+                filters.push(format!("seq < {}", args.push(Arg::Int(before))));
+            }
+        }
+        let filter = if filters.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", filters.join(" AND "))
+        };
+        // The limit is a checked number, so it is written into the statement rather than
+        // bound (the two drivers disagree on which integer types LIMIT accepts).
+        let sql = format!(
+            "SELECT seq, created_at, actor, change_action, kind, name, version, message, \
+             details FROM changelog{filter} ORDER BY seq DESC LIMIT {}",
+            q.limit
+        );
+        let rows = args
+            .fetch_all(sql, &self.pool)
+            .await
+            .map_err(db("reading the change log"))?;
+        rows.iter().map(change_entry).collect()
+    }
+
+    async fn set_rollbacks(
+        &self,
+        service: &str,
+        bindings: &[(String, u64)],
+        author: &str,
+        message: &str,
+    ) -> Result<(), RegistryError> {
+        if bindings.is_empty() {
+            return Err(RegistryError::Invalid(format!(
+                "a rollback of `{service}` needs at least one view and snapshot"
+            )));
+        }
+        let mut map = BTreeMap::new();
+        for (view, version) in bindings {
+            if view.is_empty() {
+                return Err(RegistryError::Invalid(format!(
+                    "a rollback of `{service}` names an empty view"
+                )));
+            }
+            to_i64(*version, "the snapshot version")?;
+            if map.insert(view.as_str(), *version).is_some() {
+                return Err(RegistryError::Invalid(format!(
+                    "a rollback of `{service}` names view `{view}` twice"
+                )));
+            }
+        }
+
+        let now = now();
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting the rollback transaction"))?;
+        // Serialised with applies, so a service cannot be deleted between the check below
+        // and the insert (which would leave a rollback nothing removes).
+        take_apply_lock(&mut tx).await?;
+        let Some(version) = service_version(&mut tx, service).await? else {
+            return Err(RegistryError::Invalid(format!(
+                "feature service `{service}` is not defined"
+            )));
+        };
+        sqlx::query("DELETE FROM service_rollbacks WHERE service = $1")
+            .bind(service)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(format!("replacing the rollbacks of `{service}`")))?;
+        for (view, snapshot) in &map {
+            sqlx::query(
+                "INSERT INTO service_rollbacks (service, view_ref, snapshot_version, author, \
+                 created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(service)
+            .bind(*view)
+            .bind(to_i64(*snapshot, "the snapshot version")?)
+            .bind(author)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(format!(
+                "recording the rollback of `{service}` for `{view}`"
+            )))?;
+        }
+        let change = NewChange {
+            actor: author.to_string(),
+            action: "rollback".into(),
+            kind: ObjectKind::FeatureService.as_str().into(),
+            name: service.to_string(),
+            version: Some(version),
+            message: message.to_string(),
+            details: serde_json::json!(map),
+        };
+        write_change(&mut tx, &now, &change).await?;
+        tx.commit().await.map_err(db("committing the rollback"))?;
+        Ok(())
+    }
+
+    async fn clear_rollbacks(&self, service: &str, author: &str) -> Result<usize, RegistryError> {
+        let now = now();
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting the rollback transaction"))?;
+        // Taken before reading, so that on SQLite the transaction holds the write lock from
+        // the start (see the apply_lock table).
+        take_apply_lock(&mut tx).await?;
+        let rows = sqlx::query(
+            "SELECT view_ref, snapshot_version FROM service_rollbacks WHERE service = $1",
+        )
+        .bind(service)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db(format!("reading the rollbacks of `{service}`")))?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut removed = BTreeMap::new();
+        for row in &rows {
+            removed.insert(
+                get::<String>(row, "view_ref")?,
+                to_u64(
+                    get(row, "snapshot_version")?,
+                    "a rollback's snapshot version",
+                )?,
+            );
+        }
+        sqlx::query("DELETE FROM service_rollbacks WHERE service = $1")
+            .bind(service)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(format!("clearing the rollbacks of `{service}`")))?;
+        let change = NewChange {
+            actor: author.to_string(),
+            action: "rollback_clear".into(),
+            kind: ObjectKind::FeatureService.as_str().into(),
+            name: service.to_string(),
+            version: service_version(&mut tx, service).await?,
+            message: String::new(),
+            details: serde_json::json!(removed),
+        };
+        write_change(&mut tx, &now, &change).await?;
+        tx.commit()
+            .await
+            .map_err(db("committing the cleared rollback"))?;
+        Ok(removed.len())
+    }
+
+    async fn rollbacks(&self) -> Result<Vec<Rollback>, RegistryError> {
+        let rows = sqlx::query(
+            "SELECT service, view_ref, snapshot_version, author, created_at \
+             FROM service_rollbacks",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("listing rollbacks"))?;
+        let mut out = rows
+            .iter()
+            .map(|row| {
+                Ok(Rollback {
+                    service: get(row, "service")?,
+                    view: get(row, "view_ref")?,
+                    snapshot_version: to_u64(
+                        get(row, "snapshot_version")?,
+                        "a rollback's snapshot version",
+                    )?,
+                    author: get(row, "author")?,
+                    created_at: get(row, "created_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, RegistryError>>()?;
+        // Sorted here for the bytewise order on both databases (see list_snapshots).
+        out.sort_by(|a, b| (&a.service, &a.view).cmp(&(&b.service, &b.view)));
+        Ok(out)
+    }
+
+    async fn record_heartbeat(&self, h: &EdgeHeartbeat) -> Result<(), RegistryError> {
+        if h.id.trim().is_empty() || h.id.len() > 200 {
+            return Err(RegistryError::Invalid(
+                "an edge id must be 1-200 characters".into(),
+            ));
+        }
+        let views = serde_json::to_string(&h.views)
+            .map_err(|e| RegistryError::Invalid(format!("edge views do not serialise: {e}")))?;
+        let seq = h
+            .manifest_seq
+            .map(|s| to_i64(s, "the manifest sequence"))
+            .transpose()?;
+        let now = now();
+        sqlx::query(
+            "INSERT INTO edges (edge_id, region, address, manifest_seq, served_views, ready, \
+             interval_ms, started_at, first_seen, last_seen) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+             ON CONFLICT (edge_id) DO UPDATE SET region = excluded.region, \
+             address = excluded.address, manifest_seq = excluded.manifest_seq, \
+             served_views = excluded.served_views, ready = excluded.ready, \
+             interval_ms = excluded.interval_ms, started_at = excluded.started_at, \
+             last_seen = excluded.last_seen",
+        )
+        .bind(&h.id)
+        .bind(&h.region)
+        .bind(&h.address)
+        .bind(seq)
+        .bind(&views)
+        .bind(i64::from(h.ready))
+        .bind(to_i64(h.interval_ms, "the heartbeat interval")?)
+        .bind(&h.started_at)
+        .bind(&now)
+        .execute(&self.pool)
+        .await
+        .map_err(db(format!("recording the heartbeat of edge `{}`", h.id)))?;
+        Ok(())
+    }
+
+    async fn edges(&self) -> Result<Vec<EdgeRecord>, RegistryError> {
+        let rows = sqlx::query(
+            "SELECT edge_id, region, address, manifest_seq, served_views, ready, interval_ms, \
+             started_at, first_seen, last_seen FROM edges",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("listing edges"))?;
+        let mut out = rows
+            .iter()
+            .map(|row| {
+                let id: String = get(row, "edge_id")?;
+                let views: String = get(row, "served_views")?;
+                let views = serde_json::from_str(&views).map_err(|e| {
+                    RegistryError::Corrupt(format!("the views of edge `{id}` are not JSON: {e}"))
+                })?;
+                let seq: Option<i64> = get(row, "manifest_seq")?;
+                Ok(EdgeRecord {
+                    heartbeat: EdgeHeartbeat {
+                        region: get(row, "region")?,
+                        address: get(row, "address")?,
+                        manifest_seq: seq.map(|s| to_u64(s, "a manifest sequence")).transpose()?,
+                        views,
+                        ready: get::<i64>(row, "ready")? != 0,
+                        interval_ms: to_u64(get(row, "interval_ms")?, "a heartbeat interval")?,
+                        started_at: get(row, "started_at")?,
+                        id,
+                    },
+                    first_seen: get(row, "first_seen")?,
+                    last_seen: get(row, "last_seen")?,
+                })
+            })
+            .collect::<Result<Vec<_>, RegistryError>>()?;
+        out.sort_by(|a, b| a.heartbeat.id.cmp(&b.heartbeat.id));
         Ok(out)
     }
 }

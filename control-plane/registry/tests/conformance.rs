@@ -2,8 +2,16 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use fstore_registry::{RegistryError, conformance, open};
+use fstore_registry::{Registry, RegistryError, SearchQuery, conformance, open};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, SqliteConnection};
+
+/// How many documents the catalog holds after the conformance suite.
+async fn catalog_size(reg: &dyn Registry) -> usize {
+    reg.search(&SearchQuery::default())
+        .await
+        .expect("search")
+        .total
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite() {
@@ -22,6 +30,8 @@ async fn sqlite() {
         .await
         .expect("reopen sqlite registry");
     assert_eq!(reg.list_snapshots(None).await.expect("list").len(), 3);
+    let docs = catalog_size(reg.as_ref()).await;
+    assert!(docs > 0);
     drop(reg);
 
     // WAL is what lets the CLI read while the control plane writes; it is a property of the
@@ -34,6 +44,33 @@ async fn sqlite() {
         .await
         .expect("journal mode");
     assert_eq!(mode, "wal");
+
+    // The FTS5 index is kept in step with the catalog.
+    let counts: (i64, i64) =
+        sqlx::query_as("SELECT (SELECT COUNT(*) FROM catalog), (SELECT COUNT(*) FROM catalog_fts)")
+            .fetch_one(&mut conn)
+            .await
+            .expect("counts");
+    assert_eq!(counts, (docs as i64, docs as i64));
+
+    // A registry with definitions but no catalog (one migrated from before the catalog)
+    // gets it built when it is opened.
+    conn.execute("DELETE FROM catalog; DELETE FROM catalog_fts;")
+        .await
+        .expect("empty the catalog");
+    conn.close().await.expect("close");
+    let reg = open(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("reopen sqlite registry");
+    assert_eq!(catalog_size(reg.as_ref()).await, docs);
+    let hits = reg
+        .search(&SearchQuery {
+            q: "spend month".into(),
+            ..SearchQuery::default()
+        })
+        .await
+        .expect("search");
+    assert_eq!(hits.hits[0].name, "customer_spend:spend_30d", "and indexed");
 }
 
 #[tokio::test]
@@ -79,6 +116,33 @@ async fn postgres() {
             // plane replicas start together.
             let again = open(&url).await.expect("reopen postgres registry");
             assert_eq!(again.list_snapshots(None).await.expect("list").len(), 3);
+            let docs = catalog_size(again.as_ref()).await;
+            assert!(docs > 0);
+            drop((reg, again));
+
+            // Replicas opening together race to create the full-text index; all succeed.
+            let mut conn = PgConnection::connect(&url).await.expect("plain connection");
+            conn.execute("DROP INDEX catalog_body_fts")
+                .await
+                .expect("drop the index");
+            let opened = futures::future::join_all((0..4).map(|_| open(&url))).await;
+            for r in opened {
+                r.expect("concurrent open");
+            }
+            let indexed: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'catalog_body_fts'",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .expect("index lookup");
+            assert_eq!(indexed, 1, "the GIN index exists");
+            // A registry with definitions but no catalog gets it built when opened.
+            conn.execute("DELETE FROM catalog")
+                .await
+                .expect("empty the catalog");
+            conn.close().await.expect("close");
+            let reg = open(&url).await.expect("reopen postgres registry");
+            assert_eq!(catalog_size(reg.as_ref()).await, docs);
         }
     })
     .await;

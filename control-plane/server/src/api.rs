@@ -71,6 +71,12 @@ async fn get_object(
 struct ApplyQuery {
     #[serde(default)]
     dry_run: bool,
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    author: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -82,6 +88,42 @@ struct ApplyJson {
     definitions: Option<Definitions>,
     #[serde(default)]
     dry_run: bool,
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    author: Option<String>,
+}
+
+/// Who a request acts as, for history and the change log. Until tokens identify callers,
+/// a client names itself; anonymous callers are recorded as `api`.
+fn author(given: Option<String>) -> Result<String, ControlError> {
+    match given {
+        None => Ok("api".into()),
+        Some(a) if a.trim().is_empty() || a.len() > 200 => Err(ControlError::BadRequest(
+            "`author` must be 1-200 characters".into(),
+        )),
+        Some(a) => Ok(a),
+    }
+}
+
+fn query<T>(
+    q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ControlError> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ControlError::BadRequest(e.body_text()))
+}
+
+fn json_body<T: serde::de::DeserializeOwned + Default>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ControlError> {
+    let body = body_or_error(body)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| ControlError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 /// `POST /v1/apply`: a `features.yaml` as the body (any text content type), or JSON
@@ -113,13 +155,28 @@ async fn apply(
                 ));
             }
         };
-        (defs, j.dry_run || q.dry_run)
+        let opts = crate::ApplyOptions {
+            dry_run: j.dry_run || q.dry_run,
+            force: j.force || q.force,
+            author: author(j.author.or(q.author.clone()))?,
+            message: j
+                .message
+                .or(q.message.clone())
+                .unwrap_or_else(|| "fstore apply".into()),
+        };
+        (defs, opts)
     } else {
         let text = std::str::from_utf8(&body)
             .map_err(|_| ControlError::BadRequest("body is not UTF-8 text".into()))?;
-        (ControlPlane::parse(text, None)?, q.dry_run)
+        let opts = crate::ApplyOptions {
+            dry_run: q.dry_run,
+            force: q.force,
+            author: author(q.author)?,
+            message: q.message.unwrap_or_else(|| "fstore apply".into()),
+        };
+        (ControlPlane::parse(text, None)?, opts)
     };
-    let report = cp.apply(&defs, dry, "api").await?;
+    let report = cp.apply(&defs, &dry).await?;
     Ok(Json(report).into_response())
 }
 
@@ -128,20 +185,16 @@ async fn apply(
 struct MaterializeBody {
     #[serde(default)]
     views: Vec<String>,
+    #[serde(default)]
+    author: Option<String>,
 }
 
 async fn materialize(
     State(cp): State<Shared>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ControlError> {
-    let body = body_or_error(body)?;
-    let req: MaterializeBody = if body.iter().all(u8::is_ascii_whitespace) {
-        MaterializeBody::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ControlError::BadRequest(format!("invalid JSON body: {e}")))?
-    };
-    let reports = cp.materialize(&req.views).await?;
+    let req: MaterializeBody = json_body(body)?;
+    let reports = cp.materialize(&req.views, &author(req.author)?).await?;
     Ok(Json(serde_json::json!({ "snapshots": reports })).into_response())
 }
 
@@ -204,6 +257,276 @@ async fn version(
     Ok(Json(cp.version(seq).await?).into_response())
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SearchParams {
+    #[serde(default)]
+    q: String,
+    kind: Option<String>,
+    tag: Option<String>,
+    owner: Option<String>,
+    entity: Option<String>,
+    #[serde(rename = "type")]
+    feature_type: Option<String>,
+    view: Option<String>,
+    limit: Option<usize>,
+    #[serde(default)]
+    offset: usize,
+}
+
+/// `GET /v1/catalog/search?q=…`: ranked full-text search with filters and highlights.
+async fn search(
+    State(cp): State<Shared>,
+    q: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ControlError> {
+    let p = query(q)?;
+    let q = fstore_registry::SearchQuery {
+        q: p.q,
+        kind: p.kind,
+        tag: p.tag,
+        owner: p.owner,
+        entity: p.entity,
+        feature_type: p.feature_type,
+        view: p.view,
+        limit: p.limit.unwrap_or(20),
+        offset: p.offset,
+    };
+    Ok(Json(cp.search(&q).await?).into_response())
+}
+
+/// `GET /v1/features/{view}/{feature}`: a feature's page.
+async fn feature_page(
+    State(cp): State<Shared>,
+    Path((view, feature)): Path<(String, String)>,
+) -> Result<Response, ControlError> {
+    Ok(Json(cp.feature_page(&view, &feature).await?).into_response())
+}
+
+/// `GET /v1/{kind}/{name}/versions`: every version, each with its diff to the one before.
+async fn history(
+    State(cp): State<Shared>,
+    Path((kind, name)): Path<(String, String)>,
+) -> Result<Response, ControlError> {
+    let kind = kind_from_path(&kind)?;
+    let items = cp.history(kind, &name).await?;
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DiffParams {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// A version as given in a query: `3` or `v3`.
+fn version_param(name: &str, v: Option<String>) -> Result<u64, ControlError> {
+    let v = v.ok_or_else(|| ControlError::BadRequest(format!("`{name}` is required")))?;
+    v.strip_prefix('v')
+        .unwrap_or(&v)
+        .parse()
+        .map_err(|_| ControlError::BadRequest(format!("`{name}={v}` is not a version (3 or v3)")))
+}
+
+/// `GET /v1/{kind}/{name}/diff?from=2&to=3`.
+async fn diff(
+    State(cp): State<Shared>,
+    Path((kind, name)): Path<(String, String)>,
+    q: Result<Query<DiffParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ControlError> {
+    let kind = kind_from_path(&kind)?;
+    let p = query(q)?;
+    let (from, to) = (version_param("from", p.from)?, version_param("to", p.to)?);
+    Ok(Json(cp.diff(kind, &name, from, to).await?).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DeleteParams {
+    #[serde(default)]
+    force: bool,
+    author: Option<String>,
+}
+
+/// `DELETE /v1/{kind}/{name}`: refused with the dependents while anything uses it, unless
+/// `?force=true`.
+async fn delete_object(
+    State(cp): State<Shared>,
+    Path((kind, name)): Path<(String, String)>,
+    q: Result<Query<DeleteParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ControlError> {
+    let kind = kind_from_path(&kind)?;
+    let p = query(q)?;
+    let report = cp.delete(kind, &name, p.force, &author(p.author)?).await?;
+    Ok(Json(report).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ChangelogParams {
+    kind: Option<String>,
+    name: Option<String>,
+    actor: Option<String>,
+    action: Option<String>,
+    before: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/changelog`: every registry mutation, newest first; page with `before`.
+async fn changelog(
+    State(cp): State<Shared>,
+    q: Result<Query<ChangelogParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ControlError> {
+    let p = query(q)?;
+    let items = cp
+        .changelog(&fstore_registry::ChangelogQuery {
+            kind: p.kind,
+            name: p.name,
+            actor: p.actor,
+            action: p.action,
+            before_seq: p.before,
+            limit: p.limit.unwrap_or(50),
+        })
+        .await?;
+    let next = items.last().map(|e| e.seq).filter(|s| *s > 1);
+    Ok(Json(serde_json::json!({ "items": items, "next_before": next })).into_response())
+}
+
+fn node_kind(kind: &str) -> Result<fstore_spec::NodeKind, ControlError> {
+    fstore_spec::NodeKind::parse(kind).ok_or_else(|| ControlError::NotFound {
+        kind: "lineage node kind".into(),
+        name: kind.into(),
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LineageParams {
+    direction: Option<String>,
+    depth: Option<usize>,
+    format: Option<String>,
+}
+
+/// `GET /v1/lineage/{kind}/{name}?direction=upstream|downstream|both&depth=N&format=json|dot`.
+async fn lineage(
+    State(cp): State<Shared>,
+    Path((kind, name)): Path<(String, String)>,
+    q: Result<Query<LineageParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ControlError> {
+    let kind = node_kind(&kind)?;
+    let p = query(q)?;
+    let direction = match p.direction.as_deref().unwrap_or("both") {
+        "upstream" => fstore_spec::Direction::Upstream,
+        "downstream" => fstore_spec::Direction::Downstream,
+        "both" => fstore_spec::Direction::Both,
+        other => {
+            return Err(ControlError::BadRequest(format!(
+                "`direction={other}`: use upstream, downstream or both"
+            )));
+        }
+    };
+    let g = cp.lineage(kind, &name, direction, p.depth).await?;
+    match p.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(g).into_response()),
+        "dot" => Ok((
+            [(header::CONTENT_TYPE, "text/vnd.graphviz; charset=utf-8")],
+            g.to_dot(),
+        )
+            .into_response()),
+        other => Err(ControlError::BadRequest(format!(
+            "`format={other}`: use json or dot"
+        ))),
+    }
+}
+
+/// `GET /v1/impact/{kind}/{name}`: what a change to it reaches.
+async fn impact(
+    State(cp): State<Shared>,
+    Path((kind, name)): Path<(String, String)>,
+) -> Result<Response, ControlError> {
+    let kind = node_kind(&kind)?;
+    Ok(Json(cp.impact(kind, &name).await?).into_response())
+}
+
+/// `GET /v1/rollbacks`: every service currently rolled back, and to what.
+async fn rollbacks(State(cp): State<Shared>) -> Result<Response, ControlError> {
+    let items = cp.registry().rollbacks().await?;
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    to_version: Option<u64>,
+    view: Option<String>,
+    snapshot: Option<u64>,
+    message: Option<String>,
+    author: Option<String>,
+}
+
+/// `POST /v1/rollbacks/{service}`: `{"to_version": N}` or `{"view": …, "snapshot": N}`.
+async fn rollback(
+    State(cp): State<Shared>,
+    Path(service): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ControlError> {
+    let b: RollbackBody = json_body(body)?;
+    let params = crate::RollbackParams {
+        to_version: b.to_version,
+        view: b.view,
+        snapshot: b.snapshot,
+        message: b.message,
+    };
+    let report = cp.rollback(&service, &params, &author(b.author)?).await?;
+    Ok(Json(report).into_response())
+}
+
+/// `DELETE /v1/rollbacks/{service}`: serve the live snapshots again.
+async fn clear_rollback(
+    State(cp): State<Shared>,
+    Path(service): Path<String>,
+    q: Result<Query<DeleteParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ControlError> {
+    let p = query(q)?;
+    if p.force {
+        return Err(ControlError::BadRequest(
+            "`force` does not apply to clearing a rollback".into(),
+        ));
+    }
+    let report = cp.clear_rollback(&service, &author(p.author)?).await?;
+    Ok(Json(report).into_response())
+}
+
+/// `GET /v1/snapshots/{view}/{version}`: one snapshot's record and lineage (its input files,
+/// their sizes and ETags, row counts, transform digests). `view` may be an edge's slot name.
+async fn snapshot(
+    State(cp): State<Shared>,
+    Path((view, version)): Path<(String, String)>,
+) -> Result<Response, ControlError> {
+    let version: u64 = version
+        .parse()
+        .map_err(|_| ControlError::BadRequest(format!("`{version}` is not a snapshot version")))?;
+    Ok(Json(cp.snapshot(&view, version).await?).into_response())
+}
+
+/// `POST /v1/edges/heartbeat`: an edge reporting who and where it is and what it serves.
+async fn heartbeat(
+    State(cp): State<Shared>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ControlError> {
+    let body = body_or_error(body)?;
+    let h: fstore_registry::EdgeHeartbeat = serde_json::from_slice(&body)
+        .map_err(|e| ControlError::BadRequest(format!("invalid heartbeat: {e}")))?;
+    cp.heartbeat(&h).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /v1/edges`: the fleet, each edge up or down.
+async fn edges(State(cp): State<Shared>) -> Result<Response, ControlError> {
+    let items = cp.edges().await?;
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
+}
+
 async fn healthz(State(cp): State<Shared>) -> Response {
     Json(serde_json::json!({"status": "ok", "registry": cp.registry().backend()})).into_response()
 }
@@ -244,8 +567,23 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route("/v1/snapshots", get(snapshots))
         .route("/v1/versions", get(versions))
         .route("/v1/versions/{seq}", get(version))
+        .route("/v1/catalog/search", get(search))
+        .route("/v1/features/{view}/{feature}", get(feature_page))
+        .route("/v1/changelog", get(changelog))
+        .route("/v1/lineage/{kind}/{name}", get(lineage))
+        .route("/v1/impact/{kind}/{name}", get(impact))
+        .route("/v1/rollbacks", get(rollbacks))
+        .route("/v1/edges", get(edges))
+        .route("/v1/edges/heartbeat", post(heartbeat))
+        .route(
+            "/v1/rollbacks/{service}",
+            post(rollback).delete(clear_rollback),
+        )
+        .route("/v1/snapshots/{view}/{version}", get(snapshot))
         .route("/v1/{kind}", get(list_objects))
-        .route("/v1/{kind}/{name}", get(get_object))
+        .route("/v1/{kind}/{name}", get(get_object).delete(delete_object))
+        .route("/v1/{kind}/{name}/versions", get(history))
+        .route("/v1/{kind}/{name}/diff", get(diff))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -21,6 +21,14 @@ pub enum ControlError {
     /// A training set could not be built from the sources (a missing file, a bad row...).
     #[error("training set failed: {0}")]
     TrainingSet(String),
+    /// Refused because of what depends on it (a breaking change or delete still in use, a
+    /// rollback to a snapshot no longer kept); `details` lists what.
+    #[error("{message}")]
+    Conflict {
+        code: &'static str,
+        message: String,
+        details: serde_json::Value,
+    },
     #[error("registry: {0}")]
     Registry(#[from] fstore_registry::RegistryError),
     #[error("object storage: {0}")]
@@ -39,6 +47,11 @@ impl ControlError {
             ControlError::Materialization { .. } | ControlError::TrainingSet(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            ControlError::Conflict { .. } => StatusCode::CONFLICT,
+            // A value the caller gave that the registry cannot take (a search limit...).
+            ControlError::Registry(fstore_registry::RegistryError::Invalid(_)) => {
+                StatusCode::BAD_REQUEST
+            }
             ControlError::Registry(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ControlError::Storage(_) => StatusCode::BAD_GATEWAY,
         }
@@ -52,6 +65,8 @@ impl ControlError {
             ControlError::VersionNotFound(_) => "version_not_found",
             ControlError::Materialization { .. } => "materialization_failed",
             ControlError::TrainingSet(_) => "training_set_failed",
+            ControlError::Conflict { code, .. } => code,
+            ControlError::Registry(fstore_registry::RegistryError::Invalid(_)) => "bad_request",
             ControlError::Registry(_) => "registry_error",
             ControlError::Storage(_) => "storage_error",
         }
@@ -82,6 +97,7 @@ impl IntoResponse for ControlError {
         };
         let details = match &self {
             ControlError::InvalidDefinitions(errs) => serde_json::to_value(errs).ok(),
+            ControlError::Conflict { details, .. } => Some(details.clone()),
             _ => None,
         };
         (

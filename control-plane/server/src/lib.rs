@@ -3,16 +3,24 @@
 //! never on the lookup path: edges read only object storage.
 
 mod api;
+mod catalog;
+mod changes;
 mod error;
+mod governance;
 mod openapi;
 mod service;
 mod transforms;
 
 pub use api::{router, serve};
+pub use catalog::{
+    EdgeStatus, FeaturePage, FeatureVersion, Freshness, HistoryEntry, MISSED_HEARTBEATS, ServiceUse,
+};
+pub use changes::Dependent;
 pub use error::ControlError;
+pub use governance::{DeleteReport, RollbackParams, RollbackReport};
 pub use openapi::openapi;
 pub use service::{
-    ApplyReport, ControlConfig, ControlPlane, DEFAULT_RETAIN_VERSIONS, HistoricalParams,
-    HistoricalReport, HistoricalView, MaterializeReport,
+    ApplyOptions, ApplyReport, ControlConfig, ControlPlane, DEFAULT_RETAIN_VERSIONS,
+    HistoricalParams, HistoricalReport, HistoricalView, MaterializeReport,
 };
 pub use transforms::Transforms;

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use fstore_registry::{Registry, SnapshotRecord};
+use fstore_registry::{NewChange, Registry, SnapshotRecord};
 use fstore_snapshot::{FeatureRef, Field};
 use fstore_spec::{Definitions, Plan};
 use fstore_storage::{
@@ -12,6 +12,7 @@ use fstore_storage::{
 use serde::{Deserialize, Serialize};
 
 use crate::ControlError;
+use crate::changes::Dependent;
 use crate::transforms::Transforms;
 
 /// Where the control plane keeps its state.
@@ -39,14 +40,43 @@ pub struct ApplyReport {
     pub applied: bool,
     /// Set when the apply republished the live manifest (services changed or views removed).
     pub republished_manifest: Option<u64>,
+    /// What consumes the plan's breaking changes: a real apply is refused while this is not
+    /// empty, unless forced.
+    pub breaking_dependents: Vec<Dependent>,
+}
+
+/// How to apply: who, why, and whether to go ahead despite breaking changes in use.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Only plan.
+    pub dry_run: bool,
+    /// Apply even when a breaking change reaches a consumer.
+    pub force: bool,
+    pub author: String,
+    /// Recorded with every version the apply creates, and in the change log.
+    pub message: String,
+}
+
+impl ApplyOptions {
+    pub fn new(author: impl Into<String>) -> Self {
+        Self {
+            dry_run: false,
+            force: false,
+            author: author.into(),
+            message: "fstore apply".into(),
+        }
+    }
 }
 
 /// One view's materialization.
 #[derive(Debug, Clone, Serialize)]
 pub struct MaterializeReport {
+    /// The slot: the view, or `view@vN` for a definition version a service pins.
     pub view: String,
     pub version: u64,
     pub key: String,
+    /// The registry version of the view's definition the snapshot was computed with.
+    pub definition_version: u64,
     pub files: usize,
     pub rows_read: u64,
     pub rows_written: u64,
@@ -167,6 +197,33 @@ impl std::fmt::Debug for ControlPlane {
     }
 }
 
+/// One snapshot a materialization computes.
+struct Target {
+    slot: String,
+    /// The definitions to compute it with (for a pinned version, with the old view as `slot`).
+    defs: Definitions,
+    definition_version: u64,
+}
+
+/// A recorded snapshot as a manifest serves it.
+fn manifest_view(rec: SnapshotRecord) -> ManifestView {
+    ManifestView {
+        version: rec.version,
+        key: rec.key,
+        size_bytes: rec.size_bytes,
+        rows: rec.rows,
+        checksum: rec.checksum,
+    }
+}
+
+fn describe_reports(reports: &[MaterializeReport]) -> String {
+    reports
+        .iter()
+        .map(|r| format!("{} v{}", r.view, r.version))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -227,24 +284,41 @@ impl ControlPlane {
     pub async fn apply(
         &self,
         defs: &Definitions,
-        dry_run: bool,
-        author: &str,
+        opts: &ApplyOptions,
     ) -> Result<ApplyReport, ControlError> {
         defs.validate().map_err(ControlError::InvalidDefinitions)?;
         let mut resolved = defs.clone();
         self.transforms
-            .resolve(&mut resolved, (!dry_run).then_some(&self.store))
+            .resolve(&mut resolved, (!opts.dry_run).then_some(&self.store))
             .await?;
         let defs = &resolved;
+        self.check_pins(defs).await?;
         let plan = self.plan_resolved(defs).await?;
-        if dry_run || plan.is_empty() {
+        let dependents = crate::changes::breaking_dependents(&plan, defs);
+        if opts.dry_run || plan.is_empty() {
             return Ok(ApplyReport {
                 plan,
                 applied: false,
                 republished_manifest: None,
+                breaking_dependents: dependents,
             });
         }
-        self.registry.apply(defs, author, "fstore apply").await?;
+        if !dependents.is_empty() && !opts.force {
+            return Err(crate::changes::refusal(
+                "breaking_change",
+                format!(
+                    "this apply makes breaking changes that {} still consume{}; pin the \
+                     consumers to the current version (`view@vN:feature`) first, or force it",
+                    crate::changes::describe(&dependents),
+                    if dependents.len() == 1 { "s" } else { "" },
+                ),
+                &plan,
+                &dependents,
+            ));
+        }
+        self.registry
+            .apply(defs, &opts.author, &opts.message)
+            .await?;
         // Edges learn feature services from the manifest, so a live manifest whose services
         // or views no longer match the registry is republished right away.
         let republished = self.republish_if_stale(defs).await?;
@@ -252,10 +326,71 @@ impl ControlPlane {
             plan,
             applied: true,
             republished_manifest: republished,
+            breaking_dependents: dependents,
         })
     }
 
-    async fn republish_if_stale(&self, defs: &Definitions) -> Result<Option<u64>, ControlError> {
+    /// Every `view@vN` a service pins must name a stored version of that view that has the
+    /// feature: the registry's history, not the definitions, knows.
+    async fn check_pins(&self, defs: &Definitions) -> Result<(), ControlError> {
+        let mut errs = Vec::new();
+        let mut histories = std::collections::HashMap::new();
+        for s in &defs.feature_services {
+            for r in &s.features {
+                let Ok(Some(n)) = r.pin() else { continue };
+                let base = r.base_view().to_string();
+                if !histories.contains_key(&base) {
+                    let h = self
+                        .registry
+                        .history(fstore_spec::ObjectKind::FeatureView, &base)
+                        .await?;
+                    histories.insert(base.clone(), h);
+                }
+                let spec = histories[&base]
+                    .iter()
+                    .find(|v| v.version == n)
+                    .and_then(|v| v.spec.as_ref());
+                let key = format!("feature_services.{}.features.{r}", s.name);
+                let has = spec
+                    .and_then(|spec| spec.get("features"))
+                    .and_then(|fs| fs.as_array())
+                    .is_some_and(|fs| {
+                        fs.iter().any(|f| {
+                            f.get("name").and_then(|n| n.as_str()) == Some(r.feature.as_str())
+                        })
+                    });
+                match spec {
+                    None => errs.push(
+                        fstore_spec::SpecError::new(format!(
+                            "feature service `{}` pins `{r}`, but feature view `{base}` has no version {n} (see `fstore history view {base}`)",
+                            s.name
+                        ))
+                        .key(key),
+                    ),
+                    Some(_) if !has => errs.push(
+                        fstore_spec::SpecError::new(format!(
+                            "feature service `{}` pins `{r}`, but version {n} of `{base}` has no feature `{}`",
+                            s.name, r.feature
+                        ))
+                        .key(key),
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ControlError::InvalidDefinitions(errs))
+        }
+    }
+
+    /// Republishes the live manifest when what it should hold changed (services, views,
+    /// rollbacks); returns the new sequence number.
+    pub(crate) async fn republish_if_stale(
+        &self,
+        defs: &Definitions,
+    ) -> Result<Option<u64>, ControlError> {
         let _guard = self.publish.lock().await;
         let Some(live) = self.store.live_manifest().await? else {
             return Ok(None);
@@ -312,24 +447,33 @@ impl ControlPlane {
         }
     }
 
-    /// A manifest with the live views (minus views no longer defined) overlaid with `new_views`
-    /// and the registry's services restricted to what those views can serve.
+    /// A manifest with the live views (minus views no longer defined or pinned) overlaid with
+    /// `new_views`, plus the snapshots services are rolled back to, and the registry's services
+    /// restricted to what those views can serve.
+    ///
+    /// A manifest view is a slot: `customer_rfm` (the current definition), `customer_rfm@v3`
+    /// (definition version 3, which some service pins, materialized side by side) or
+    /// `customer_rfm#41` (snapshot 41, which a service was rolled back to). A service's
+    /// references are rewritten to the slots it reads, so an edge needs no notion of either.
     async fn next_manifest(
         &self,
         live: Option<&Manifest>,
         defs: &Definitions,
         new_views: BTreeMap<String, ManifestView>,
     ) -> Result<Manifest, ControlError> {
+        let pinned = crate::changes::pinned_slots(defs);
         let mut views: BTreeMap<String, ManifestView> = live
             .map(|m| {
                 m.views
                     .iter()
-                    .filter(|(name, _)| defs.view(name).is_some())
+                    .filter(|(name, _)| defs.view(name).is_some() || pinned.contains(*name))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect()
             })
             .unwrap_or_default();
         views.extend(new_views);
+        self.fill_pins(&pinned, &mut views).await?;
+        let services = self.service_slots(defs, &mut views).await?;
         // An on-demand view is served once every view it reads is.
         let on_demand: BTreeMap<String, ManifestOnDemand> = defs
             .on_demand_views
@@ -363,15 +507,12 @@ impl ControlPlane {
             .on_demand_views
             .retain(|v| on_demand.contains_key(&v.name));
         let transforms = self.transforms.artifacts(&self.store, &served).await?;
-        let services = defs
-            .feature_services
-            .iter()
-            .filter(|s| {
-                s.features
-                    .iter()
+        let services = services
+            .into_iter()
+            .filter(|(_, refs)| {
+                refs.iter()
                     .all(|r| views.contains_key(&r.view) || on_demand.contains_key(&r.view))
             })
-            .map(|s| (s.name.clone(), s.features.clone()))
             .collect();
         // Past whatever the store already holds, even if this registry did not write it.
         let floor = live.map_or(0, |m| m.seq);
@@ -500,12 +641,13 @@ impl ControlPlane {
         })
     }
 
-    /// Materializes `views` (all views when empty) and publishes them in one manifest. Every
-    /// snapshot is written before the pointer moves; if any view fails, nothing is published
-    /// and the live snapshot stays.
+    /// Materializes `views` (all views when empty), and the definition versions services pin
+    /// of them, and publishes them in one manifest. Every snapshot is written before the
+    /// pointer moves; if any view fails, nothing is published and the live snapshot stays.
     pub async fn materialize(
         &self,
         views: &[String],
+        actor: &str,
     ) -> Result<Vec<MaterializeReport>, ControlError> {
         let defs = self.registry.definitions().await?;
         let names: Vec<String> = if views.is_empty() {
@@ -526,21 +668,28 @@ impl ControlPlane {
                 "no feature views are defined; apply a features.yaml first".into(),
             ));
         }
+        let targets = self.targets(&defs, &names).await?;
         let mut reports = Vec::new();
         let mut new_views = BTreeMap::new();
+        let mut lineage = BTreeMap::new();
         let live_before = self.store.live_manifest().await?;
-        for name in &names {
+        for target in targets {
+            let name = target.slot.clone();
             let started = Instant::now();
             // Versions only grow, even past ones this registry did not hand out itself.
             let floor = live_before
                 .as_ref()
-                .and_then(|m| m.views.get(name))
+                .and_then(|m| m.views.get(&name))
                 .map_or(0, |v| v.version);
             let version = self
                 .registry
                 .next_sequence_above(&format!("snapshot:{name}"), floor)
                 .await?;
-            let steps = defs.view(name).map(|v| v.steps.clone()).unwrap_or_default();
+            let steps = target
+                .defs
+                .view(&name)
+                .map(|v| v.steps.clone())
+                .unwrap_or_default();
             let loaded = self
                 .transforms
                 .for_steps(&self.store, &steps)
@@ -552,7 +701,7 @@ impl ControlPlane {
             // Materializing is CPU-bound for seconds at a time: run it on the blocking pool so
             // the REST API keeps answering meanwhile.
             let (defs2, view, handle) = (
-                defs.clone(),
+                target.defs.clone(),
                 name.clone(),
                 tokio::runtime::Handle::current(),
             );
@@ -577,7 +726,7 @@ impl ControlPlane {
                     message: other.to_string(),
                 },
             })?;
-            let key = snapshot_key(name, version);
+            let key = snapshot_key(&name, version);
             let checksum = format!("{:016x}", m.checksum);
             let size = m.len();
             let [head, rows] = m.parts;
@@ -594,11 +743,31 @@ impl ControlPlane {
                     checksum: checksum.clone(),
                 },
             );
+            let source = target.defs.view(&name).map(|v| v.source.clone());
+            lineage.insert(
+                name.clone(),
+                (
+                    target.definition_version,
+                    serde_json::json!({
+                        "source": source,
+                        "definition_version": target.definition_version,
+                        "inputs": m.files,
+                        "rows_read": m.rows_read,
+                        "rows_written": m.rows_written,
+                        "rows_expired": m.rows_expired,
+                        "transforms": steps
+                            .iter()
+                            .map(|s| serde_json::json!({"transform": s.transform, "sha256": s.sha256}))
+                            .collect::<Vec<_>>(),
+                    }),
+                ),
+            );
             reports.push(MaterializeReport {
                 view: name.clone(),
                 version,
                 key,
-                files: m.files,
+                definition_version: target.definition_version,
+                files: m.files.len(),
                 rows_read: m.rows_read,
                 rows_written: m.rows_written,
                 rows_expired: m.rows_expired,
@@ -616,6 +785,7 @@ impl ControlPlane {
         for r in &mut reports {
             r.manifest_seq = manifest.seq;
             let mv = &new_views[&r.view];
+            let (definition_version, lineage) = lineage.remove(&r.view).unwrap_or_default();
             self.registry
                 .record_snapshot(&SnapshotRecord {
                     view: r.view.clone(),
@@ -627,9 +797,190 @@ impl ControlPlane {
                     manifest_seq: manifest.seq,
                     created_at: now_rfc3339(),
                     duration_ms: r.duration_ms,
+                    definition_version,
+                    lineage,
                 })
                 .await?;
         }
+        self.registry
+            .record_change(&NewChange {
+                actor: actor.to_string(),
+                action: "publish".into(),
+                kind: "manifest".into(),
+                name: manifest.seq.to_string(),
+                version: Some(manifest.seq),
+                message: format!("materialized {}", describe_reports(&reports)),
+                details: serde_json::json!({
+                    "snapshots": reports
+                        .iter()
+                        .map(|r| serde_json::json!({"view": r.view, "version": r.version, "definition_version": r.definition_version, "rows": r.rows_written}))
+                        .collect::<Vec<_>>(),
+                }),
+            })
+            .await?;
         Ok(reports)
+    }
+
+    /// What a materialization of `names` produces: each view at its current definition, then
+    /// each definition version a service pins, as its own slot (`customer_rfm@v3`) computed
+    /// from the stored definition with today's source and entities.
+    async fn targets(
+        &self,
+        defs: &Definitions,
+        names: &[String],
+    ) -> Result<Vec<Target>, ControlError> {
+        let pinned = crate::changes::pinned_slots(defs);
+        let mut out = Vec::new();
+        for name in names {
+            let current = self
+                .registry
+                .get_object(fstore_spec::ObjectKind::FeatureView, name)
+                .await?
+                .map_or(0, |o| o.version);
+            out.push(Target {
+                slot: name.clone(),
+                defs: defs.clone(),
+                definition_version: current,
+            });
+            let mine: Vec<&String> = pinned
+                .iter()
+                .filter(|p| fstore_snapshot::base_view(p) == name)
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let history = self
+                .registry
+                .history(fstore_spec::ObjectKind::FeatureView, name)
+                .await?;
+            for slot in mine {
+                let Ok(Some(n)) = fstore_snapshot::view_pin(slot) else {
+                    continue;
+                };
+                let spec = history
+                    .iter()
+                    .find(|v| v.version == n)
+                    .and_then(|v| v.spec.clone())
+                    .ok_or_else(|| ControlError::Materialization {
+                        view: slot.clone(),
+                        message: format!("version {n} of `{name}` is not in the registry"),
+                    })?;
+                let mut view: fstore_spec::FeatureView =
+                    serde_json::from_value(spec).map_err(|e| ControlError::Materialization {
+                        view: slot.clone(),
+                        message: format!("version {n} of `{name}` does not parse: {e}"),
+                    })?;
+                view.name = slot.clone();
+                let mut with_pin = defs.clone();
+                with_pin.feature_views.push(view);
+                out.push(Target {
+                    slot: slot.clone(),
+                    defs: with_pin,
+                    definition_version: n,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// A newly pinned version has no snapshot of its own until the next materialization; the
+    /// newest snapshot the view's own slot made with a definition that serves the same
+    /// features and values (that version, or one differing only in descriptions, owners and
+    /// tags) serves
+    /// it meanwhile. Pinning the current version before changing it is the common case.
+    async fn fill_pins(
+        &self,
+        pinned: &std::collections::BTreeSet<String>,
+        views: &mut BTreeMap<String, ManifestView>,
+    ) -> Result<(), ControlError> {
+        let missing: Vec<&String> = pinned.iter().filter(|p| !views.contains_key(*p)).collect();
+        for slot in missing {
+            let Ok(Some(n)) = fstore_snapshot::view_pin(slot) else {
+                continue;
+            };
+            let base = fstore_snapshot::base_view(slot);
+            let history = self
+                .registry
+                .history(fstore_spec::ObjectKind::FeatureView, base)
+                .await?;
+            let spec = |v: u64| {
+                history
+                    .iter()
+                    .find(|h| h.version == v)
+                    .and_then(|h| h.spec.as_ref())
+            };
+            let Some(pinned_spec) = spec(n) else { continue };
+            let same_values = |d: u64| {
+                d == n
+                    || spec(d).is_some_and(|s| {
+                        fstore_spec::diff_specs(
+                            fstore_spec::ObjectKind::FeatureView,
+                            Some(s),
+                            Some(pinned_spec),
+                        )
+                        .changes
+                        .iter()
+                        .all(|c| {
+                            let last = c.path.rsplit('.').next().unwrap_or(&c.path);
+                            matches!(last, "description" | "owner" | "tags")
+                        })
+                    })
+            };
+            let records = self.registry.list_snapshots(Some(base)).await?;
+            for rec in records
+                .into_iter()
+                .filter(|r| same_values(r.definition_version))
+            {
+                // Retention may have deleted it; an older one may still be kept.
+                if self.store.head(&rec.key).await.is_err() {
+                    continue;
+                }
+                views.insert(slot.clone(), manifest_view(rec));
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Each service's references rewritten to the slots it reads: a rolled-back view reads
+    /// the snapshot it was rolled back to, added to `views` from the registry's record.
+    async fn service_slots(
+        &self,
+        defs: &Definitions,
+        views: &mut BTreeMap<String, ManifestView>,
+    ) -> Result<BTreeMap<String, Vec<FeatureRef>>, ControlError> {
+        let rollbacks = self.registry.rollbacks().await?;
+        let mut out = BTreeMap::new();
+        for s in &defs.feature_services {
+            let mut refs = s.features.clone();
+            for rb in rollbacks.iter().filter(|rb| rb.service == s.name) {
+                let slot = format!("{}#{}", rb.view, rb.snapshot_version);
+                if !views.contains_key(&slot) {
+                    match self
+                        .registry
+                        .get_snapshot(&rb.view, rb.snapshot_version)
+                        .await?
+                    {
+                        Some(rec) => {
+                            views.insert(slot.clone(), manifest_view(rec));
+                        }
+                        None => {
+                            tracing::warn!(
+                                service = %s.name,
+                                view = %rb.view,
+                                snapshot = rb.snapshot_version,
+                                "rollback names a snapshot the registry has no record of; serving the live one"
+                            );
+                            continue;
+                        }
+                    }
+                }
+                for r in refs.iter_mut().filter(|r| r.view == rb.view) {
+                    r.view = slot.clone();
+                }
+            }
+            out.insert(s.name.clone(), refs);
+        }
+        Ok(out)
     }
 }

@@ -1,14 +1,19 @@
 //! The fstore definition model: entities, batch and request sources, transforms, feature views
 //! (materialized and on-demand) and feature services;
 //! parsing and validating `features.yaml` with errors that name the line and the key; and the
-//! plan (create / change / remove) that `apply` shows before it changes anything.
+//! plan (create / change / remove) that `apply` shows before it changes anything, with each
+//! change classed compatible or breaking; and the lineage graph of what depends on what.
 
+mod diff;
 mod duration;
+mod lineage;
 mod model;
 mod plan;
 mod yaml;
 
+pub use diff::{Compatibility, Diff, FieldChange, diff_specs};
 pub use duration::{format_duration, parse_duration};
+pub use lineage::{Direction, Graph, Impact, Link, Node, NodeId, NodeKind, Subgraph};
 pub use model::{
     Aggregation, Definitions, Entity, FeatureDef, FeatureService, FeatureView, ObjectKind,
     OnDemandView, RequestSource, ResolvedTransform, Source, SourceFormat, Transform,

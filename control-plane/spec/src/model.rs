@@ -180,6 +180,9 @@ pub struct FeatureDef {
     pub unit_seconds: Option<u64>,
     #[serde(default)]
     pub description: String,
+    /// Who answers for this feature, when not the view's owner (empty: the view's).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
     #[serde(default)]
     pub tags: Vec<String>,
 }
@@ -760,6 +763,27 @@ impl Definitions {
             }
             for r in &s.features {
                 let key = format!("feature_services.{}.features.{r}", s.name);
+                if r.view.contains('#') {
+                    errs.push(SpecError::new(format!("feature service `{}`: `{r}` uses `#`, which only rollbacks use; pin a definition version with `view@vN:feature`", s.name)).key(key));
+                    continue;
+                }
+                match r.pin() {
+                    Err(m) => {
+                        errs.push(
+                            SpecError::new(format!("feature service `{}`: {m}", s.name)).key(key),
+                        );
+                        continue;
+                    }
+                    // Whether version N exists and has the feature is in the registry's
+                    // history, so the control plane checks it when it applies.
+                    Ok(Some(_)) => {
+                        if self.view(r.base_view()).is_none() {
+                            errs.push(SpecError::new(format!("feature service `{}` pins `{r}`, but feature view `{}` is not defined (only feature views can be pinned)", s.name, r.base_view())).key(key));
+                        }
+                        continue;
+                    }
+                    Ok(None) => {}
+                }
                 match self.features_of(&r.view) {
                     None => errs.push(SpecError::new(format!("feature service `{}` refers to feature view `{}`, which is not defined", s.name, r.view)).key(key)),
                     Some(fs) if !fs.iter().any(|f| f.name == r.feature) => errs.push(

@@ -1,6 +1,7 @@
 use serde::Serialize;
 
-use crate::{Definitions, ObjectKind};
+use crate::diff::render_changes;
+use crate::{Compatibility, Definitions, FieldChange, ObjectKind, diff_specs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -18,6 +19,10 @@ pub struct Change {
     pub name: String,
     /// For updates: the top-level fields that differ.
     pub fields: Vec<String>,
+    /// Whether the change can break consumers: creates never do, deletes always do.
+    pub compatibility: Compatibility,
+    /// For updates: each difference and its class (see [`diff_specs`]).
+    pub diff: Vec<FieldChange>,
 }
 
 /// What applying a set of definitions over the current ones would do. Declarative: objects
@@ -40,14 +45,21 @@ impl Plan {
                     kind: *kind,
                     name: name.clone(),
                     fields: vec![],
+                    compatibility: Compatibility::Compatible,
+                    diff: vec![],
                 }),
                 Some((_, _, old)) if old == spec => plan.unchanged += 1,
-                Some((_, _, old)) => plan.changes.push(Change {
-                    action: Action::Update,
-                    kind: *kind,
-                    name: name.clone(),
-                    fields: changed_fields(old, spec),
-                }),
+                Some((_, _, old)) => {
+                    let diff = diff_specs(*kind, Some(old), Some(spec));
+                    plan.changes.push(Change {
+                        action: Action::Update,
+                        kind: *kind,
+                        name: name.clone(),
+                        fields: changed_fields(old, spec),
+                        compatibility: diff.compatibility,
+                        diff: diff.changes,
+                    });
+                }
             }
         }
         for (kind, name, _) in &cur {
@@ -57,6 +69,8 @@ impl Plan {
                     kind: *kind,
                     name: name.clone(),
                     fields: vec![],
+                    compatibility: Compatibility::Breaking,
+                    diff: vec![],
                 });
             }
         }
@@ -65,6 +79,13 @@ impl Plan {
 
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
+    }
+
+    /// Whether any change can break consumers (a delete, or an update classed breaking).
+    pub fn is_breaking(&self) -> bool {
+        self.changes
+            .iter()
+            .any(|c| c.compatibility == Compatibility::Breaking)
     }
 
     /// Human-readable plan, one line per change, like `terraform plan`.
@@ -77,10 +98,20 @@ impl Plan {
                 Action::Delete => ('-', "delete"),
             };
             out.push_str(&format!("  {sign} {verb} {} `{}`", c.kind, c.name));
-            if !c.fields.is_empty() {
+            // The diff lines below say more than the field names; these remain for updates
+            // the diff finds nothing in (features merely reordered).
+            if c.diff.is_empty() && !c.fields.is_empty() {
                 out.push_str(&format!(" ({})", c.fields.join(", ")));
             }
+            if c.compatibility == Compatibility::Breaking {
+                out.push_str(" (breaking)");
+            }
             out.push('\n');
+            if c.action == Action::Update {
+                for line in render_changes(&c.diff).lines() {
+                    out.push_str(&format!("    {line}\n"));
+                }
+            }
         }
         let count = |a| self.changes.iter().filter(|c| c.action == a).count();
         out.push_str(&format!(
@@ -155,5 +186,44 @@ mod tests {
         assert_eq!(p.changes[0].fields, vec!["description".to_string()]);
         assert!(Plan::between(&new, &new).is_empty());
         assert!(p.render().contains("1 to create, 1 to update, 1 to delete"));
+        assert_eq!(p.changes[0].compatibility, Compatibility::Compatible);
+        assert_eq!(p.changes[0].diff.len(), 1);
+        assert_eq!(p.changes[1].compatibility, Compatibility::Compatible);
+        assert_eq!(p.changes[2].compatibility, Compatibility::Breaking);
+        // The delete alone makes it breaking.
+        assert!(p.is_breaking());
+    }
+
+    #[test]
+    fn marks_breaking_updates_with_their_diff() {
+        let cur = Definitions {
+            entities: vec![entity("a", "")],
+            ..Default::default()
+        };
+        let mut changed = entity("a", "buyers");
+        changed.join_keys[0].ty = KeyType::String;
+        let new = Definitions {
+            entities: vec![changed],
+            ..Default::default()
+        };
+        let p = Plan::between(&cur, &new);
+        assert!(p.is_breaking());
+        assert_eq!(
+            p.render(),
+            "  ~ update entity `a` (breaking)\n      ~ description: changed\n      ! join_keys: join keys changed: rows are keyed differently (breaking)\nPlan: 0 to create, 1 to update, 0 to delete, 0 unchanged.\n"
+        );
+        let compatible = Plan::between(
+            &cur,
+            &Definitions {
+                entities: vec![entity("a", "buyers")],
+                ..Default::default()
+            },
+        );
+        assert!(!compatible.is_breaking());
+        assert!(
+            compatible
+                .render()
+                .starts_with("  ~ update entity `a`\n      ~ description: changed\n")
+        );
     }
 }

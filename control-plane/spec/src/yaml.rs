@@ -153,6 +153,8 @@ struct RawFeature {
     #[serde(default)]
     description: String,
     #[serde(default)]
+    owner: String,
+    #[serde(default)]
     tags: Vec<String>,
 }
 
@@ -181,6 +183,7 @@ impl RawFeature {
             window_seconds,
             unit_seconds,
             description: self.description,
+            owner: self.owner,
             tags: self.tags,
         })
     }

@@ -10,6 +10,8 @@ use crate::ondemand::{OnDemandSpec, OnDemandView};
 /// One view's snapshot, mapped and ready to serve.
 #[derive(Debug)]
 pub struct LoadedView {
+    /// The manifest's name for this slot: the view (`customer_rfm`), a pinned definition
+    /// version (`customer_rfm@v3`) or a service's rollback (`customer_rfm#41`).
     pub name: String,
     pub version: u64,
     pub checksum: String,
@@ -22,9 +24,21 @@ pub struct LoadedView {
 
 impl LoadedView {
     pub fn new(snapshot: Snapshot, checksum: String, path: Option<PathBuf>) -> Self {
+        let name = snapshot.schema().view.clone();
+        Self::named(name, snapshot, checksum, path)
+    }
+
+    /// A snapshot served under the manifest's slot name, which differs from the view name in
+    /// the snapshot for rollbacks (`customer_rfm#41` serves a `customer_rfm` snapshot).
+    pub fn named(
+        name: String,
+        snapshot: Snapshot,
+        checksum: String,
+        path: Option<PathBuf>,
+    ) -> Self {
         let s = snapshot.schema();
         Self {
-            name: s.view.clone(),
+            name,
             version: s.version,
             key_names: s.keys.iter().map(|k| k.name.clone()).collect(),
             key_types: s.keys.iter().map(|k| k.ty).collect(),
@@ -231,7 +245,8 @@ impl Catalog {
                 )
             })?;
             let reference = format!("{view}:{feature}");
-            let full_name = format!("{view}__{feature}");
+            // Names a model sees stay the same when its service pins or rolls back a view.
+            let full_name = format!("{}__{feature}", fstore_snapshot::base_view(view));
             out.push(ResolvedFeature {
                 view: vi,
                 feature: fi,

@@ -23,6 +23,16 @@ pub struct EdgeConfig {
     /// settings they were compiled with, so keep the defaults unless the control plane changes
     /// them too; otherwise the edge compiles the `.wasm` itself.
     pub wasm: HostConfig,
+    /// The control plane to report to (`http://cp:6565`): a heartbeat each poll interval with
+    /// the versions this edge serves, so the control plane knows its fleet and its lineage
+    /// reaches the edges. None: the edge reports to no one (it never needs the control plane
+    /// to serve).
+    pub control_plane_url: Option<String>,
+    /// This edge's name in the fleet; by default `<region>-<address>`.
+    pub edge_id: Option<String>,
+    /// The address clients reach this edge at, when not the one it listens on (behind NAT,
+    /// a load balancer, or listening on 0.0.0.0).
+    pub advertise_addr: Option<String>,
 }
 
 impl EdgeConfig {
@@ -35,6 +45,9 @@ impl EdgeConfig {
             max_body_bytes: 1 << 20,
             region: "local".into(),
             wasm: HostConfig::default(),
+            control_plane_url: None,
+            edge_id: None,
+            advertise_addr: None,
         }
     }
 }

@@ -24,6 +24,8 @@ pub enum EdgeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("bad configuration: {0}")]
+    Config(String),
 }
 
 /// An error answered to a caller: a status and a stable machine-readable code.

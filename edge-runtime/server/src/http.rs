@@ -199,11 +199,31 @@ pub async fn serve(
     let loader = Loader::new(store, config.cache_dir.clone(), state.clone())
         .with_host_config(config.wasm.clone());
     let poller = tokio::spawn(loader.run(config.poll_interval));
+    let heartbeat = match &config.control_plane_url {
+        Some(url) => {
+            let address = match &config.advertise_addr {
+                Some(a) => a.clone(),
+                None => listener
+                    .local_addr()
+                    .map(|a| format!("http://{a}"))
+                    .map_err(|source| EdgeError::Io {
+                        path: "listener".into(),
+                        source,
+                    })?,
+            };
+            let hb = crate::heartbeat::Heartbeats::new(url, &config, address, state.clone())?;
+            Some(tokio::spawn(hb.run()))
+        }
+        None => None,
+    };
     let app = router(state, config.max_body_bytes);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     poller.abort();
+    if let Some(h) = heartbeat {
+        h.abort();
+    }
     served.map_err(|source| EdgeError::Io {
         path: "listener".into(),
         source,

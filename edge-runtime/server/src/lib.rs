@@ -6,6 +6,7 @@
 mod catalog;
 mod config;
 mod error;
+mod heartbeat;
 mod http;
 mod loader;
 pub mod lookup;
@@ -17,6 +18,7 @@ pub use config::EdgeConfig;
 pub use error::{ApiError, EdgeError};
 /// The WebAssembly host on-demand views run in (its configuration is part of [`EdgeConfig`]).
 pub use fstore_wasm_host as wasm;
+pub use heartbeat::Heartbeat;
 pub use http::{EdgeState, router, serve};
 pub use loader::{Components, Loader, build_catalog};
 pub use metrics::{Metrics, OnDemandMetrics};

@@ -282,7 +282,8 @@ pub async fn build_catalog(
             views.push(v.clone());
             continue;
         }
-        let file = cache_dir.join(format!("{name}-{:020}.fss", mv.version));
+        // Keyed by the snapshot, not the slot: a rollback slot reuses a cached snapshot.
+        let file = cache_dir.join(mv.key.replace('/', "_"));
         if !file.exists() {
             store.download(&mv.key, &file).await?;
         }
@@ -314,7 +315,12 @@ pub async fn build_catalog(
                 actual,
             });
         }
-        views.push(Arc::new(LoadedView::new(snapshot, actual, Some(file))));
+        views.push(Arc::new(LoadedView::named(
+            name.clone(),
+            snapshot,
+            actual,
+            Some(file),
+        )));
     }
     let on_demand = load_on_demand(store, manifest, components, metrics).await;
     let catalog = Catalog::with_on_demand(manifest.seq, views, on_demand, &manifest.services);

@@ -20,7 +20,7 @@ mod writer;
 
 pub use key::{KeyBuf, KeyError, KeyPart, decode_key};
 pub use reader::{Row, Snapshot};
-pub use schema::{FeatureRef, FeatureType, Field, KeyType, SnapshotSchema};
+pub use schema::{FeatureRef, FeatureType, Field, KeyType, SnapshotSchema, base_view, view_pin};
 pub use step::{DEFAULT_FUEL, DEFAULT_TIMEOUT_MS, SQL_STEP, TransformStep};
 pub use time::{civil_from_days, format_rfc3339_micros};
 pub use value::{F64List, Value};

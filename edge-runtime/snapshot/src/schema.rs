@@ -141,6 +141,40 @@ impl FeatureRef {
     }
 }
 
+impl FeatureRef {
+    /// The view the feature belongs to, without a version pin (`customer_rfm@v3` and the
+    /// rollback slot `customer_rfm#41` are both `customer_rfm`). Names of served features
+    /// use it, so that pinning or rolling back a view does not rename a model's inputs.
+    pub fn base_view(&self) -> &str {
+        base_view(&self.view)
+    }
+
+    /// The pinned definition version of `view@vN:feature`, if any; `Some(0)` or a malformed
+    /// pin is reported by the caller's validation as `Err`.
+    pub fn pin(&self) -> Result<Option<u64>, String> {
+        view_pin(&self.view)
+    }
+}
+
+/// The part of a view reference before any `@vN` pin or `#N` rollback slot.
+pub fn base_view(view: &str) -> &str {
+    view.split(['@', '#']).next().unwrap_or(view)
+}
+
+/// Parses the `@vN` pin of a view reference (`customer_rfm@v3` → 3).
+pub fn view_pin(view: &str) -> Result<Option<u64>, String> {
+    let Some((_, pin)) = view.split_once('@') else {
+        return Ok(None);
+    };
+    let pin = pin.split('#').next().unwrap_or(pin);
+    match pin.strip_prefix('v').map(str::parse::<u64>) {
+        Some(Ok(n)) if n > 0 => Ok(Some(n)),
+        _ => Err(format!(
+            "`{view}`: a pinned view is written `view@vN` with N a definition version from 1"
+        )),
+    }
+}
+
 impl std::fmt::Display for FeatureRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.view, self.feature)

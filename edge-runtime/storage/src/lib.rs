@@ -24,7 +24,7 @@ pub use manifest::{
     MANIFEST_FORMAT, Manifest, ManifestOnDemand, ManifestTransform, ManifestView, Pointer,
     Precompiled,
 };
-pub use store::{PointerRead, Store};
+pub use store::{ObjectInfo, PointerRead, Store};
 pub use versions::{PruneReport, PublishedVersion, Versions};
 
 /// Errors talking to object storage, with the location that failed.

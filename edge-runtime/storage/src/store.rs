@@ -10,6 +10,19 @@ use tokio::io::AsyncWriteExt;
 
 use crate::{MANIFEST_FORMAT, Manifest, POINTER_KEY, Pointer, StorageError, manifest_key};
 
+/// What a listing knows of an object, without reading it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectInfo {
+    /// Relative to the store's root.
+    pub key: String,
+    pub size: u64,
+    /// The store's version tag (an S3 ETag, a local file's inode-size-mtime tag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e_tag: Option<String>,
+    /// RFC 3339 UTC.
+    pub last_modified: String,
+}
+
 /// An object store and the root prefix fstore owns inside it.
 #[derive(Clone)]
 pub struct Store {
@@ -271,22 +284,54 @@ impl Store {
 
     /// Keys (relative to the root) under `prefix`.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        Ok(self
+            .list_meta(prefix)
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .collect())
+    }
+
+    /// Objects under `prefix` with their size and version tag, sorted by key. Lineage records
+    /// these, so a snapshot can be traced to exactly the bytes it was computed from.
+    pub async fn list_meta(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
         let base = self.path(prefix);
         let mut out = Vec::new();
         let mut s = self.inner.list(Some(&base));
-        let root_parts = self.root.parts().count();
         while let Some(meta) = s.next().await {
             let meta = meta.map_err(store_err(prefix))?;
-            let rel: Vec<String> = meta
-                .location
-                .parts()
-                .skip(root_parts)
-                .map(|p| p.as_ref().to_string())
-                .collect();
-            out.push(rel.join("/"));
+            out.push(self.object_info(meta));
         }
-        out.sort();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    /// One object's size and version tag.
+    pub async fn head(&self, key: &str) -> Result<ObjectInfo, StorageError> {
+        let meta = self
+            .inner
+            .head(&self.path(key))
+            .await
+            .map_err(store_err(key))?;
+        Ok(self.object_info(meta))
+    }
+
+    fn object_info(&self, meta: object_store::ObjectMeta) -> ObjectInfo {
+        let root_parts = self.root.parts().count();
+        let rel: Vec<String> = meta
+            .location
+            .parts()
+            .skip(root_parts)
+            .map(|p| p.as_ref().to_string())
+            .collect();
+        ObjectInfo {
+            key: rel.join("/"),
+            size: meta.size,
+            e_tag: meta.e_tag,
+            last_modified: meta
+                .last_modified
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
     }
 
     /// Reads the live pointer; with `if_none_match`, answers `NotModified` cheaply when the

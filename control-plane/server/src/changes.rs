@@ -1,0 +1,211 @@
+//! Changing definitions safely: which consumers a breaking change reaches, and which view
+//! versions services pin. A breaking change nobody consumes is allowed; one that reaches a
+//! service is refused unless forced, so a model never silently gets different inputs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use fstore_spec::{Action, Compatibility, Definitions, ObjectKind, Plan};
+use serde::Serialize;
+
+use crate::ControlError;
+
+/// Something that consumes a breaking change.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Dependent {
+    /// `feature_service`, `on_demand_view` or `feature_view`.
+    pub kind: String,
+    pub name: String,
+    /// What it consumes that changes: `customer_rfm:monetary_90d`, `transform rfm_score`...
+    pub via: String,
+    /// The changed object: `feature_view customer_rfm`.
+    pub change: String,
+}
+
+/// Every `view@vN` slot some service reads.
+pub fn pinned_slots(defs: &Definitions) -> BTreeSet<String> {
+    defs.feature_services
+        .iter()
+        .flat_map(|s| &s.features)
+        .filter(|r| matches!(r.pin(), Ok(Some(_))))
+        .map(|r| r.view.clone())
+        .collect()
+}
+
+/// Which features of a view a breaking change touches: `None` means all of them (its key,
+/// source or transform steps changed), else the features whose diff path names them.
+fn touched_features(change: &fstore_spec::Change) -> Option<BTreeSet<String>> {
+    let mut names = BTreeSet::new();
+    for c in change
+        .diff
+        .iter()
+        .filter(|c| c.compatibility == Compatibility::Breaking)
+    {
+        // Feature names cannot contain `.`, so the segment after `features.` is the name.
+        match c.path.strip_prefix("features.") {
+            Some(rest) => {
+                names.insert(rest.split('.').next().unwrap_or(rest).to_string());
+            }
+            None => return None,
+        }
+    }
+    Some(names)
+}
+
+/// Services reading `view` without a pin, and the features they read (restricted to
+/// `features` when given).
+fn service_consumers(
+    defs: &Definitions,
+    view: &str,
+    features: Option<&BTreeSet<String>>,
+    change: &str,
+    out: &mut BTreeSet<Dependent>,
+) {
+    for s in &defs.feature_services {
+        for r in &s.features {
+            // A pinned reference keeps its version, so the change does not reach it.
+            if r.view != view || features.is_some_and(|f| !f.contains(&r.feature)) {
+                continue;
+            }
+            out.insert(Dependent {
+                kind: ObjectKind::FeatureService.as_str().into(),
+                name: s.name.clone(),
+                via: r.to_string(),
+                change: change.to_string(),
+            });
+        }
+    }
+}
+
+/// The consumers of a changed view: services reading its touched features, and on-demand
+/// views computed from it (with their services).
+fn view_consumers(
+    defs: &Definitions,
+    view: &str,
+    features: Option<&BTreeSet<String>>,
+    change: &str,
+    out: &mut BTreeSet<Dependent>,
+) {
+    service_consumers(defs, view, features, change, out);
+    for od in defs
+        .on_demand_views
+        .iter()
+        .filter(|od| od.sources.iter().any(|s| s == view))
+    {
+        out.insert(Dependent {
+            kind: ObjectKind::OnDemandView.as_str().into(),
+            name: od.name.clone(),
+            via: format!("feature view {view}"),
+            change: change.to_string(),
+        });
+        service_consumers(defs, &od.name, None, change, out);
+    }
+}
+
+/// Everything in `defs` (the definitions after the apply) that consumes a breaking update in
+/// `plan`. Creates are never breaking, and deletes of something still referenced do not
+/// validate, so only updates are traced.
+pub fn breaking_dependents(plan: &Plan, defs: &Definitions) -> Vec<Dependent> {
+    let mut out = BTreeSet::new();
+    for c in plan
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Update && c.compatibility == Compatibility::Breaking)
+    {
+        let change = format!("{} {}", c.kind, c.name);
+        match c.kind {
+            ObjectKind::FeatureView | ObjectKind::OnDemandView => {
+                view_consumers(
+                    defs,
+                    &c.name,
+                    touched_features(c).as_ref(),
+                    &change,
+                    &mut out,
+                );
+            }
+            ObjectKind::Transform => {
+                let uses = |fs: &[fstore_spec::FeatureDef]| {
+                    fs.iter()
+                        .filter(|f| f.transform.as_deref() == Some(c.name.as_str()))
+                        .map(|f| f.name.clone())
+                        .collect::<BTreeSet<_>>()
+                };
+                let views = defs
+                    .feature_views
+                    .iter()
+                    .map(|v| (&v.name, uses(&v.features)))
+                    .chain(
+                        defs.on_demand_views
+                            .iter()
+                            .map(|v| (&v.name, uses(&v.features))),
+                    );
+                for (view, features) in views.filter(|(_, f)| !f.is_empty()) {
+                    view_consumers(defs, view, Some(&features), &change, &mut out);
+                }
+            }
+            ObjectKind::Source | ObjectKind::Entity => {
+                let reads: Vec<&String> = defs
+                    .feature_views
+                    .iter()
+                    .filter(|v| match c.kind {
+                        ObjectKind::Source => v.source == c.name,
+                        _ => v.entities.contains(&c.name),
+                    })
+                    .map(|v| &v.name)
+                    .collect();
+                for view in reads {
+                    view_consumers(defs, view, None, &change, &mut out);
+                }
+            }
+            ObjectKind::RequestSource => {
+                for od in defs
+                    .on_demand_views
+                    .iter()
+                    .filter(|od| od.request_source.as_deref() == Some(c.name.as_str()))
+                {
+                    service_consumers(defs, &od.name, None, &change, &mut out);
+                }
+            }
+            // A service's consumers are models outside the registry; its change is reported
+            // as breaking in the plan, but nothing here can tell who reads it.
+            ObjectKind::FeatureService => {}
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// `2 feature services (segmentation_v1, churn) and 1 on-demand view (checkout_offer)`.
+pub fn describe(dependents: &[Dependent]) -> String {
+    let mut by_kind: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for d in dependents {
+        by_kind.entry(&d.kind).or_default().insert(&d.name);
+    }
+    by_kind
+        .iter()
+        .map(|(kind, names)| {
+            let kind = kind.replace('_', " ");
+            let plural = if names.len() == 1 { "" } else { "s" };
+            let names: Vec<&str> = names.iter().copied().collect();
+            format!("{} {kind}{plural} ({})", names.len(), names.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// A 409 that lists what would break, and the changes that would break it.
+pub fn refusal(
+    code: &'static str,
+    message: String,
+    plan: &Plan,
+    dependents: &[Dependent],
+) -> ControlError {
+    let changes: Vec<_> = plan
+        .changes
+        .iter()
+        .filter(|c| c.compatibility == Compatibility::Breaking)
+        .collect();
+    ControlError::Conflict {
+        code,
+        message,
+        details: serde_json::json!({ "dependents": dependents, "breaking_changes": changes }),
+    }
+}
