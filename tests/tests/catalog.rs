@@ -194,14 +194,27 @@ fn start_edge(env: &Env, dir: &Path, control: &str) -> Proc {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn catalog_versions_pins_rollbacks_and_lineage() {
+async fn catalog_versions_pins_rollbacks_and_lineage_on_sqlite() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let dir = tmp.path();
+    let db = tmp
+        .path()
+        .join("registry.db")
+        .to_string_lossy()
+        .into_owned();
+    scenario(tmp.path(), db).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn catalog_versions_pins_rollbacks_and_lineage_on_postgres() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let db = fstore_tests::TempDb::create();
+    scenario(tmp.path(), db.url.clone()).await;
+}
+
+/// The whole story against one registry database (SQLite file or PostgreSQL URL).
+async fn scenario(dir: &Path, database_url: String) {
     let env = Env(vec![
-        (
-            "FSTORE_DATABASE_URL",
-            dir.join("registry.db").to_string_lossy().into_owned(),
-        ),
+        ("FSTORE_DATABASE_URL", database_url),
         (
             "FSTORE_STORE_URL",
             dir.join("objects").to_string_lossy().into_owned(),
@@ -426,6 +439,18 @@ async fn catalog_versions_pins_rollbacks_and_lineage() {
     let resp = delete(&format!("{api}/v1/rollbacks/model_b")).await;
     assert!(resp.status().is_success(), "{}", resp.status());
     until_value(&edge.url, "model_b", 199.0).await;
+    // A pinned service rolls back too: to the snapshot its pinned slot had then.
+    ok(
+        &env,
+        dir,
+        &["rollback", "model_a", "--to-version", &before.to_string()],
+    );
+    until_value(&edge.url, "model_a", 100.0).await;
+    let rb = get_json(&format!("{api}/v1/rollbacks")).await;
+    assert_eq!(rb["items"][0]["view"], "stats@v2", "{rb}");
+    assert_eq!(rb["items"][0]["snapshot_view"], "stats@v2", "{rb}");
+    ok(&env, dir, &["rollback", "model_a", "--clear"]);
+    until_value(&edge.url, "model_a", 200.0).await;
     let log = get_json(&format!(
         "{api}/v1/changelog?kind=feature_service&name=model_b"
     ))
@@ -529,6 +554,58 @@ async fn catalog_versions_pins_rollbacks_and_lineage() {
     let r = get_json(&format!("{api}/v1/catalog/search?kind=feature_service")).await;
     assert_eq!(names(&r, "hits"), ["model_a"], "{r}");
 
+    // --- A pin of a version no snapshot was computed with: the service keeps being served
+    // as before until the next materialization computes it.
+    let late = |model_a: &str, extra: bool| {
+        let y = yaml(desc2, "spend_net", "stats@v2", false);
+        let (head, tail) = y.split_once("on_demand_views:").expect("odv");
+        let services = &tail[tail.find("feature_services:").expect("services")..];
+        let mut y = format!("{head}{services}")
+            .replace(
+                "  - name: model_b\n    features: [stats:spend_30d, stats:orders_30d]\n",
+                "",
+            )
+            .replace("[stats@v2:spend_30d, stats@v2:tier]", model_a);
+        if extra {
+            y = y.replace(
+                "      - {name: tier,",
+                "      - {name: orders_total, type: int64, column: orders, description: Orders ever}\n      - {name: tier,",
+            );
+        }
+        y
+    };
+    let (applied, out, err) = apply(
+        &env,
+        dir,
+        &late("[stats@v2:spend_30d, stats@v2:tier]", true),
+        &[],
+    );
+    assert!(applied && !out.contains("(breaking)"), "{out} {err}");
+    let v4 = "[stats@v4:spend_30d, stats@v4:tier, stats@v4:orders_total]";
+    let (applied, out, err) = apply(&env, dir, &late(v4, true), &[]);
+    assert!(applied, "{out} {err}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        first_value(&edge.url, "model_a").await,
+        200.0,
+        "still served as before"
+    );
+    ok(&env, dir, &["materialize"]);
+    until_value(&edge.url, "model_a", 199.0).await;
+    // A rollback to a snapshot without a feature the service reads is refused.
+    let snaps = get_json(&format!("{api}/v1/snapshots?view=stats")).await;
+    let old_snapshot = snaps["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["definition_version"] == 3))
+        .and_then(|i| i["version"].as_u64())
+        .unwrap_or_else(|| panic!("a snapshot made with definition 3: {snaps}"));
+    let resp = post(
+        &format!("{api}/v1/rollbacks/model_a"),
+        json!({"view": "stats@v4", "snapshot": old_snapshot}),
+    )
+    .await;
+    assert_eq!(expect_api_error(resp, 409).await, "snapshot_incompatible");
+
     // --- Wrong input: a 4xx with a JSON error, never a 5xx.
     for (url, status) in [
         (format!("{api}/v1/catalog/search?limit=0"), 400),
@@ -571,7 +648,7 @@ async fn catalog_versions_pins_rollbacks_and_lineage() {
         (json!({"to_version": 999_999}), 404),
         (json!({"view": "stats"}), 400),
         (json!({"view": "nope", "snapshot": 1}), 400),
-        (json!({"view": "stats@v2", "snapshot": 999}), 404),
+        (json!({"view": "stats@v4", "snapshot": 999}), 404),
         (
             json!({"to_version": 1, "view": "stats", "snapshot": 1}),
             400,

@@ -254,7 +254,7 @@ pub async fn historical(
             .and_then(|v| v.get(fi))
             .ok_or_else(|| err(format!("`{r}` was not computed")))?;
         let name = if request.full_feature_names {
-            format!("{}__{}", r.view, r.feature)
+            format!("{}__{}", r.base_view(), r.feature)
         } else {
             r.feature.clone()
         };

@@ -6,6 +6,7 @@
 //! and numerics. The connection is opened read-only (`default_transaction_read_only`): a
 //! source is only ever read.
 
+use fstore_spec::userinfo_span;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -303,38 +304,6 @@ fn percent_encode_into(s: &str, out: &mut String) {
     }
 }
 
-/// The byte range of the user-info (`user:password`) of a URL, before its last `@` ahead of
-/// any query string: a password with an unencoded `/` still counts as user-info.
-fn userinfo_span(url: &str) -> Option<(usize, usize)> {
-    let start = url.find("://")? + 3;
-    let query = url[start..].find('?').map_or(url.len(), |q| q + start);
-    let at = url[start..query].rfind('@')? + start;
-    Some((start, at))
-}
-
-/// The URL with its password (in the user-info or a `password=` parameter) replaced by
-/// `***`: what messages and listings show.
-pub(crate) fn redact_url(url: &str) -> String {
-    let mut out = match userinfo_span(url) {
-        Some((start, at)) => match url[start..at].find(':') {
-            Some(colon) => format!("{}:***{}", &url[..start + colon], &url[at..]),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    };
-    if let Some(q) = out.find('?') {
-        let params: Vec<String> = out[q + 1..]
-            .split('&')
-            .map(|p| match p.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => p.to_string(),
-            })
-            .collect();
-        out = format!("{}?{}", &out[..q], params.join("&"));
-    }
-    out
-}
-
 /// The password in an (expanded) URL, decoded, so error text from the driver can be scrubbed
 /// of it whatever the driver chose to print.
 fn password_of(url: &str) -> Option<String> {
@@ -533,6 +502,7 @@ fn query_error(e: &sqlx::Error, query: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fstore_spec::redact_url;
 
     #[test]
     fn redaction_hides_passwords_everywhere() {

@@ -13,7 +13,8 @@ use fstore_storage::{ObjectInfo, StorageError, Store};
 use crate::OfflineError;
 use crate::glob::{fixed_prefix, glob_match, has_glob};
 use crate::partition::{may_overlap, partition_range};
-use crate::postgres::{read_postgres, redact_url};
+use crate::postgres::read_postgres;
+use fstore_spec::redact_url;
 
 /// Where the rows of one source file come from.
 #[derive(Clone)]

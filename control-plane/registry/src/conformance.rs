@@ -12,8 +12,8 @@ use fstore_spec::{
 };
 
 use crate::{
-    ChangeEntry, ChangelogQuery, NewChange, Registry, RegistryError, Rollback, SearchHit,
-    SearchQuery, SnapshotRecord,
+    ChangeEntry, ChangelogQuery, NewChange, Registry, RegistryError, Rollback, RollbackBinding,
+    SearchHit, SearchQuery, SnapshotRecord,
 };
 
 /// Runs every check against `reg`, which must be empty.
@@ -1858,6 +1858,7 @@ fn rollback(service: &str, view: &str, snapshot_version: u64, author: &str) -> R
     Rollback {
         service: service.into(),
         view: view.into(),
+        snapshot_view: fstore_snapshot::base_view(view).into(),
         snapshot_version,
         author: author.into(),
         created_at: String::new(),
@@ -1889,7 +1890,10 @@ async fn rollbacks(reg: &dyn Registry) {
 
     reg.set_rollbacks(
         "fraud_model",
-        &[("merchant_risk".into(), 3), ("checkout_risk".into(), 1)],
+        &[
+            RollbackBinding::new("merchant_risk", 3),
+            RollbackBinding::new("checkout_risk", 1),
+        ],
         "ivan",
         "bad materialization",
     )
@@ -1897,7 +1901,11 @@ async fn rollbacks(reg: &dyn Registry) {
     .expect("set rollbacks");
     reg.set_rollbacks(
         "growth_model",
-        &[("customer_spend@v3".into(), 7)],
+        &[RollbackBinding {
+            view: "customer_spend@v3".into(),
+            snapshot_view: "customer_spend".into(),
+            snapshot_version: 7,
+        }],
         "judy",
         "pinned view regressed",
     )
@@ -1915,7 +1923,7 @@ async fn rollbacks(reg: &dyn Registry) {
     // Setting replaces the service's rollbacks, and leaves other services alone.
     reg.set_rollbacks(
         "fraud_model",
-        &[("merchant_risk".into(), 2)],
+        &[RollbackBinding::new("merchant_risk", 2)],
         "ivan",
         "older",
     )
@@ -1964,13 +1972,26 @@ async fn rollbacks(reg: &dyn Registry) {
         (
             "fraud_model",
             vec![
-                ("merchant_risk".to_string(), 1),
-                ("merchant_risk".to_string(), 2),
+                RollbackBinding::new("merchant_risk", 1),
+                RollbackBinding::new("merchant_risk", 2),
             ],
         ),
-        ("fraud_model", vec![(String::new(), 1)]),
-        ("fraud_model", vec![("merchant_risk".to_string(), u64::MAX)]),
-        ("no_such_service", vec![("merchant_risk".to_string(), 1)]),
+        ("fraud_model", vec![RollbackBinding::new("", 1)]),
+        (
+            "fraud_model",
+            vec![RollbackBinding {
+                snapshot_view: String::new(),
+                ..RollbackBinding::new("merchant_risk", 1)
+            }],
+        ),
+        (
+            "fraud_model",
+            vec![RollbackBinding::new("merchant_risk", u64::MAX)],
+        ),
+        (
+            "no_such_service",
+            vec![RollbackBinding::new("merchant_risk", 1)],
+        ),
     ] {
         let err = reg
             .set_rollbacks(service, &bindings, "mallory", "bad")

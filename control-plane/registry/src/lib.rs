@@ -122,14 +122,14 @@ pub trait Registry: Send + Sync + 'static {
     async fn changelog(&self, q: &ChangelogQuery) -> Result<Vec<ChangeEntry>, RegistryError>;
 
     /// Replaces the rollbacks of `service` with `bindings` (view reference as the service
-    /// writes it → snapshot version) in one transaction, and records a change-log entry
+    /// writes it → the snapshot to serve) in one transaction, and records a change-log entry
     /// (action "rollback", kind "feature_service", details = the bindings as a JSON object).
     /// Empty bindings, a view named twice, or a service that is not defined are
     /// [`RegistryError::Invalid`].
     async fn set_rollbacks(
         &self,
         service: &str,
-        bindings: &[(String, u64)],
+        bindings: &[RollbackBinding],
         author: &str,
         message: &str,
     ) -> Result<(), RegistryError>;
@@ -363,12 +363,37 @@ pub struct ChangeEntry {
     pub details: serde_json::Value,
 }
 
+/// One view of a service rolled back: the service's view reference and the snapshot it
+/// reads instead of the live one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RollbackBinding {
+    pub view: String,
+    pub snapshot_view: String,
+    pub snapshot_version: u64,
+}
+
+impl RollbackBinding {
+    /// A snapshot of the view the service names.
+    pub fn new(view: impl Into<String>, snapshot_version: u64) -> Self {
+        let view = view.into();
+        Self {
+            snapshot_view: view.clone(),
+            view,
+            snapshot_version,
+        }
+    }
+}
+
 /// A feature service reading an older snapshot of one view instead of the live one.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Rollback {
     pub service: String,
     /// The view as the service names it (`customer_rfm`, `customer_rfm@v3`).
     pub view: String,
+    /// The view the snapshot was recorded under: usually `view`, but a pinned slot may be
+    /// served by a snapshot of its base view (`customer_rfm`), whose versions are counted
+    /// separately.
+    pub snapshot_view: String,
     pub snapshot_version: u64,
     pub author: String,
     pub created_at: String,

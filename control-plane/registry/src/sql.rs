@@ -11,8 +11,8 @@ use crate::catalog::{self, Candidate, Doc};
 use crate::target::{Target, sqlite_file_url};
 use crate::{
     ApplyOutcome, ChangeEntry, ChangelogQuery, Definitions, EdgeHeartbeat, EdgeRecord, NewChange,
-    ObjectKind, ObjectVersion, Registry, RegistryError, Rollback, SearchQuery, SearchResults,
-    SnapshotRecord, StoredObject,
+    ObjectKind, ObjectVersion, Registry, RegistryError, Rollback, RollbackBinding, SearchQuery,
+    SearchResults, SnapshotRecord, StoredObject,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -1063,7 +1063,7 @@ impl Registry for SqlRegistry {
     async fn set_rollbacks(
         &self,
         service: &str,
-        bindings: &[(String, u64)],
+        bindings: &[RollbackBinding],
         author: &str,
         message: &str,
     ) -> Result<(), RegistryError> {
@@ -1073,14 +1073,17 @@ impl Registry for SqlRegistry {
             )));
         }
         let mut map = BTreeMap::new();
-        for (view, version) in bindings {
-            if view.is_empty() {
+        let mut snapshot_views = BTreeMap::new();
+        for b in bindings {
+            let (view, version) = (&b.view, b.snapshot_version);
+            if view.is_empty() || b.snapshot_view.is_empty() {
                 return Err(RegistryError::Invalid(format!(
                     "a rollback of `{service}` names an empty view"
                 )));
             }
-            to_i64(*version, "the snapshot version")?;
-            if map.insert(view.as_str(), *version).is_some() {
+            to_i64(version, "the snapshot version")?;
+            snapshot_views.insert(view.as_str(), b.snapshot_view.as_str());
+            if map.insert(view.as_str(), version).is_some() {
                 return Err(RegistryError::Invalid(format!(
                     "a rollback of `{service}` names view `{view}` twice"
                 )));
@@ -1109,13 +1112,14 @@ impl Registry for SqlRegistry {
         for (view, snapshot) in &map {
             sqlx::query(
                 "INSERT INTO service_rollbacks (service, view_ref, snapshot_version, author, \
-                 created_at) VALUES ($1, $2, $3, $4, $5)",
+                 created_at, snapshot_view) VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(service)
             .bind(*view)
             .bind(to_i64(*snapshot, "the snapshot version")?)
             .bind(author)
             .bind(&now)
+            .bind(snapshot_views.get(view).copied().unwrap_or(view))
             .execute(&mut *tx)
             .await
             .map_err(db(format!(
@@ -1189,7 +1193,7 @@ impl Registry for SqlRegistry {
 
     async fn rollbacks(&self) -> Result<Vec<Rollback>, RegistryError> {
         let rows = sqlx::query(
-            "SELECT service, view_ref, snapshot_version, author, created_at \
+            "SELECT service, view_ref, snapshot_version, author, created_at, snapshot_view \
              FROM service_rollbacks",
         )
         .fetch_all(&self.pool)
@@ -1198,9 +1202,16 @@ impl Registry for SqlRegistry {
         let mut out = rows
             .iter()
             .map(|row| {
+                let view: String = get(row, "view_ref")?;
+                let snapshot_view: String = get(row, "snapshot_view")?;
                 Ok(Rollback {
                     service: get(row, "service")?,
-                    view: get(row, "view_ref")?,
+                    snapshot_view: if snapshot_view.is_empty() {
+                        view.clone()
+                    } else {
+                        snapshot_view
+                    },
+                    view,
                     snapshot_version: to_u64(
                         get(row, "snapshot_version")?,
                         "a rollback's snapshot version",

@@ -153,9 +153,14 @@ impl ControlPlane {
     }
 
     /// A snapshot's registry record, lineage included. `view` may be a slot as an edge names
-    /// it: `customer_rfm#41` is snapshot 41 of `customer_rfm`.
+    /// it: `customer_rfm#41` is snapshot 41 of `customer_rfm`, and
+    /// `customer_rfm@v3#customer_rfm/12` snapshot 12 of `customer_rfm`.
     pub async fn snapshot(&self, view: &str, version: u64) -> Result<SnapshotRecord, ControlError> {
-        let view = view.split('#').next().unwrap_or(view);
+        let view = match view.split_once('#') {
+            Some((_, rest)) if rest.contains('/') => rest.split('/').next().unwrap_or(rest),
+            Some((slot, _)) => slot,
+            None => view,
+        };
         self.registry()
             .get_snapshot(view, version)
             .await?
@@ -515,12 +520,32 @@ pub struct EdgeStatus {
     pub seconds_since_seen: i64,
 }
 
+/// The longest heartbeat interval accepted: an hour (edges clamp theirs to 30 s).
+const MAX_HEARTBEAT_MS: u64 = 3_600_000;
+
 /// Heartbeats an edge may miss before it is shown down: one late report is noise, three are not.
 pub const MISSED_HEARTBEATS: i64 = 3;
 
 impl ControlPlane {
     /// Records an edge's heartbeat.
     pub async fn heartbeat(&self, h: &fstore_registry::EdgeHeartbeat) -> Result<(), ControlError> {
+        if !(1..=MAX_HEARTBEAT_MS).contains(&h.interval_ms) {
+            return Err(ControlError::BadRequest(format!(
+                "`interval_ms` must be 1 to {MAX_HEARTBEAT_MS}"
+            )));
+        }
+        for (what, v) in [("region", &h.region), ("address", &h.address)] {
+            if v.len() > 500 {
+                return Err(ControlError::BadRequest(format!(
+                    "`{what}` is over 500 characters"
+                )));
+            }
+        }
+        if h.views.len() > 10_000 {
+            return Err(ControlError::BadRequest(
+                "`views` lists over 10000 slots".into(),
+            ));
+        }
         Ok(self.registry().record_heartbeat(h).await?)
     }
 
@@ -538,7 +563,8 @@ impl ControlPlane {
                     .unwrap_or(i64::MAX);
                 // At least a second per heartbeat, so a fast-polling edge is not flagged down
                 // by a scheduling hiccup.
-                let allowed = (record.heartbeat.interval_ms as i64).max(1_000) * MISSED_HEARTBEATS;
+                let interval = i64::try_from(record.heartbeat.interval_ms).unwrap_or(i64::MAX);
+                let allowed = interval.max(1_000).saturating_mul(MISSED_HEARTBEATS);
                 EdgeStatus {
                     status: if since <= allowed { "up" } else { "down" },
                     seconds_since_seen: since / 1_000,
@@ -552,12 +578,9 @@ impl ControlPlane {
 /// How many past snapshots per view the lineage graph shows besides the live ones.
 const RECENT_SNAPSHOTS: usize = 3;
 
-/// The registry's name for the snapshot behind a manifest slot: a rollback slot
-/// (`customer_rfm#41`) serves a snapshot of `customer_rfm`; other slots are their own name.
-/// The key (`snapshots/<view>/<version>.fss`) says it for certain.
+/// The registry's name for the snapshot behind a manifest slot: the key
+/// (`snapshots/<view>/<version>.fss`) says it for certain; without one, a rollback slot
+/// (`customer_rfm#41`) serves a snapshot of the view before the `#`.
 fn snapshot_view<'a>(slot: &'a str, key: &'a str) -> &'a str {
-    key.strip_prefix("snapshots/")
-        .and_then(|k| k.split_once('/'))
-        .map(|(v, _)| v)
-        .unwrap_or_else(|| slot.split('#').next().unwrap_or(slot))
+    crate::governance::key_view(key).unwrap_or_else(|| slot.split('#').next().unwrap_or(slot))
 }

@@ -51,19 +51,32 @@ fn touched_features(change: &fstore_spec::Change) -> Option<BTreeSet<String>> {
     Some(names)
 }
 
-/// Services reading `view` without a pin, and the features they read (restricted to
-/// `features` when given).
+/// Which references a change reaches.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Only references without a pin: a pinned one keeps its definition version.
+    Unpinned,
+    /// Pinned ones too: a pinned version is still computed from today's source and entities.
+    All,
+}
+
+/// Services reading `view` (pinned or not, per `reach`), and the features they read
+/// (restricted to `features` when given).
 fn service_consumers(
     defs: &Definitions,
     view: &str,
     features: Option<&BTreeSet<String>>,
     change: &str,
+    reach: Reach,
     out: &mut BTreeSet<Dependent>,
 ) {
     for s in &defs.feature_services {
         for r in &s.features {
-            // A pinned reference keeps its version, so the change does not reach it.
-            if r.view != view || features.is_some_and(|f| !f.contains(&r.feature)) {
+            let reads = match reach {
+                Reach::Unpinned => r.view == view,
+                Reach::All => r.base_view() == view,
+            };
+            if !reads || features.is_some_and(|f| !f.contains(&r.feature)) {
                 continue;
             }
             out.insert(Dependent {
@@ -83,9 +96,10 @@ fn view_consumers(
     view: &str,
     features: Option<&BTreeSet<String>>,
     change: &str,
+    reach: Reach,
     out: &mut BTreeSet<Dependent>,
 ) {
-    service_consumers(defs, view, features, change, out);
+    service_consumers(defs, view, features, change, reach, out);
     for od in defs
         .on_demand_views
         .iter()
@@ -97,7 +111,7 @@ fn view_consumers(
             via: format!("feature view {view}"),
             change: change.to_string(),
         });
-        service_consumers(defs, &od.name, None, change, out);
+        service_consumers(defs, &od.name, None, change, Reach::Unpinned, out);
     }
 }
 
@@ -119,6 +133,7 @@ pub fn breaking_dependents(plan: &Plan, defs: &Definitions) -> Vec<Dependent> {
                     &c.name,
                     touched_features(c).as_ref(),
                     &change,
+                    Reach::Unpinned,
                     &mut out,
                 );
             }
@@ -139,7 +154,14 @@ pub fn breaking_dependents(plan: &Plan, defs: &Definitions) -> Vec<Dependent> {
                             .map(|v| (&v.name, uses(&v.features))),
                     );
                 for (view, features) in views.filter(|(_, f)| !f.is_empty()) {
-                    view_consumers(defs, view, Some(&features), &change, &mut out);
+                    view_consumers(
+                        defs,
+                        view,
+                        Some(&features),
+                        &change,
+                        Reach::Unpinned,
+                        &mut out,
+                    );
                 }
             }
             ObjectKind::Source | ObjectKind::Entity => {
@@ -153,7 +175,7 @@ pub fn breaking_dependents(plan: &Plan, defs: &Definitions) -> Vec<Dependent> {
                     .map(|v| &v.name)
                     .collect();
                 for view in reads {
-                    view_consumers(defs, view, None, &change, &mut out);
+                    view_consumers(defs, view, None, &change, Reach::All, &mut out);
                 }
             }
             ObjectKind::RequestSource => {
@@ -162,7 +184,7 @@ pub fn breaking_dependents(plan: &Plan, defs: &Definitions) -> Vec<Dependent> {
                     .iter()
                     .filter(|od| od.request_source.as_deref() == Some(c.name.as_str()))
                 {
-                    service_consumers(defs, &od.name, None, &change, &mut out);
+                    service_consumers(defs, &od.name, None, &change, Reach::Unpinned, &mut out);
                 }
             }
             // A service's consumers are models outside the registry; its change is reported
@@ -207,5 +229,114 @@ pub fn refusal(
         code,
         message,
         details: serde_json::json!({ "dependents": dependents, "breaking_changes": changes }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YAML: &str = r#"
+entities:
+  - name: customer
+    join_keys: [{name: customer_id, type: int64}]
+sources:
+  - name: orders
+    path: /data/orders.parquet
+    timestamp_field: ts
+feature_views:
+  - name: rfm
+    entities: [customer]
+    source: orders
+    ttl: 30d
+    features:
+      - {name: spend, type: float64}
+      - {name: orders, type: int64}
+on_demand_views:
+  - name: doubled
+    sources: [rfm]
+    features:
+      - {name: double_spend, type: float64, sql: "spend * 2"}
+feature_services:
+  - name: reads_spend
+    features: [rfm:spend]
+  - name: reads_orders
+    features: [rfm:orders]
+  - name: pinned
+    features: [rfm@v1:spend]
+  - name: reads_doubled
+    features: [doubled:double_spend]
+"#;
+
+    fn defs(yaml: &str) -> Definitions {
+        fstore_spec::parse_features_yaml(yaml, None).expect("valid")
+    }
+
+    fn names(deps: &[Dependent]) -> Vec<String> {
+        deps.iter()
+            .map(|d| format!("{} {}", d.kind, d.name))
+            .collect()
+    }
+
+    #[test]
+    fn a_changed_feature_reaches_its_unpinned_readers_only() {
+        let new = defs(&YAML.replace(
+            "{name: spend, type: float64}",
+            "{name: spend, type: float64, column: net}",
+        ));
+        let plan = Plan::between(&defs(YAML), &new);
+        assert_eq!(
+            names(&breaking_dependents(&plan, &new)),
+            [
+                "feature_service reads_doubled",
+                "feature_service reads_spend",
+                "on_demand_view doubled"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_compatible_change_reaches_nobody() {
+        let new = defs(&YAML.replace(
+            "{name: orders, type: int64}",
+            "{name: orders, type: int64, description: Orders ever}",
+        ));
+        let plan = Plan::between(&defs(YAML), &new);
+        assert!(!plan.changes.is_empty());
+        assert!(breaking_dependents(&plan, &new).is_empty());
+    }
+
+    #[test]
+    fn a_source_change_reaches_pinned_readers_too() {
+        // A pinned version is still computed from today's source.
+        let new = defs(&YAML.replace("timestamp_field: ts", "timestamp_field: created"));
+        let plan = Plan::between(&defs(YAML), &new);
+        let deps = names(&breaking_dependents(&plan, &new));
+        assert!(
+            deps.contains(&"feature_service pinned".to_string()),
+            "{deps:?}"
+        );
+        assert!(
+            deps.contains(&"feature_service reads_orders".to_string()),
+            "{deps:?}"
+        );
+    }
+
+    #[test]
+    fn describe_groups_by_kind() {
+        let d = |kind: &str, name: &str| Dependent {
+            kind: kind.into(),
+            name: name.into(),
+            via: String::new(),
+            change: String::new(),
+        };
+        assert_eq!(
+            describe(&[
+                d("feature_service", "a"),
+                d("feature_service", "b"),
+                d("on_demand_view", "c")
+            ]),
+            "2 feature services (a, b) and 1 on demand view (c)"
+        );
     }
 }

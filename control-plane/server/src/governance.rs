@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use fstore_registry::RollbackBinding;
 use fstore_spec::{Definitions, NodeId, NodeKind, ObjectKind};
 use serde::Serialize;
 
@@ -58,18 +59,23 @@ impl ControlPlane {
             .map(|r| r.view.as_str())
             .filter(|v| defs.view(fstore_snapshot::base_view(v)).is_some())
             .collect();
-        let bindings: Vec<(String, u64)> = match (p.to_version, &p.view, p.snapshot) {
+        let bindings: Vec<RollbackBinding> = match (p.to_version, &p.view, p.snapshot) {
             (Some(seq), None, None) => {
                 let m = self.version(seq).await?;
                 let mut out = Vec::new();
                 for view in &reads {
-                    let mv = m.views.get(*view).ok_or_else(|| {
+                    let slot = served_slot(&m, service, svc, view).ok_or_else(|| {
                         ControlError::BadRequest(format!(
                             "published version {seq} does not serve `{view}`, which service \
                              `{service}` reads; roll that view back with `view` and `snapshot`"
                         ))
                     })?;
-                    out.push((view.to_string(), mv.version));
+                    let mv = &m.views[slot];
+                    out.push(RollbackBinding {
+                        view: view.to_string(),
+                        snapshot_view: key_view(&mv.key).unwrap_or(view).to_string(),
+                        snapshot_version: mv.version,
+                    });
                 }
                 out
             }
@@ -80,7 +86,23 @@ impl ControlPlane {
                         reads.iter().copied().collect::<Vec<_>>().join(", ")
                     )));
                 }
-                vec![(view.clone(), snapshot)]
+                // A pinned slot's snapshots are its own, or its base view's that served it.
+                let base = fstore_snapshot::base_view(view);
+                let snapshot_view = if self
+                    .registry()
+                    .get_snapshot(view, snapshot)
+                    .await?
+                    .is_some()
+                {
+                    view.clone()
+                } else {
+                    base.to_string()
+                };
+                vec![RollbackBinding {
+                    view: view.clone(),
+                    snapshot_view,
+                    snapshot_version: snapshot,
+                }]
             }
             _ => {
                 return Err(ControlError::BadRequest(
@@ -94,24 +116,8 @@ impl ControlPlane {
                  to roll back"
             )));
         }
-        for (view, snapshot) in &bindings {
-            let record = self.registry().get_snapshot(view, *snapshot).await?;
-            let Some(record) = record else {
-                return Err(ControlError::NotFound {
-                    kind: format!("snapshot of `{view}`"),
-                    name: snapshot.to_string(),
-                });
-            };
-            if self.store().head(&record.key).await.is_err() {
-                return Err(ControlError::Conflict {
-                    code: "snapshot_not_kept",
-                    message: format!(
-                        "snapshot {snapshot} of `{view}` is no longer in object storage \
-                         (retention deleted it); roll back to a kept version (`fstore versions`)"
-                    ),
-                    details: serde_json::json!({ "view": view, "snapshot": snapshot }),
-                });
-            }
+        for b in &bindings {
+            self.check_rollback_target(svc, b).await?;
         }
         let message = p
             .message
@@ -123,9 +129,79 @@ impl ControlPlane {
         let manifest_seq = self.republish_if_stale(&defs).await?;
         Ok(RollbackReport {
             service: service.to_string(),
-            bindings,
+            bindings: bindings
+                .into_iter()
+                .map(|b| (b.view, b.snapshot_version))
+                .collect(),
             manifest_seq: manifest_seq.or(self.live_seq().await?),
         })
+    }
+
+    /// A rollback may only name a snapshot that exists, is still kept, and holds every
+    /// feature the service reads from that view (else the edge could not serve the service).
+    async fn check_rollback_target(
+        &self,
+        svc: &fstore_spec::FeatureService,
+        b: &RollbackBinding,
+    ) -> Result<(), ControlError> {
+        let (view, snapshot) = (&b.view, b.snapshot_version);
+        let Some(record) = self
+            .registry()
+            .get_snapshot(&b.snapshot_view, snapshot)
+            .await?
+        else {
+            return Err(ControlError::NotFound {
+                kind: format!("snapshot of `{view}`"),
+                name: snapshot.to_string(),
+            });
+        };
+        if self.store().head(&record.key).await.is_err() {
+            return Err(ControlError::Conflict {
+                code: "snapshot_not_kept",
+                message: format!(
+                    "snapshot {snapshot} of `{view}` is no longer in object storage \
+                     (retention deleted it); roll back to a kept version (`fstore versions`)"
+                ),
+                details: serde_json::json!({ "view": view, "snapshot": snapshot }),
+            });
+        }
+        // Version 0: recorded before definition versions were; nothing to check against.
+        if record.definition_version == 0 {
+            return Ok(());
+        }
+        let base = fstore_snapshot::base_view(view);
+        let history = self
+            .registry()
+            .history(ObjectKind::FeatureView, base)
+            .await?;
+        let has: BTreeSet<&str> = history
+            .iter()
+            .find(|h| h.version == record.definition_version)
+            .and_then(|h| h.spec.as_ref())
+            .and_then(|s| s.get("features"))
+            .and_then(|f| f.as_array())
+            .map(|fs| fs.iter().filter_map(|f| f.get("name")?.as_str()).collect())
+            .unwrap_or_default();
+        let missing: Vec<&str> = svc
+            .features
+            .iter()
+            .filter(|r| r.view == *view && !has.contains(r.feature.as_str()))
+            .map(|r| r.feature.as_str())
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(ControlError::Conflict {
+                code: "snapshot_incompatible",
+                message: format!(
+                    "snapshot {snapshot} of `{view}` was computed with definition version {} \
+                     of `{base}`, which has no {}; the service could not be served from it",
+                    record.definition_version,
+                    missing.join(", ")
+                ),
+                details: serde_json::json!({ "view": view, "snapshot": snapshot, "missing": missing }),
+            })
+        }
     }
 
     /// Undoes a service's rollback: it reads the live snapshots again.
@@ -215,6 +291,15 @@ impl ControlPlane {
             }
         }
         next.validate().map_err(ControlError::InvalidDefinitions)?;
+        // The registry applies whole definitions; one applied since they were read here would
+        // be undone. Checking again narrows that window to the apply itself.
+        if self.registry().definitions().await? != defs {
+            return Err(ControlError::Conflict {
+                code: "concurrent_change",
+                message: "the definitions changed while the delete was prepared; try again".into(),
+                details: serde_json::Value::Null,
+            });
+        }
         let message = format!(
             "delete {kind} {name}{}",
             if doomed.len() > 1 { " (forced)" } else { "" }
@@ -229,6 +314,42 @@ impl ControlPlane {
             republished_manifest: republished,
         })
     }
+}
+
+/// The slot published version `m` served `view` from for `service`: the slot of the
+/// service's own reference to that view there (a pin or an earlier rollback), else the view's
+/// own slot.
+fn served_slot<'m>(
+    m: &'m fstore_storage::Manifest,
+    service: &str,
+    svc: &fstore_spec::FeatureService,
+    view: &str,
+) -> Option<&'m str> {
+    let base = fstore_snapshot::base_view(view);
+    let features: BTreeSet<&str> = svc
+        .features
+        .iter()
+        .filter(|r| r.view == view)
+        .map(|r| r.feature.as_str())
+        .collect();
+    m.services
+        .get(service)
+        .and_then(|refs| {
+            refs.iter().find(|r| {
+                r.base_view() == base
+                    && features.contains(r.feature.as_str())
+                    && m.views.contains_key(&r.view)
+            })
+        })
+        .map(|r| r.view.as_str())
+        .or_else(|| m.views.get_key_value(view).map(|(k, _)| k.as_str()))
+}
+
+/// The view a snapshot key belongs to (`snapshots/<view>/<version>.fss`).
+pub(crate) fn key_view(key: &str) -> Option<&str> {
+    key.strip_prefix("snapshots/")?
+        .split_once('/')
+        .map(|(v, _)| v)
 }
 
 fn to_object(kind: NodeKind) -> Option<ObjectKind> {

@@ -205,6 +205,41 @@ struct Target {
     definition_version: u64,
 }
 
+/// Version `n` of a view from its history, named as its slot (`customer_rfm@v3`), so the
+/// offline engine computes it like any other view.
+fn pinned_view(
+    slot: &str,
+    n: u64,
+    history: &[fstore_registry::ObjectVersion],
+) -> Option<fstore_spec::FeatureView> {
+    let spec = history.iter().find(|v| v.version == n)?.spec.clone()?;
+    let mut view: fstore_spec::FeatureView = serde_json::from_value(spec).ok()?;
+    view.name = slot.to_string();
+    Some(view)
+}
+
+/// Whether a diff path is documentation only: the view's or one feature's description, owner
+/// or tags (`description`, `features.spend_30d.tags`), never a feature named `tags`.
+fn is_metadata_path(path: &str) -> bool {
+    const META: [&str; 3] = ["description", "owner", "tags"];
+    match path.split('.').collect::<Vec<_>>().as_slice() {
+        [field] => META.contains(field),
+        ["features", _, field] => META.contains(field),
+        _ => false,
+    }
+}
+
+/// The manifest slot of a rollback: `customer_rfm#41`, or `customer_rfm@v3#customer_rfm/12`
+/// when a pinned slot is rolled back to a snapshot of its base view (whose versions are counted
+/// apart from the slot's own).
+pub(crate) fn rollback_slot(view: &str, snapshot_view: &str, version: u64) -> String {
+    if view == snapshot_view {
+        format!("{view}#{version}")
+    } else {
+        format!("{view}#{snapshot_view}/{version}")
+    }
+}
+
 /// A recorded snapshot as a manifest serves it.
 fn manifest_view(rec: SnapshotRecord) -> ManifestView {
     ManifestView {
@@ -507,13 +542,37 @@ impl ControlPlane {
             .on_demand_views
             .retain(|v| on_demand.contains_key(&v.name));
         let transforms = self.transforms.artifacts(&self.store, &served).await?;
-        let services = services
-            .into_iter()
-            .filter(|(_, refs)| {
+        let mut kept = BTreeMap::new();
+        for (name, refs) in services {
+            let servable = |refs: &[FeatureRef], views: &BTreeMap<String, ManifestView>| {
                 refs.iter()
                     .all(|r| views.contains_key(&r.view) || on_demand.contains_key(&r.view))
-            })
-            .collect();
+            };
+            if servable(&refs, &views) {
+                kept.insert(name, refs);
+                continue;
+            }
+            // A slot not materialized yet (a pin of a version never computed, say): the
+            // service keeps what the live manifest served it, slots included, rather than
+            // vanishing from the edges until the next materialization.
+            let Some((old, live_views)) =
+                live.and_then(|m| m.services.get(&name).map(|old| (old, &m.views)))
+            else {
+                continue;
+            };
+            let mut carried = views.clone();
+            for r in old {
+                if let Some(v) = live_views.get(&r.view) {
+                    carried.entry(r.view.clone()).or_insert_with(|| v.clone());
+                }
+            }
+            if servable(old, &carried) {
+                tracing::warn!(service = %name, "a slot it reads has no snapshot yet; serving it as before until the next materialization");
+                views = carried;
+                kept.insert(name, old.clone());
+            }
+        }
+        let services = kept;
         // Past whatever the store already holds, even if this registry did not write it.
         let floor = live.map_or(0, |m| m.seq);
         let seq = self.registry.next_sequence_above("manifest", floor).await?;
@@ -568,6 +627,25 @@ impl ControlPlane {
         };
         if params.out.trim().is_empty() {
             return Err(ControlError::BadRequest("`out` is empty".into()));
+        }
+        // A pinned reference reads the view as that version defined it.
+        let mut defs = defs;
+        for r in &features {
+            let Ok(Some(n)) = r.pin() else { continue };
+            if defs.view(&r.view).is_some() {
+                continue;
+            }
+            let history = self
+                .registry
+                .history(fstore_spec::ObjectKind::FeatureView, r.base_view())
+                .await?;
+            let view = pinned_view(&r.view, n, &history).ok_or_else(|| {
+                ControlError::BadRequest(format!(
+                    "`{r}`: feature view `{}` has no version {n}",
+                    r.base_view()
+                ))
+            })?;
+            defs.feature_views.push(view);
         }
         let bytes = read_location(&params.entities).await?;
         let entities = fstore_offline::read_entity_rows(bytes, is_csv(&params.entities))
@@ -674,107 +752,32 @@ impl ControlPlane {
         let mut lineage = BTreeMap::new();
         let live_before = self.store.live_manifest().await?;
         for target in targets {
-            let name = target.slot.clone();
-            let started = Instant::now();
-            // Versions only grow, even past ones this registry did not hand out itself.
-            let floor = live_before
-                .as_ref()
-                .and_then(|m| m.views.get(&name))
-                .map_or(0, |v| v.version);
-            let version = self
-                .registry
-                .next_sequence_above(&format!("snapshot:{name}"), floor)
-                .await?;
-            let steps = target
-                .defs
-                .view(&name)
-                .map(|v| v.steps.clone())
-                .unwrap_or_default();
-            let loaded = self
-                .transforms
-                .for_steps(&self.store, &steps)
-                .await
-                .map_err(|e| ControlError::Materialization {
-                    view: name.clone(),
-                    message: e.to_string(),
-                })?;
-            // Materializing is CPU-bound for seconds at a time: run it on the blocking pool so
-            // the REST API keeps answering meanwhile.
-            let (defs2, view, handle) = (
-                target.defs.clone(),
-                name.clone(),
-                tokio::runtime::Handle::current(),
-            );
-            let m = tokio::task::spawn_blocking(move || {
-                handle.block_on(fstore_offline::materialize(
-                    &defs2,
-                    &view,
-                    version,
-                    now_micros(),
-                    &loaded,
-                ))
-            })
-            .await
-            .map_err(|e| ControlError::Materialization {
-                view: name.clone(),
-                message: format!("the materialization task failed: {e}"),
-            })?
-            .map_err(|e| match e {
-                fstore_offline::OfflineError::Storage(s) => ControlError::Storage(s),
-                other => ControlError::Materialization {
-                    view: name.clone(),
-                    message: other.to_string(),
-                },
-            })?;
-            let key = snapshot_key(&name, version);
-            let checksum = format!("{:016x}", m.checksum);
-            let size = m.len();
-            let [head, rows] = m.parts;
-            self.store
-                .put_new_parts(&key, vec![head.into(), rows.into()])
-                .await?;
-            new_views.insert(
-                name.clone(),
-                ManifestView {
-                    version,
-                    key: key.clone(),
-                    size_bytes: size,
-                    rows: m.rows_written,
-                    checksum: checksum.clone(),
-                },
-            );
-            let source = target.defs.view(&name).map(|v| v.source.clone());
-            lineage.insert(
-                name.clone(),
-                (
-                    target.definition_version,
-                    serde_json::json!({
-                        "source": source,
-                        "definition_version": target.definition_version,
-                        "inputs": m.files,
-                        "rows_read": m.rows_read,
-                        "rows_written": m.rows_written,
-                        "rows_expired": m.rows_expired,
-                        "transforms": steps
-                            .iter()
-                            .map(|s| serde_json::json!({"transform": s.transform, "sha256": s.sha256}))
-                            .collect::<Vec<_>>(),
-                    }),
-                ),
-            );
-            reports.push(MaterializeReport {
-                view: name.clone(),
-                version,
-                key,
-                definition_version: target.definition_version,
-                files: m.files.len(),
-                rows_read: m.rows_read,
-                rows_written: m.rows_written,
-                rows_expired: m.rows_expired,
-                size_bytes: size,
-                duration_ms: started.elapsed().as_millis() as u64,
-                manifest_seq: 0,
-            });
+            let pinned = target.slot.contains('@');
+            match self.materialize_one(&target, live_before.as_ref()).await {
+                Ok((mv, report, record)) => {
+                    new_views.insert(target.slot.clone(), mv);
+                    lineage.insert(target.slot.clone(), record);
+                    reports.push(report);
+                }
+                // A pinned version is computed from an old definition over today's source,
+                // which may no longer fit it (a dropped column): that must not hold back
+                // every other view. Its last snapshot stays in the manifest.
+                Err(e) if pinned => {
+                    tracing::warn!(slot = %target.slot, error = %e, "a pinned version failed to materialize; its last snapshot stays live");
+                    self.registry
+                        .record_change(&NewChange {
+                            actor: actor.to_string(),
+                            action: "materialize_failed".into(),
+                            kind: fstore_spec::ObjectKind::FeatureView.as_str().into(),
+                            name: target.slot.clone(),
+                            version: Some(target.definition_version),
+                            message: e.to_string(),
+                            details: serde_json::Value::Null,
+                        })
+                        .await?;
+                }
+                Err(e) => return Err(e),
+            }
         }
         let _guard = self.publish.lock().await;
         let live = self.store.live_manifest().await?;
@@ -821,6 +824,109 @@ impl ControlPlane {
         Ok(reports)
     }
 
+    /// Computes and stores one snapshot; nothing is published here.
+    async fn materialize_one(
+        &self,
+        target: &Target,
+        live_before: Option<&Manifest>,
+    ) -> Result<(ManifestView, MaterializeReport, (u64, serde_json::Value)), ControlError> {
+        let name = target.slot.clone();
+        let started = Instant::now();
+        // Versions only grow, even past ones this registry did not hand out itself.
+        let floor = live_before
+            .and_then(|m| m.views.get(&name))
+            .map_or(0, |v| v.version);
+        let version = self
+            .registry
+            .next_sequence_above(&format!("snapshot:{name}"), floor)
+            .await?;
+        let steps = target
+            .defs
+            .view(&name)
+            .map(|v| v.steps.clone())
+            .unwrap_or_default();
+        let loaded = self
+            .transforms
+            .for_steps(&self.store, &steps)
+            .await
+            .map_err(|e| ControlError::Materialization {
+                view: name.clone(),
+                message: e.to_string(),
+            })?;
+        // Materializing is CPU-bound for seconds at a time: run it on the blocking pool so
+        // the REST API keeps answering meanwhile.
+        let (defs2, view, handle) = (
+            target.defs.clone(),
+            name.clone(),
+            tokio::runtime::Handle::current(),
+        );
+        let m = tokio::task::spawn_blocking(move || {
+            handle.block_on(fstore_offline::materialize(
+                &defs2,
+                &view,
+                version,
+                now_micros(),
+                &loaded,
+            ))
+        })
+        .await
+        .map_err(|e| ControlError::Materialization {
+            view: name.clone(),
+            message: format!("the materialization task failed: {e}"),
+        })?
+        .map_err(|e| match e {
+            fstore_offline::OfflineError::Storage(s) => ControlError::Storage(s),
+            other => ControlError::Materialization {
+                view: name.clone(),
+                message: other.to_string(),
+            },
+        })?;
+        let key = snapshot_key(&name, version);
+        let checksum = format!("{:016x}", m.checksum);
+        let size = m.len();
+        let [head, rows] = m.parts;
+        self.store
+            .put_new_parts(&key, vec![head.into(), rows.into()])
+            .await?;
+        let mv = ManifestView {
+            version,
+            key: key.clone(),
+            size_bytes: size,
+            rows: m.rows_written,
+            checksum,
+        };
+        let source = target.defs.view(&name).map(|v| v.source.clone());
+        let record = (
+            target.definition_version,
+            serde_json::json!({
+                "source": source,
+                "definition_version": target.definition_version,
+                "inputs": m.files,
+                "rows_read": m.rows_read,
+                "rows_written": m.rows_written,
+                "rows_expired": m.rows_expired,
+                "transforms": steps
+                    .iter()
+                    .map(|s| serde_json::json!({"transform": s.transform, "sha256": s.sha256}))
+                    .collect::<Vec<_>>(),
+            }),
+        );
+        let report = MaterializeReport {
+            view: name.clone(),
+            version,
+            key,
+            definition_version: target.definition_version,
+            files: m.files.len(),
+            rows_read: m.rows_read,
+            rows_written: m.rows_written,
+            rows_expired: m.rows_expired,
+            size_bytes: size,
+            duration_ms: started.elapsed().as_millis() as u64,
+            manifest_seq: 0,
+        };
+        Ok((mv, report, record))
+    }
+
     /// What a materialization of `names` produces: each view at its current definition, then
     /// each definition version a service pins, as its own slot (`customer_rfm@v3`) computed
     /// from the stored definition with today's source and entities.
@@ -857,20 +963,12 @@ impl ControlPlane {
                 let Ok(Some(n)) = fstore_snapshot::view_pin(slot) else {
                     continue;
                 };
-                let spec = history
-                    .iter()
-                    .find(|v| v.version == n)
-                    .and_then(|v| v.spec.clone())
-                    .ok_or_else(|| ControlError::Materialization {
-                        view: slot.clone(),
-                        message: format!("version {n} of `{name}` is not in the registry"),
-                    })?;
-                let mut view: fstore_spec::FeatureView =
-                    serde_json::from_value(spec).map_err(|e| ControlError::Materialization {
-                        view: slot.clone(),
-                        message: format!("version {n} of `{name}` does not parse: {e}"),
-                    })?;
-                view.name = slot.clone();
+                // Apply checked the pin; a stored version that vanished or no longer parses
+                // skips this slot (its last snapshot stays live) rather than every view.
+                let Some(view) = pinned_view(slot, n, &history) else {
+                    tracing::warn!(slot = %slot, "the pinned version is not a readable feature view; skipped");
+                    continue;
+                };
                 let mut with_pin = defs.clone();
                 with_pin.feature_views.push(view);
                 out.push(Target {
@@ -920,10 +1018,7 @@ impl ControlPlane {
                         )
                         .changes
                         .iter()
-                        .all(|c| {
-                            let last = c.path.rsplit('.').next().unwrap_or(&c.path);
-                            matches!(last, "description" | "owner" | "tags")
-                        })
+                        .all(|c| is_metadata_path(&c.path))
                     })
             };
             let records = self.registry.list_snapshots(Some(base)).await?;
@@ -943,7 +1038,9 @@ impl ControlPlane {
     }
 
     /// Each service's references rewritten to the slots it reads: a rolled-back view reads
-    /// the snapshot it was rolled back to, added to `views` from the registry's record.
+    /// the snapshot it was rolled back to, added to `views` from the registry's record. A
+    /// rollback whose view the service no longer reads, or whose snapshot is gone, is skipped
+    /// (the service reads the live slot): a manifest must only name snapshots that exist.
     async fn service_slots(
         &self,
         defs: &Definitions,
@@ -954,13 +1051,20 @@ impl ControlPlane {
         for s in &defs.feature_services {
             let mut refs = s.features.clone();
             for rb in rollbacks.iter().filter(|rb| rb.service == s.name) {
-                let slot = format!("{}#{}", rb.view, rb.snapshot_version);
+                if !refs.iter().any(|r| r.view == rb.view) {
+                    continue;
+                }
+                let slot = rollback_slot(&rb.view, &rb.snapshot_view, rb.snapshot_version);
                 if !views.contains_key(&slot) {
-                    match self
+                    let rec = self
                         .registry
-                        .get_snapshot(&rb.view, rb.snapshot_version)
-                        .await?
-                    {
+                        .get_snapshot(&rb.snapshot_view, rb.snapshot_version)
+                        .await?;
+                    let kept = match &rec {
+                        Some(r) => self.store.head(&r.key).await.is_ok(),
+                        None => false,
+                    };
+                    match rec.filter(|_| kept) {
                         Some(rec) => {
                             views.insert(slot.clone(), manifest_view(rec));
                         }
@@ -969,7 +1073,7 @@ impl ControlPlane {
                                 service = %s.name,
                                 view = %rb.view,
                                 snapshot = rb.snapshot_version,
-                                "rollback names a snapshot the registry has no record of; serving the live one"
+                                "the snapshot a rollback names is gone; serving the live one"
                             );
                             continue;
                         }
@@ -982,5 +1086,32 @@ impl ControlPlane {
             out.insert(s.name.clone(), refs);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_documentation_paths_are_metadata() {
+        for p in ["description", "owner", "tags", "features.spend.tags"] {
+            assert!(is_metadata_path(p), "{p}");
+        }
+        // A feature named `tags` is a feature, not metadata.
+        for p in [
+            "features.tags",
+            "features.spend.type",
+            "ttl_seconds",
+            "steps",
+        ] {
+            assert!(!is_metadata_path(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn rollback_slots_name_their_snapshot() {
+        assert_eq!(rollback_slot("rfm", "rfm", 41), "rfm#41");
+        assert_eq!(rollback_slot("rfm@v3", "rfm", 12), "rfm@v3#rfm/12");
     }
 }

@@ -565,14 +565,7 @@ fn short_sha(v: Option<&Value>) -> String {
 /// A source path with any `user:password@` of a URL masked, since plans are shown and logged.
 fn redact(v: Option<&Value>) -> Option<Value> {
     let s = v?.as_str()?;
-    let Some((scheme, rest)) = s.split_once("://") else {
-        return Some(Value::String(s.into()));
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => Some(Value::String(format!("{scheme}://***{}", &rest[at..]))),
-        None => Some(Value::String(s.into())),
-    }
+    Some(Value::String(crate::redact_url(s)))
 }
 
 #[cfg(test)]
@@ -958,9 +951,17 @@ feature_services:
         let d = diff(ObjectKind::Source, &old, &new);
         assert_eq!(
             only(&d).new,
-            Some(serde_json::json!("postgres://***@db2:5432/shop"))
+            Some(serde_json::json!("postgres://app:***@db2:5432/shop"))
         );
         assert!(!d.render().contains("s3cret"));
+        // A `/` in the password, and a password parameter, are hidden too.
+        new.path = "postgres://app:p/w@rd@db3/shop?password=s3cret&sslmode=disable".into();
+        let d = diff(ObjectKind::Source, &old, &new);
+        let shown = serde_json::to_string(&d).expect("json");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("w@rd"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod duration;
 mod lineage;
 mod model;
 mod plan;
+mod redact;
 mod yaml;
 
 pub use diff::{Compatibility, Diff, FieldChange, diff_specs};
@@ -19,6 +20,7 @@ pub use model::{
     OnDemandView, RequestSource, ResolvedTransform, Source, SourceFormat, Transform,
 };
 pub use plan::{Action, Change, Plan};
+pub use redact::{redact_url, userinfo_span};
 pub use yaml::parse_features_yaml;
 
 /// A problem in a definition file or object, with its position when one is known.

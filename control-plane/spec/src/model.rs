@@ -761,8 +761,15 @@ impl Definitions {
                         .key(format!("feature_services.{}.features", s.name)),
                 );
             }
+            let mut served = std::collections::HashSet::new();
             for r in &s.features {
                 let key = format!("feature_services.{}.features.{r}", s.name);
+                // Pins do not rename what a model receives, so `v:x` and `v@v2:x` would be
+                // two columns of one name.
+                if !served.insert((r.base_view(), r.feature.as_str())) {
+                    errs.push(SpecError::new(format!("feature service `{}` reads `{}:{}` twice (pinned or not); a service gets each feature once", s.name, r.base_view(), r.feature)).key(key));
+                    continue;
+                }
                 if r.view.contains('#') {
                     errs.push(SpecError::new(format!("feature service `{}`: `{r}` uses `#`, which only rollbacks use; pin a definition version with `view@vN:feature`", s.name)).key(key));
                     continue;

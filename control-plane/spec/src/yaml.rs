@@ -562,6 +562,33 @@ feature_services:
     }
 
     #[test]
+    fn services_pin_feature_view_versions() {
+        let with = |refs: &str| {
+            GOOD.replace(
+                "features: [customer_rfm:recency_days]",
+                &format!("features: [{refs}]"),
+            )
+        };
+        let d = parse_features_yaml(&with("customer_rfm@v3:recency_days"), None).expect("pin");
+        let r = &d.feature_services[0].features[0];
+        assert_eq!((r.base_view(), r.pin()), ("customer_rfm", Ok(Some(3))));
+        for (refs, says) in [
+            ("customer_rfm@v0:recency_days", "view@vN"),
+            ("customer_rfm@3:recency_days", "view@vN"),
+            ("customer_rfm@vx:recency_days", "view@vN"),
+            ("customer_rfm#4:recency_days", "only rollbacks"),
+            ("other@v1:recency_days", "not defined"),
+            (
+                "customer_rfm:recency_days, customer_rfm@v2:recency_days",
+                "twice",
+            ),
+        ] {
+            let e = first_err(&with(refs));
+            assert!(e.message.contains(says), "{refs}: {e}");
+        }
+    }
+
+    #[test]
     fn unknown_key_names_line_and_key() {
         let e = first_err(&GOOD.replace("    ttl: 30d", "    ttl: 30d\n    tll: 3d"));
         assert!(e.message.contains("tll"), "{e}");
