@@ -790,6 +790,9 @@ pub(crate) fn rank(
         length: f64,
     }
     let mut stats = Vec::with_capacity(candidates.len());
+    // Which terms each distinct token matches: catalogs repeat the same few hundred words,
+    // so each is expanded and compared once per query rather than once per occurrence.
+    let mut matched: HashMap<String, Vec<bool>> = HashMap::new();
     for c in candidates {
         let mut tf = vec![0.0; terms.len()];
         let mut length = 0.0;
@@ -799,10 +802,16 @@ pub(crate) fn rank(
             // the document: they are how it was found, not more text.
             let tokens = tokenize(field);
             length += weight * tokens.len() as f64;
-            for t in &tokens {
-                let forms = expand(&t.term);
-                for (j, term) in terms.iter().enumerate() {
-                    if forms.iter().any(|f| term.matches(f)) {
+            for t in tokens {
+                let hits = matched.entry(t.term).or_insert_with_key(|token| {
+                    let forms = expand(token);
+                    terms
+                        .iter()
+                        .map(|term| forms.iter().any(|f| term.matches(f)))
+                        .collect()
+                });
+                for (j, hit) in hits.iter().enumerate() {
+                    if *hit {
                         tf[j] += weight;
                     }
                 }
