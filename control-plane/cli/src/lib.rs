@@ -289,6 +289,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let planned = cp.apply(&defs, &dry).await.map_err(|e| explain(&file, e))?;
             print!("{}", planned.plan.render());
+            for w in &planned.warnings {
+                println!("warning: {w}");
+            }
             if !planned.breaking_dependents.is_empty() {
                 println!("Breaking changes reach:");
                 for d in &planned.breaking_dependents {

@@ -195,6 +195,37 @@ pub fn breaking_dependents(plan: &Plan, defs: &Definitions) -> Vec<Dependent> {
     out.into_iter().collect()
 }
 
+/// Warnings for services that read features tagged `deprecated` or `experimental` (on the
+/// feature or its view): allowed, but someone should know before a model depends on them.
+pub fn tag_warnings(defs: &Definitions) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in &defs.feature_services {
+        for r in &s.features {
+            let base = r.base_view();
+            let (view_tags, features) = match (defs.view(base), defs.on_demand_view(base)) {
+                (Some(v), _) => (&v.tags, &v.features),
+                (None, Some(v)) => (&v.tags, &v.features),
+                (None, None) => continue,
+            };
+            let feature_tags = features
+                .iter()
+                .find(|f| f.name == r.feature)
+                .map(|f| f.tags.as_slice())
+                .unwrap_or_default();
+            for tag in ["deprecated", "experimental"] {
+                let on = |tags: &[String]| tags.iter().any(|t| t == tag);
+                if on(feature_tags) || on(view_tags) {
+                    out.push(format!(
+                        "feature service `{}` reads `{r}`, which is tagged {tag}",
+                        s.name
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// `2 feature services (segmentation_v1, churn) and 1 on-demand view (checkout_offer)`.
 pub fn describe(dependents: &[Dependent]) -> String {
     let mut by_kind: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
@@ -320,6 +351,19 @@ feature_services:
             deps.contains(&"feature_service reads_orders".to_string()),
             "{deps:?}"
         );
+    }
+
+    #[test]
+    fn services_reading_deprecated_features_are_warned_about() {
+        let d = defs(&YAML.replace(
+            "{name: orders, type: int64}",
+            "{name: orders, type: int64, tags: [deprecated]}",
+        ));
+        assert_eq!(
+            tag_warnings(&d),
+            ["feature service `reads_orders` reads `rfm:orders`, which is tagged deprecated"]
+        );
+        assert!(tag_warnings(&defs(YAML)).is_empty());
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub struct ApplyReport {
     /// What consumes the plan's breaking changes: a real apply is refused while this is not
     /// empty, unless forced.
     pub breaking_dependents: Vec<Dependent>,
+    /// Services reading features tagged `deprecated` or `experimental`.
+    pub warnings: Vec<String>,
 }
 
 /// How to apply: who, why, and whether to go ahead despite breaking changes in use.
@@ -330,12 +332,14 @@ impl ControlPlane {
         self.check_pins(defs).await?;
         let plan = self.plan_resolved(defs).await?;
         let dependents = crate::changes::breaking_dependents(&plan, defs);
+        let warnings = crate::changes::tag_warnings(defs);
         if opts.dry_run || plan.is_empty() {
             return Ok(ApplyReport {
                 plan,
                 applied: false,
                 republished_manifest: None,
                 breaking_dependents: dependents,
+                warnings,
             });
         }
         if !dependents.is_empty() && !opts.force {
@@ -362,6 +366,7 @@ impl ControlPlane {
             applied: true,
             republished_manifest: republished,
             breaking_dependents: dependents,
+            warnings,
         })
     }
 
