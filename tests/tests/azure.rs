@@ -82,7 +82,10 @@ fn the_whole_offline_path_on_azure_blob_storage() {
             .replace("path: data/orders/", "path: az://fstore/nothing-here/"),
     )
     .expect("yaml");
+    // Moving a source is a breaking change its services read: refused unless forced.
     let (ok, _, err) = fstore(&["apply", "-f", "features.yaml"], &env, dir);
+    assert!(!ok && err.contains("breaking changes"), "apply: {err}");
+    let (ok, _, err) = fstore(&["apply", "-f", "features.yaml", "--force"], &env, dir);
     assert!(ok, "apply: {err}");
     let (ok, _, err) = fstore(&["materialize", "--view", "customer_rfm"], &env, dir);
     assert!(!ok && err.contains("nothing-here"), "{err}");
