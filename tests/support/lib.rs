@@ -390,6 +390,11 @@ impl Stack {
                 store_url: dir.path().join("objects").to_string_lossy().into_owned(),
                 max_body_bytes,
                 retain_versions: fstore_control::DEFAULT_RETAIN_VERSIONS,
+                // The tests materialize when they mean to; no scheduler runs behind them.
+                jobs: fstore_control::JobSettings {
+                    enabled: false,
+                    ..fstore_control::JobSettings::default()
+                },
             })
             .await
             .expect("open control plane"),

@@ -3,6 +3,7 @@
 
 mod catalog;
 pub mod datagen;
+mod jobs;
 mod quickstart;
 
 use std::path::PathBuf;
@@ -152,6 +153,8 @@ pub enum Command {
     Rollback(catalog::RollbackArgs),
     /// Delete one definition; refused while something depends on it, unless --force.
     Delete(catalog::DeleteArgs),
+    /// Materialization runs: list them, queue one, cancel one.
+    Jobs(jobs::JobsArgs),
     /// Run a server.
     Serve {
         #[command(subcommand)]
@@ -167,6 +170,28 @@ pub enum ServeCommand {
     ControlPlane {
         #[arg(long, env = "FSTORE_CONTROL_ADDR", default_value = "127.0.0.1:6565")]
         addr: String,
+        /// Do not run the scheduler and worker (another replica does).
+        #[arg(long, env = "FSTORE_NO_SCHEDULER")]
+        no_scheduler: bool,
+        /// This replica's name in job runs [default: <host>-<pid>].
+        #[arg(long, env = "FSTORE_REPLICA_ID")]
+        replica_id: Option<String>,
+        /// A run taking longer fails (and is retried), e.g. 30m.
+        #[arg(long, env = "FSTORE_JOB_TIMEOUT", default_value = "1h", value_parser = parse_interval)]
+        job_timeout: Duration,
+        /// Tries per run, the first included.
+        #[arg(long, env = "FSTORE_JOB_ATTEMPTS", default_value_t = 3)]
+        job_attempts: u32,
+        /// The wait before a failed run's first retry; doubled for each further one.
+        #[arg(long, env = "FSTORE_JOB_BACKOFF", default_value = "10s", value_parser = parse_interval)]
+        job_backoff: Duration,
+        /// How long a run stays claimed without renewal: a replica that dies mid-run is noticed
+        /// after this.
+        #[arg(long, env = "FSTORE_JOB_LEASE", default_value = "30s", value_parser = parse_interval)]
+        job_lease: Duration,
+        /// How often the scheduler looks for due schedules and queued runs.
+        #[arg(long, env = "FSTORE_JOB_TICK", default_value = "1s", value_parser = parse_interval)]
+        job_tick: Duration,
     },
     /// An edge runtime reading snapshots from the object store.
     Edge {
@@ -224,15 +249,26 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
     fstore_spec::parse_duration(s).map(Duration::from_secs)
 }
 
-pub async fn open_control(g: &Global) -> anyhow::Result<ControlPlane> {
-    ControlPlane::open(ControlConfig {
+/// The control plane's settings from the global flags; one-shot verbs never schedule.
+fn control_config(g: &Global) -> ControlConfig {
+    ControlConfig {
         database_url: g.database_url.clone(),
         store_url: g.store_url.clone(),
         max_body_bytes: 8 << 20,
         retain_versions: g.retain_versions,
-    })
-    .await
-    .with_context(|| {
+        jobs: fstore_control::JobSettings {
+            enabled: false,
+            ..fstore_control::JobSettings::default()
+        },
+    }
+}
+
+pub async fn open_control(g: &Global) -> anyhow::Result<ControlPlane> {
+    open_with(g, control_config(g)).await
+}
+
+async fn open_with(g: &Global, config: ControlConfig) -> anyhow::Result<ControlPlane> {
+    ControlPlane::open(config).await.with_context(|| {
         format!(
             "opening registry `{}` and store `{}`",
             g.database_url, g.store_url
@@ -387,8 +423,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Serve { what } => match what {
-            ServeCommand::ControlPlane { addr } => {
-                let cp = Arc::new(open_control(&g).await?);
+            ServeCommand::ControlPlane {
+                addr,
+                no_scheduler,
+                replica_id,
+                job_timeout,
+                job_attempts,
+                job_backoff,
+                job_lease,
+                job_tick,
+            } => {
+                if job_attempts == 0 || job_lease.is_zero() || job_tick.is_zero() {
+                    bail!("--job-attempts, --job-lease and --job-tick must be above zero");
+                }
+                let mut config = control_config(&g);
+                let defaults = fstore_control::JobSettings::default();
+                config.jobs = fstore_control::JobSettings {
+                    enabled: !no_scheduler,
+                    replica: replica_id.unwrap_or(defaults.replica),
+                    tick: job_tick,
+                    lease: job_lease,
+                    timeout: job_timeout,
+                    max_attempts: job_attempts,
+                    backoff: job_backoff,
+                };
+                let cp = Arc::new(open_with(&g, config).await?);
                 let listener = tokio::net::TcpListener::bind(&addr)
                     .await
                     .with_context(|| format!("binding {addr}"))?;
@@ -477,6 +536,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Impact(a) => catalog::impact(&g, a).await?,
         Command::Rollback(a) => catalog::rollback(&g, a).await?,
         Command::Delete(a) => catalog::delete(&g, a).await?,
+        Command::Jobs(a) => jobs::jobs(&g, a).await?,
     }
     Ok(())
 }

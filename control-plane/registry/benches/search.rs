@@ -141,6 +141,7 @@ fn definitions(generation: usize) -> Definitions {
             owner: format!("team-{}", i % 10),
             tags: vec!["segmentation".into()],
             steps: vec![],
+            schedule: None,
         })
         .collect();
     let feature_services = (0..VIEWS / 10)

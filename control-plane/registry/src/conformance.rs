@@ -12,8 +12,9 @@ use fstore_spec::{
 };
 
 use crate::{
-    ChangeEntry, ChangelogQuery, NewChange, Registry, RegistryError, Rollback, RollbackBinding,
-    SearchHit, SearchQuery, SnapshotRecord,
+    ChangeEntry, ChangelogQuery, Enqueued, JobRun, LEASE_EXPIRED, NewChange, NewRun, Registry,
+    RegistryError, Rollback, RollbackBinding, RunOutcome, RunQuery, RunStatus, SearchHit,
+    SearchQuery, SnapshotRecord,
 };
 
 /// Runs every check against `reg`, which must be empty.
@@ -44,6 +45,13 @@ pub async fn run_all(reg: &dyn Registry) {
     rollbacks(reg).await;
     rollbacks_go_with_their_service(reg).await;
     edge_heartbeats(reg).await;
+    job_runs_enqueue(reg).await;
+    job_runs_claim_in_order(reg).await;
+    job_runs_race(reg).await;
+    job_runs_only_the_owner(reg).await;
+    job_runs_cancel(reg).await;
+    job_runs_expire(reg).await;
+    job_runs_list(reg).await;
 }
 
 /// Heartbeats insert, then replace by id (keeping `first_seen`); the list is sorted by id;
@@ -134,6 +142,7 @@ fn view(name: &str, entity: &str, features: Vec<FeatureDef>) -> FeatureView {
         source: "transactions".into(),
         ttl_seconds: 86_400,
         features,
+        schedule: None,
         description: format!("{name} features"),
         owner: String::new(),
         tags: vec!["core".into()],
@@ -2064,4 +2073,888 @@ async fn rollbacks_go_with_their_service(reg: &dyn Registry) {
             .expect("clear"),
         0
     );
+}
+
+/// A lease no test outlives.
+const LEASE: std::time::Duration = std::time::Duration::from_secs(600);
+
+fn new_run(view: &str) -> NewRun {
+    NewRun {
+        view: view.into(),
+        trigger: "api".into(),
+        attempt: 1,
+        scheduled_for: None,
+        not_before: None,
+        actor: "ana".into(),
+    }
+}
+
+fn scheduled(view: &str, slot: &str) -> NewRun {
+    NewRun {
+        trigger: "schedule".into(),
+        scheduled_for: Some(slot.into()),
+        actor: "scheduler".into(),
+        ..new_run(view)
+    }
+}
+
+/// A time `offset` from now, in the registry's format when `utc`, else in +02:00.
+fn time_from_now(offset: chrono::TimeDelta, utc: bool) -> String {
+    let t = chrono::Utc::now() + offset;
+    if utc {
+        t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    } else {
+        let zone = chrono::FixedOffset::east_opt(7200).expect("a valid offset");
+        t.with_timezone(&zone).to_rfc3339()
+    }
+}
+
+async fn queue(reg: &dyn Registry, r: NewRun) -> JobRun {
+    match reg.enqueue_run(&r).await.expect("enqueue") {
+        Enqueued::Queued(run) => run,
+        other => panic!("{r:?} was not queued: {other:?}"),
+    }
+}
+
+async fn claim(reg: &dyn Registry, owner: &str) -> JobRun {
+    reg.claim_run(owner, LEASE)
+        .await
+        .expect("claim")
+        .expect("a run to claim")
+}
+
+fn outcome(status: RunStatus) -> RunOutcome {
+    RunOutcome {
+        status,
+        ..RunOutcome::default()
+    }
+}
+
+async fn finish(reg: &dyn Registry, run: &JobRun, status: RunStatus) {
+    let owner = run.owner.as_deref().expect("a claimed run");
+    assert!(
+        reg.finish_run(run.id, owner, &outcome(status))
+            .await
+            .expect("finish"),
+        "run {} finishes",
+        run.id
+    );
+}
+
+/// Queues a run of `view`, claims it (it must be the next due run) and finishes it.
+async fn run_to(reg: &dyn Registry, view: &str, status: RunStatus) -> JobRun {
+    let queued = queue(reg, new_run(view)).await;
+    let running = claim(reg, "replica-1").await;
+    assert_eq!(running.id, queued.id, "the only due run is claimed");
+    finish(reg, &running, status).await;
+    reg.job_run(queued.id).await.expect("read").expect("exists")
+}
+
+fn assert_invalid<T: std::fmt::Debug>(r: Result<T, RegistryError>, what: &str) {
+    assert!(
+        matches!(r, Err(RegistryError::Invalid(_))),
+        "{what}: got {r:?}"
+    );
+}
+
+/// Queuing: one active run per view, one run per schedule slot (whatever became of it),
+/// times normalised, refusals use up no id, bad input refused.
+async fn job_runs_enqueue(reg: &dyn Registry) {
+    assert!(
+        reg.job_runs(&RunQuery::default())
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert_eq!(reg.job_run(1).await.expect("get"), None);
+    assert_eq!(reg.last_run("jobs_a", None).await.expect("last"), None);
+    assert_eq!(
+        reg.claim_run("replica-1", LEASE).await.expect("claim"),
+        None
+    );
+    assert!(reg.expire_leases().await.expect("expire").is_empty());
+
+    let a = queue(reg, new_run("jobs_a")).await;
+    assert_eq!(a.view, "jobs_a");
+    assert_eq!(a.status, RunStatus::Queued);
+    assert_eq!((a.trigger.as_str(), a.attempt), ("api", 1));
+    assert_eq!(
+        (a.scheduled_for.as_deref(), a.actor.as_str()),
+        (None, "ana")
+    );
+    assert_rfc3339_utc(&a.requested_at);
+    assert_eq!(a.not_before, a.requested_at, "due at once by default");
+    assert_eq!(
+        (&a.started_at, &a.finished_at, &a.owner, &a.lease_until),
+        (&None, &None, &None, &None)
+    );
+    assert!(!a.cancel_requested);
+    assert_eq!(
+        (a.rows_read, a.rows_written, a.rows_rejected),
+        (None, None, None)
+    );
+    assert_eq!((a.snapshot_version, a.manifest_seq), (None, None));
+    assert_eq!(a.error, None);
+    assert_eq!(reg.job_run(a.id).await.expect("get"), Some(a.clone()));
+
+    // A second run of a view already queued is not started: the caller gets the first.
+    let again = reg
+        .enqueue_run(&NewRun {
+            trigger: "cli".into(),
+            ..new_run("jobs_a")
+        })
+        .await
+        .expect("enqueue");
+    assert_eq!(again, Enqueued::AlreadyActive(a.clone()));
+
+    // A slot is stored in UTC with microseconds, so the same instant written another way is
+    // the same slot; the slot check comes before the active-run check.
+    let b = queue(reg, scheduled("jobs_b", "2026-11-28T10:00:00Z")).await;
+    assert_eq!(b.id, a.id + 1, "a refused enqueue uses up no id");
+    assert_eq!(
+        b.scheduled_for.as_deref(),
+        Some("2026-11-28T10:00:00.000000Z")
+    );
+    assert_eq!(
+        (b.trigger.as_str(), b.actor.as_str()),
+        ("schedule", "scheduler")
+    );
+    assert_eq!(
+        reg.enqueue_run(&scheduled("jobs_b", "2026-11-28T11:00:00+01:00"))
+            .await
+            .expect("enqueue"),
+        Enqueued::AlreadyScheduled
+    );
+    assert_eq!(
+        reg.enqueue_run(&scheduled("jobs_b", "2026-11-28T12:00:00Z"))
+            .await
+            .expect("enqueue"),
+        Enqueued::AlreadyActive(b.clone()),
+        "a new slot of a view still running is not started either"
+    );
+    // The same slot of another view is another slot.
+    let other = queue(reg, scheduled("jobs_a2", "2026-11-28T10:00:00Z")).await;
+
+    let ran_a = claim(reg, "replica-1").await;
+    let ran_b = claim(reg, "replica-1").await;
+    let ran_other = claim(reg, "replica-1").await;
+    assert_eq!(
+        [ran_a.id, ran_b.id, ran_other.id],
+        [a.id, b.id, other.id],
+        "claimed oldest first"
+    );
+    for run in [&ran_a, &ran_b, &ran_other] {
+        finish(reg, run, RunStatus::Succeeded).await;
+    }
+
+    // A slot stays taken after its run finished: another replica's scheduler that saw the
+    // same slot late must not run it again.
+    assert_eq!(
+        reg.enqueue_run(&scheduled("jobs_b", "2026-11-28T10:00:00.000000Z"))
+            .await
+            .expect("enqueue"),
+        Enqueued::AlreadyScheduled
+    );
+    let next = queue(reg, scheduled("jobs_b", "2026-11-28T12:00:00Z")).await;
+    assert_eq!(next.id, other.id + 1);
+    let retry = queue(
+        reg,
+        NewRun {
+            trigger: "retry".into(),
+            attempt: 2,
+            ..new_run("jobs_a")
+        },
+    )
+    .await;
+    assert_eq!((retry.trigger.as_str(), retry.attempt), ("retry", 2));
+    for run in [&next, &retry] {
+        let cancelled = reg
+            .request_cancel(run.id, "ana")
+            .await
+            .expect("cancel")
+            .expect("exists");
+        assert_eq!(cancelled.status, RunStatus::Cancelled);
+    }
+
+    for (bad, what) in [
+        (new_run(""), "an empty view"),
+        (
+            NewRun {
+                trigger: " ".into(),
+                ..new_run("jobs_a")
+            },
+            "an empty trigger",
+        ),
+        (
+            NewRun {
+                attempt: 0,
+                ..new_run("jobs_a")
+            },
+            "attempt 0",
+        ),
+        (scheduled("jobs_a", "tomorrow"), "a slot that is no time"),
+        (
+            NewRun {
+                not_before: Some("9999-12-31T23:00:00-02:00".into()),
+                ..new_run("jobs_a")
+            },
+            "a time past year 9999 (it would not sort as text)",
+        ),
+        (
+            NewRun {
+                not_before: Some("2026-11-28 10:00".into()),
+                ..new_run("jobs_a")
+            },
+            "a not_before that is not RFC 3339",
+        ),
+    ] {
+        assert_invalid(reg.enqueue_run(&bad).await, what);
+    }
+    assert_eq!(
+        reg.last_run("jobs_a", None)
+            .await
+            .expect("last")
+            .map(|r| r.id),
+        Some(retry.id),
+        "refused enqueues queued nothing"
+    );
+}
+
+/// Claims take the oldest due run, skip runs not due yet, and record owner, start and lease.
+async fn job_runs_claim_in_order(reg: &dyn Registry) {
+    // Written in +02:00 and stored in UTC, so it compares correctly with the claim time.
+    let later = queue(
+        reg,
+        NewRun {
+            not_before: Some(time_from_now(chrono::TimeDelta::hours(1), false)),
+            ..new_run("jobs_later")
+        },
+    )
+    .await;
+    assert_rfc3339_utc(&later.not_before);
+    assert!(later.not_before > later.requested_at);
+    assert_eq!(
+        later.not_before.len(),
+        later.requested_at.len(),
+        "one format"
+    );
+    let first = queue(reg, new_run("jobs_first")).await;
+    let second = queue(reg, new_run("jobs_second")).await;
+
+    let before = time_from_now(chrono::TimeDelta::zero(), true);
+    let got = claim(reg, "replica-1").await;
+    assert_eq!(got.id, first.id, "the oldest due run, skipping one not due");
+    assert_eq!(got.status, RunStatus::Running);
+    assert_eq!(got.owner.as_deref(), Some("replica-1"));
+    let started = got.started_at.clone().expect("started");
+    assert_rfc3339_utc(&started);
+    assert!(started >= before);
+    let lease = got.lease_until.clone().expect("leased");
+    let expected = chrono::DateTime::parse_from_rfc3339(&started).expect("time")
+        + chrono::TimeDelta::from_std(LEASE).expect("lease");
+    assert_eq!(
+        lease,
+        expected
+            .with_timezone(&chrono::Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "leased from the start time"
+    );
+    assert_eq!(
+        got,
+        JobRun {
+            status: RunStatus::Running,
+            started_at: Some(started),
+            owner: Some("replica-1".into()),
+            lease_until: Some(lease),
+            ..first.clone()
+        },
+        "nothing else changes"
+    );
+    assert_eq!(reg.job_run(got.id).await.expect("get"), Some(got.clone()));
+
+    let got2 = claim(reg, "replica-2").await;
+    assert_eq!(
+        (got2.id, got2.owner.as_deref()),
+        (second.id, Some("replica-2"))
+    );
+    assert_eq!(
+        reg.claim_run("replica-1", LEASE).await.expect("claim"),
+        None,
+        "the remaining run is not due"
+    );
+    assert_eq!(
+        reg.job_run(later.id).await.expect("get"),
+        Some(later.clone())
+    );
+
+    // A not_before in the past is due at once, behind older runs that are not.
+    let overdue = queue(
+        reg,
+        NewRun {
+            not_before: Some("2020-01-01T00:00:00Z".into()),
+            ..new_run("jobs_overdue")
+        },
+    )
+    .await;
+    assert_eq!(overdue.not_before, "2020-01-01T00:00:00.000000Z");
+    assert_eq!(claim(reg, "replica-1").await.id, overdue.id);
+
+    for run in [&got, &got2] {
+        finish(reg, run, RunStatus::Succeeded).await;
+    }
+    let overdue = reg.job_run(overdue.id).await.expect("get").expect("exists");
+    finish(reg, &overdue, RunStatus::Succeeded).await;
+
+    // A run not due yet can still be claimed by id, by a caller that queued it to run it
+    // itself; only while it is queued.
+    let mine = reg
+        .claim_run_id(later.id, "replica-9", LEASE)
+        .await
+        .expect("claim by id")
+        .expect("queued, so claimed");
+    assert_eq!(
+        (mine.status, mine.owner.as_deref(), &mine.not_before),
+        (RunStatus::Running, Some("replica-9"), &later.not_before)
+    );
+    assert!(mine.lease_until.is_some() && mine.started_at.is_some());
+    assert_eq!(
+        reg.job_run(later.id).await.expect("get"),
+        Some(mine.clone())
+    );
+    for id in [later.id, first.id, 999_999, u64::MAX] {
+        assert_eq!(
+            reg.claim_run_id(id, "replica-8", LEASE)
+                .await
+                .expect("claim by id"),
+            None,
+            "run {id} is running, finished or missing"
+        );
+    }
+    assert_invalid(
+        reg.claim_run_id(later.id, "", LEASE).await,
+        "an empty owner",
+    );
+    assert_invalid(
+        reg.claim_run_id(later.id, "replica-8", std::time::Duration::ZERO)
+            .await,
+        "a zero lease",
+    );
+    finish(reg, &mine, RunStatus::Succeeded).await;
+
+    assert_invalid(reg.claim_run("", LEASE).await, "an empty owner");
+    assert_invalid(
+        reg.claim_run("replica-1", std::time::Duration::ZERO).await,
+        "a zero lease",
+    );
+    assert_invalid(
+        reg.claim_run("replica-1", std::time::Duration::MAX).await,
+        "an endless lease",
+    );
+    assert_invalid(
+        reg.claim_run(
+            "replica-1",
+            std::time::Duration::from_secs(10_000 * 366 * 86_400),
+        )
+        .await,
+        "a lease ending after year 9999",
+    );
+}
+
+/// Replicas racing: each run goes to exactly one claimer, and of several enqueues of one
+/// view or one slot exactly one queues.
+async fn job_runs_race(reg: &dyn Registry) {
+    let views = ["race_a", "race_b", "race_c"];
+    let mut queued = Vec::new();
+    for v in views {
+        queued.push(queue(reg, new_run(v)).await.id);
+    }
+    let owners: Vec<String> = (0..8).map(|i| format!("replica-{i}")).collect();
+    let results = futures::future::join_all(owners.iter().map(|o| reg.claim_run(o, LEASE))).await;
+    let mut claimed = Vec::new();
+    for (owner, r) in owners.iter().zip(results) {
+        if let Some(run) = r.expect("concurrent claim") {
+            assert_eq!(run.owner.as_ref(), Some(owner), "a run names its claimer");
+            claimed.push(run);
+        }
+    }
+    let mut ids: Vec<u64> = claimed.iter().map(|r| r.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, queued, "every run claimed, none twice");
+    for run in &claimed {
+        let stored = reg.job_run(run.id).await.expect("get").expect("exists");
+        assert_eq!(&stored, run, "the stored run is the one its claimer got");
+        finish(reg, run, RunStatus::Succeeded).await;
+    }
+
+    let slot = "2026-11-28T10:00:00Z";
+    let results = futures::future::join_all(
+        (0..8).map(|_| async move { reg.enqueue_run(&scheduled("race_a", slot)).await }),
+    )
+    .await;
+    let mut winners = Vec::new();
+    for r in results {
+        match r.expect("concurrent enqueue") {
+            Enqueued::Queued(run) => winners.push(run),
+            Enqueued::AlreadyScheduled => {}
+            other => panic!("one slot, so {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "one slot is queued once");
+
+    let results = futures::future::join_all(
+        (0..8).map(|_| async move { reg.enqueue_run(&new_run("race_b")).await }),
+    )
+    .await;
+    let mut queued_b = Vec::new();
+    let mut active = Vec::new();
+    for r in results {
+        match r.expect("concurrent enqueue") {
+            Enqueued::Queued(run) => queued_b.push(run),
+            Enqueued::AlreadyActive(run) => active.push(run),
+            Enqueued::AlreadyScheduled => panic!("no slot, so never AlreadyScheduled"),
+        }
+    }
+    assert_eq!(queued_b.len(), 1, "one view is queued once");
+    assert!(active.iter().all(|r| r.id == queued_b[0].id));
+    for run in winners.iter().chain(&queued_b) {
+        reg.request_cancel(run.id, "ana").await.expect("cancel");
+    }
+}
+
+/// Only the owner renews and finishes, only while the run is running; outcomes are stored.
+async fn job_runs_only_the_owner(reg: &dyn Registry) {
+    let queued = queue(reg, new_run("jobs_owned")).await;
+    let run = claim(reg, "replica-1").await;
+    assert_eq!(run.id, queued.id);
+    let lease = run.lease_until.clone().expect("leased");
+
+    assert!(
+        !reg.renew_lease(run.id, "replica-2", LEASE)
+            .await
+            .expect("renew")
+    );
+    assert!(
+        !reg.renew_lease(run.id + 1000, "replica-1", LEASE)
+            .await
+            .expect("renew")
+    );
+    assert!(
+        !reg.renew_lease(u64::MAX, "replica-1", LEASE)
+            .await
+            .expect("renew")
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    assert!(
+        reg.renew_lease(run.id, "replica-1", LEASE)
+            .await
+            .expect("renew")
+    );
+    let renewed = reg.job_run(run.id).await.expect("get").expect("exists");
+    assert!(
+        renewed.lease_until.clone().expect("leased") > lease,
+        "extended"
+    );
+    assert_eq!(
+        renewed,
+        JobRun {
+            lease_until: renewed.lease_until.clone(),
+            ..run.clone()
+        }
+    );
+    assert_invalid(
+        reg.renew_lease(run.id, "replica-1", std::time::Duration::ZERO)
+            .await,
+        "a zero lease",
+    );
+    assert_invalid(reg.renew_lease(run.id, "", LEASE).await, "an empty owner");
+
+    let done = RunOutcome {
+        status: RunStatus::Succeeded,
+        rows_read: Some(1_000),
+        rows_written: Some(990),
+        rows_rejected: Some(10),
+        snapshot_version: Some(7),
+        manifest_seq: Some(12),
+        error: None,
+    };
+    assert!(
+        !reg.finish_run(run.id, "replica-2", &done)
+            .await
+            .expect("finish"),
+        "not the owner"
+    );
+    assert!(
+        !reg.finish_run(u64::MAX, "replica-1", &done)
+            .await
+            .expect("finish")
+    );
+    for status in [RunStatus::Queued, RunStatus::Running] {
+        assert_invalid(
+            reg.finish_run(run.id, "replica-1", &outcome(status)).await,
+            "an active outcome",
+        );
+    }
+    assert_invalid(
+        reg.finish_run(
+            run.id,
+            "replica-1",
+            &RunOutcome {
+                rows_read: Some(u64::MAX),
+                ..done.clone()
+            },
+        )
+        .await,
+        "an unstorable count",
+    );
+    assert_eq!(
+        reg.job_run(run.id).await.expect("get"),
+        Some(renewed.clone()),
+        "refused finishes wrote nothing"
+    );
+
+    assert!(
+        reg.finish_run(run.id, "replica-1", &done)
+            .await
+            .expect("finish")
+    );
+    let finished = reg.job_run(run.id).await.expect("get").expect("exists");
+    let at = finished.finished_at.clone().expect("finished");
+    assert_rfc3339_utc(&at);
+    assert!(at >= *renewed.started_at.as_ref().expect("started"));
+    assert_eq!(
+        finished,
+        JobRun {
+            status: RunStatus::Succeeded,
+            finished_at: Some(at),
+            rows_read: Some(1_000),
+            rows_written: Some(990),
+            rows_rejected: Some(10),
+            snapshot_version: Some(7),
+            manifest_seq: Some(12),
+            ..renewed.clone()
+        }
+    );
+    // Finished: neither the lease nor the outcome can change any more.
+    assert!(
+        !reg.renew_lease(run.id, "replica-1", LEASE)
+            .await
+            .expect("renew")
+    );
+    assert!(
+        !reg.finish_run(run.id, "replica-1", &outcome(RunStatus::Failed))
+            .await
+            .expect("finish")
+    );
+    assert_eq!(
+        reg.job_run(run.id).await.expect("get"),
+        Some(finished.clone())
+    );
+
+    // A failure keeps its error; the view is free for the next run.
+    queue(reg, new_run("jobs_owned")).await;
+    let run = claim(reg, "replica-2").await;
+    let failed = RunOutcome {
+        status: RunStatus::Failed,
+        rows_read: Some(5),
+        error: Some("source unreachable".into()),
+        ..RunOutcome::default()
+    };
+    assert!(
+        reg.finish_run(run.id, "replica-2", &failed)
+            .await
+            .expect("finish")
+    );
+    let stored = reg.job_run(run.id).await.expect("get").expect("exists");
+    assert_eq!(stored.status, RunStatus::Failed);
+    assert_eq!(stored.error.as_deref(), Some("source unreachable"));
+    assert_eq!((stored.rows_read, stored.rows_written), (Some(5), None));
+}
+
+/// Cancelling a queued run ends it; a running one is asked to stop and its runner finishes
+/// it; a finished one is left alone.
+async fn job_runs_cancel(reg: &dyn Registry) {
+    let queued = queue(reg, new_run("jobs_cancel")).await;
+    let cancelled = reg
+        .request_cancel(queued.id, "bob")
+        .await
+        .expect("cancel")
+        .expect("exists");
+    let at = cancelled.finished_at.clone().expect("finished");
+    assert_rfc3339_utc(&at);
+    assert_eq!(
+        cancelled,
+        JobRun {
+            status: RunStatus::Cancelled,
+            finished_at: Some(at),
+            error: Some("cancelled by bob".into()),
+            ..queued.clone()
+        }
+    );
+    assert_eq!(
+        reg.job_run(queued.id).await.expect("get"),
+        Some(cancelled.clone())
+    );
+    assert_eq!(
+        reg.claim_run("replica-1", LEASE).await.expect("claim"),
+        None,
+        "a cancelled run is never claimed"
+    );
+    assert_eq!(
+        reg.request_cancel(queued.id, "carol")
+            .await
+            .expect("cancel"),
+        Some(cancelled.clone()),
+        "cancelling again changes nothing"
+    );
+
+    // The view is free again; this time the run is running when cancelled.
+    queue(reg, new_run("jobs_cancel")).await;
+    let running = claim(reg, "replica-1").await;
+    let asked = reg
+        .request_cancel(running.id, "carol")
+        .await
+        .expect("cancel")
+        .expect("exists");
+    assert_eq!(
+        asked,
+        JobRun {
+            cancel_requested: true,
+            ..running.clone()
+        },
+        "still running until its runner stops"
+    );
+    assert_eq!(
+        reg.job_run(running.id).await.expect("get"),
+        Some(asked.clone())
+    );
+    assert!(
+        reg.renew_lease(running.id, "replica-1", LEASE)
+            .await
+            .expect("renew"),
+        "the runner keeps its lease while it stops"
+    );
+    assert!(
+        reg.finish_run(running.id, "replica-1", &outcome(RunStatus::Cancelled))
+            .await
+            .expect("finish")
+    );
+    let stopped = reg.job_run(running.id).await.expect("get").expect("exists");
+    assert_eq!(stopped.status, RunStatus::Cancelled);
+    assert!(stopped.cancel_requested);
+    assert_eq!(
+        stopped.error.as_deref(),
+        Some("cancelled by carol"),
+        "says who asked"
+    );
+
+    assert_eq!(
+        reg.request_cancel(running.id, "dave")
+            .await
+            .expect("cancel"),
+        Some(stopped.clone()),
+        "a finished run is returned unchanged"
+    );
+    assert_eq!(
+        reg.request_cancel(999_999, "bob").await.expect("cancel"),
+        None
+    );
+    assert_eq!(
+        reg.request_cancel(u64::MAX, "bob").await.expect("cancel"),
+        None
+    );
+
+    // A runner that cancels on its own (no request) records its own error, or none.
+    queue(reg, new_run("jobs_cancel")).await;
+    let running = claim(reg, "replica-1").await;
+    finish(reg, &running, RunStatus::Cancelled).await;
+    let own = reg.job_run(running.id).await.expect("get").expect("exists");
+    assert_eq!((own.status, own.error), (RunStatus::Cancelled, None));
+}
+
+/// Runs whose lease passed fail, once, and their owner can then neither renew nor finish.
+async fn job_runs_expire(reg: &dyn Registry) {
+    let tiny = std::time::Duration::from_millis(1);
+    queue(reg, new_run("jobs_dies")).await;
+    queue(reg, new_run("jobs_lives")).await;
+    queue(reg, new_run("jobs_stopping")).await;
+    let dies = reg
+        .claim_run("replica-1", tiny)
+        .await
+        .expect("claim")
+        .expect("a run");
+    let lives = claim(reg, "replica-2").await;
+    let stopping = reg
+        .claim_run("replica-3", tiny)
+        .await
+        .expect("claim")
+        .expect("a run");
+    reg.request_cancel(stopping.id, "ana")
+        .await
+        .expect("cancel");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+
+    let expired = reg.expire_leases().await.expect("expire");
+    assert_eq!(
+        expired.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [dies.id, stopping.id],
+        "by id"
+    );
+    for run in &expired {
+        assert_eq!(run.status, RunStatus::Failed);
+        assert_eq!(run.error.as_deref(), Some(LEASE_EXPIRED));
+        assert_rfc3339_utc(run.finished_at.as_deref().expect("finished"));
+        assert_eq!(reg.job_run(run.id).await.expect("get").as_ref(), Some(run));
+    }
+    assert_eq!(
+        expired[0],
+        JobRun {
+            status: RunStatus::Failed,
+            finished_at: expired[0].finished_at.clone(),
+            error: Some(LEASE_EXPIRED.into()),
+            ..dies.clone()
+        }
+    );
+    assert!(
+        expired[1].cancel_requested,
+        "so the caller does not retry it"
+    );
+    assert!(
+        reg.expire_leases().await.expect("expire").is_empty(),
+        "each expired run is returned once"
+    );
+
+    // The replica that held it may come back: too late.
+    assert!(
+        !reg.renew_lease(dies.id, "replica-1", LEASE)
+            .await
+            .expect("renew")
+    );
+    assert!(
+        !reg.finish_run(dies.id, "replica-1", &outcome(RunStatus::Succeeded))
+            .await
+            .expect("finish")
+    );
+    assert_eq!(
+        reg.job_run(dies.id).await.expect("get").as_ref(),
+        Some(&expired[0])
+    );
+    // The view is free for the retry.
+    let retry = queue(
+        reg,
+        NewRun {
+            trigger: "retry".into(),
+            attempt: 2,
+            ..new_run("jobs_dies")
+        },
+    )
+    .await;
+    reg.request_cancel(retry.id, "ana").await.expect("cancel");
+
+    assert_eq!(
+        reg.job_run(lives.id).await.expect("get").as_ref(),
+        Some(&lives),
+        "a live lease is left alone"
+    );
+    finish(reg, &lives, RunStatus::Succeeded).await;
+}
+
+/// Listing: newest first, filters, paging; last_run; bad queries refused.
+async fn job_runs_list(reg: &dyn Registry) {
+    let a1 = run_to(reg, "list_a", RunStatus::Succeeded).await;
+    let a2 = run_to(reg, "list_a", RunStatus::Failed).await;
+    let b1 = run_to(reg, "list_b", RunStatus::Succeeded).await;
+    let a3 = run_to(reg, "list_a", RunStatus::Succeeded).await;
+    let b2 = queue(
+        reg,
+        NewRun {
+            not_before: Some(time_from_now(chrono::TimeDelta::hours(1), true)),
+            ..new_run("list_b")
+        },
+    )
+    .await;
+
+    let list = |view: Option<&str>, status: Option<RunStatus>, before_id, limit| {
+        let q = RunQuery {
+            view: view.map(String::from),
+            status,
+            before_id,
+            limit,
+        };
+        async move { reg.job_runs(&q).await.expect("list") }
+    };
+    assert_eq!(
+        list(Some("list_a"), None, None, 50).await,
+        [a3.clone(), a2.clone(), a1.clone()]
+    );
+    assert_eq!(
+        list(Some("list_a"), Some(RunStatus::Succeeded), None, 50).await,
+        [a3.clone(), a1.clone()]
+    );
+    assert_eq!(
+        list(None, Some(RunStatus::Queued), None, 50).await,
+        std::slice::from_ref(&b2),
+        "every other run has ended"
+    );
+    assert_eq!(
+        list(Some("list_b"), Some(RunStatus::Failed), None, 50).await,
+        []
+    );
+    assert_eq!(list(Some("list_c"), None, None, 50).await, []);
+
+    // Pages of two, each starting below the last id of the one before.
+    assert_eq!(
+        list(Some("list_a"), None, None, 2).await,
+        [a3.clone(), a2.clone()]
+    );
+    assert_eq!(
+        list(Some("list_a"), None, Some(a2.id), 2).await,
+        std::slice::from_ref(&a1)
+    );
+    assert_eq!(list(Some("list_a"), None, Some(a1.id), 2).await, []);
+    assert_eq!(
+        list(Some("list_a"), None, Some(u64::MAX), 1).await,
+        std::slice::from_ref(&a3)
+    );
+
+    let everything = list(None, None, None, 1000).await;
+    assert_eq!(everything[0], b2, "newest first");
+    assert!(everything.windows(2).all(|w| w[0].id > w[1].id));
+    assert_eq!(everything.last().map(|r| r.id), Some(1), "ids start at 1");
+    let page = reg.job_runs(&RunQuery::default()).await.expect("list");
+    assert_eq!(
+        page,
+        everything[..everything.len().min(50)],
+        "the default limit is 50"
+    );
+
+    let last = |view: &'static str, status| async move {
+        reg.last_run(view, status).await.expect("last run")
+    };
+    assert_eq!(last("list_a", None).await, Some(a3.clone()));
+    assert_eq!(last("list_a", Some(RunStatus::Failed)).await, Some(a2));
+    assert_eq!(last("list_a", Some(RunStatus::Cancelled)).await, None);
+    assert_eq!(last("list_b", None).await, Some(b2.clone()));
+    assert_eq!(last("list_b", Some(RunStatus::Succeeded)).await, Some(b1));
+    assert_eq!(last("list_c", None).await, None);
+
+    for limit in [0, 1001] {
+        assert_invalid(
+            reg.job_runs(&RunQuery {
+                limit,
+                ..RunQuery::default()
+            })
+            .await,
+            "a limit outside 1..=1000",
+        );
+    }
+    assert_invalid(
+        reg.job_runs(&RunQuery {
+            view: Some(String::new()),
+            ..RunQuery::default()
+        })
+        .await,
+        "an empty view",
+    );
+    assert_invalid(reg.last_run("", None).await, "an empty view");
+    reg.request_cancel(b2.id, "ana").await.expect("cancel");
 }

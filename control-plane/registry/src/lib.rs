@@ -17,6 +17,11 @@
 //!   PostgreSQL and on SQLite ≥ 3.35 (sqlx bundles a newer SQLite).
 //! - Sorting by name happens in Rust, because PostgreSQL's `ORDER BY` on text follows the
 //!   database collation while SQLite compares bytes; callers get the same order from both.
+//! - Job runs, shared by control-plane replicas, need no locking of their own: a run changes
+//!   hands only through single conditional `UPDATE`s (`… WHERE run_status = 'queued'`), and
+//!   "one active run per view" is a partial unique index, both of which each database applies
+//!   atomically. Lease times are computed in Rust from the registry's clock and compared as
+//!   fixed-width RFC 3339 text, since the dialects' date functions differ (`sql/jobs.rs`).
 //!
 //! - The one thing that differs per backend is the full-text index behind catalog search
 //!   (an FTS5 table on SQLite, a GIN `tsvector` index on PostgreSQL), created when the
@@ -148,6 +153,233 @@ pub trait Registry: Send + Sync + 'static {
 
     /// Every edge that ever reported, sorted by id.
     async fn edges(&self) -> Result<Vec<EdgeRecord>, RegistryError>;
+
+    /// Queues a run unless one of the view is already queued or running, or its schedule slot
+    /// (`scheduled_for`) was already queued. Both rules are enforced by the database (unique
+    /// indexes), so replicas sharing it cannot both queue. When both apply, the slot wins
+    /// ([`Enqueued::AlreadyScheduled`]). `not_before` and `scheduled_for` may be any RFC 3339
+    /// time; they are stored in UTC with microseconds, so one slot written two ways is still
+    /// one slot. An empty view or trigger, attempt 0, or a time that is not RFC 3339 is
+    /// [`RegistryError::Invalid`].
+    async fn enqueue_run(&self, r: &NewRun) -> Result<Enqueued, RegistryError>;
+
+    /// Atomically takes the oldest (lowest id) queued run whose `not_before` has come, and
+    /// marks it running, owned by `owner`, started now, leased until now + `lease`. `None`
+    /// when there is none. Safe under concurrent callers in separate processes: each run is
+    /// handed to exactly one of them (under heavy contention a caller may get `None` although
+    /// runs remain; it claims them on its next poll). An empty owner or a zero lease is
+    /// [`RegistryError::Invalid`].
+    async fn claim_run(
+        &self,
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> Result<Option<JobRun>, RegistryError>;
+
+    /// Claims the run `id` as [`Registry::claim_run`] would, whatever its `not_before`: for
+    /// a caller that queued a run to execute it itself (typically with `not_before` far ahead,
+    /// so that no worker takes it first). `None` when the run does not exist or is no longer
+    /// queued (another replica claimed or cancelled it).
+    async fn claim_run_id(
+        &self,
+        id: u64,
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> Result<Option<JobRun>, RegistryError>;
+
+    /// Extends the lease of a run still running and owned by `owner` to now + `lease`; false
+    /// when it is not (finished, cancelled, or expired by [`Registry::expire_leases`] and so
+    /// failed). A cancel request does not stop renewal (the runner keeps its lease while it
+    /// stops): runners see the request in [`JobRun::cancel_requested`] of [`Registry::job_run`].
+    async fn renew_lease(
+        &self,
+        id: u64,
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool, RegistryError>;
+
+    /// Records the outcome of a run still running and owned by `owner` (finished_at = now);
+    /// false, and nothing written, otherwise. The status must be succeeded, failed or
+    /// cancelled ([`RegistryError::Invalid`] else). A cancelled outcome without an error gets
+    /// "cancelled by <actor>" when [`Registry::request_cancel`] asked for it.
+    async fn finish_run(
+        &self,
+        id: u64,
+        owner: &str,
+        outcome: &RunOutcome,
+    ) -> Result<bool, RegistryError>;
+
+    /// Cancels a run: a queued one becomes cancelled at once (finished_at = now, error
+    /// "cancelled by <actor>"); a running one gets `cancel_requested` (its runner stops it and
+    /// finishes it as cancelled); a finished one is returned unchanged. Returns the run as it
+    /// now is, `None` when the id does not exist.
+    async fn request_cancel(&self, id: u64, actor: &str) -> Result<Option<JobRun>, RegistryError>;
+
+    /// Runs still running whose lease has passed become failed, with finished_at = now and
+    /// error [`LEASE_EXPIRED`]; returns them by id (the caller queues retries, except for
+    /// those with `cancel_requested`). Each expired run is returned to exactly one caller.
+    async fn expire_leases(&self) -> Result<Vec<JobRun>, RegistryError>;
+
+    /// Runs matching `q`, newest (highest id) first. `limit` must be 1..=1000 and a view
+    /// filter non-empty ([`RegistryError::Invalid`] else).
+    async fn job_runs(&self, q: &RunQuery) -> Result<Vec<JobRun>, RegistryError>;
+
+    async fn job_run(&self, id: u64) -> Result<Option<JobRun>, RegistryError>;
+
+    /// The newest run of `view` with `status` (any status when `None`). An empty view is
+    /// [`RegistryError::Invalid`].
+    async fn last_run(
+        &self,
+        view: &str,
+        status: Option<RunStatus>,
+    ) -> Result<Option<JobRun>, RegistryError>;
+}
+
+/// The error of a run failed by [`Registry::expire_leases`].
+pub const LEASE_EXPIRED: &str = "lease expired: the control plane running it stopped or hung";
+
+/// Where a materialization run is. `Default` is `Failed` so that an outcome which forgets to
+/// set its status can never be recorded as a success.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    #[default]
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 5] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Queued or running: the run still holds its view (no other run of it may start).
+    pub fn is_active(self) -> bool {
+        matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One materialization run of a view. Times are RFC 3339 UTC with microseconds, from the
+/// clock of the registry (control plane) that wrote them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct JobRun {
+    /// From the `job_run` counter: increasing, so newer runs have higher ids.
+    pub id: u64,
+    pub view: String,
+    pub status: RunStatus,
+    /// What asked for it: "schedule", "api", "cli", "retry".
+    pub trigger: String,
+    /// 1 for a first try, 2.. for retries.
+    pub attempt: u32,
+    /// The schedule slot of a scheduled run.
+    pub scheduled_for: Option<String>,
+    pub actor: String,
+    pub requested_at: String,
+    /// The run may not start before this (retry backoff).
+    pub not_before: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// The replica that claimed it.
+    pub owner: Option<String>,
+    pub lease_until: Option<String>,
+    pub cancel_requested: bool,
+    pub rows_read: Option<u64>,
+    pub rows_written: Option<u64>,
+    pub rows_rejected: Option<u64>,
+    pub snapshot_version: Option<u64>,
+    pub manifest_seq: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// A run to queue with [`Registry::enqueue_run`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRun {
+    pub view: String,
+    pub trigger: String,
+    /// 1 for a first try.
+    pub attempt: u32,
+    /// The schedule slot (RFC 3339) of a scheduled run. A slot is taken by its first run
+    /// whatever became of it, so a retry carries `None` (or it is
+    /// [`Enqueued::AlreadyScheduled`]).
+    pub scheduled_for: Option<String>,
+    /// RFC 3339; `None` means now.
+    pub not_before: Option<String>,
+    pub actor: String,
+}
+
+/// What [`Registry::enqueue_run`] did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub enum Enqueued {
+    Queued(JobRun),
+    /// A queued or running run of the view exists (returned): overlapping runs are not
+    /// started.
+    AlreadyActive(JobRun),
+    /// A run for this (view, scheduled_for) slot already exists, whatever its status: another
+    /// replica scheduled it.
+    AlreadyScheduled,
+}
+
+/// How a run ended, recorded by [`Registry::finish_run`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunOutcome {
+    /// Succeeded, Failed or Cancelled.
+    pub status: RunStatus,
+    pub rows_read: Option<u64>,
+    pub rows_written: Option<u64>,
+    pub rows_rejected: Option<u64>,
+    pub snapshot_version: Option<u64>,
+    pub manifest_seq: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// Which runs [`Registry::job_runs`] lists; filters are exact matches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunQuery {
+    pub view: Option<String>,
+    pub status: Option<RunStatus>,
+    /// Only runs with an id below this, to page back from the last run of a page.
+    pub before_id: Option<u64>,
+    /// 1..=1000.
+    pub limit: usize,
+}
+
+impl Default for RunQuery {
+    fn default() -> Self {
+        Self {
+            view: None,
+            status: None,
+            before_id: None,
+            limit: 50,
+        }
+    }
 }
 
 /// What an edge reports about itself each poll interval.
@@ -464,5 +696,23 @@ mod tests {
         let r: SnapshotRecord = serde_json::from_value(old).expect("parses");
         assert_eq!(r.definition_version, 0);
         assert_eq!(r.lineage, serde_json::json!({}));
+    }
+
+    #[test]
+    fn run_statuses_round_trip() {
+        for s in RunStatus::ALL {
+            assert_eq!(RunStatus::parse(s.as_str()), Some(s));
+            // The API and the database spell a status the same way.
+            assert_eq!(serde_json::to_value(s).expect("serialises"), s.as_str());
+            assert_eq!(s.to_string(), s.as_str());
+        }
+        assert_eq!(RunStatus::parse("Running"), None);
+        let active: Vec<_> = RunStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_active())
+            .collect();
+        assert_eq!(active, [RunStatus::Queued, RunStatus::Running]);
+        assert_eq!(RunOutcome::default().status, RunStatus::Failed);
+        assert_eq!(RunQuery::default().limit, 50);
     }
 }

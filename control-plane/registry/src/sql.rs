@@ -7,12 +7,15 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Executor, Row};
 
+mod jobs;
+
 use crate::catalog::{self, Candidate, Doc};
 use crate::target::{Target, sqlite_file_url};
 use crate::{
-    ApplyOutcome, ChangeEntry, ChangelogQuery, Definitions, EdgeHeartbeat, EdgeRecord, NewChange,
-    ObjectKind, ObjectVersion, Registry, RegistryError, Rollback, RollbackBinding, SearchQuery,
-    SearchResults, SnapshotRecord, StoredObject,
+    ApplyOutcome, ChangeEntry, ChangelogQuery, Definitions, EdgeHeartbeat, EdgeRecord, Enqueued,
+    JobRun, NewChange, NewRun, ObjectKind, ObjectVersion, Registry, RegistryError, Rollback,
+    RollbackBinding, RunOutcome, RunQuery, RunStatus, SearchQuery, SearchResults, SnapshotRecord,
+    StoredObject,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -46,7 +49,13 @@ fn db(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> RegistryError {
 }
 
 fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    format_time(chrono::Utc::now())
+}
+
+/// How the registry writes times: RFC 3339 UTC with microseconds and `Z`, a fixed width, so
+/// that stored times compare chronologically as text on both databases.
+fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 fn to_i64(v: u64, what: &str) -> Result<i64, RegistryError> {
@@ -1317,5 +1326,70 @@ impl Registry for SqlRegistry {
             .collect::<Result<Vec<_>, RegistryError>>()?;
         out.sort_by(|a, b| a.heartbeat.id.cmp(&b.heartbeat.id));
         Ok(out)
+    }
+
+    // Job runs live in `jobs.rs`.
+
+    async fn enqueue_run(&self, r: &NewRun) -> Result<Enqueued, RegistryError> {
+        self.enqueue_run_impl(r).await
+    }
+
+    async fn claim_run(
+        &self,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<JobRun>, RegistryError> {
+        self.claim_run_impl(owner, lease).await
+    }
+
+    async fn claim_run_id(
+        &self,
+        id: u64,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<JobRun>, RegistryError> {
+        self.claim_run_id_impl(id, owner, lease).await
+    }
+
+    async fn renew_lease(
+        &self,
+        id: u64,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, RegistryError> {
+        self.renew_lease_impl(id, owner, lease).await
+    }
+
+    async fn finish_run(
+        &self,
+        id: u64,
+        owner: &str,
+        outcome: &RunOutcome,
+    ) -> Result<bool, RegistryError> {
+        self.finish_run_impl(id, owner, outcome).await
+    }
+
+    async fn request_cancel(&self, id: u64, actor: &str) -> Result<Option<JobRun>, RegistryError> {
+        self.request_cancel_impl(id, actor).await
+    }
+
+    async fn expire_leases(&self) -> Result<Vec<JobRun>, RegistryError> {
+        self.expire_leases_impl().await
+    }
+
+    async fn job_runs(&self, q: &RunQuery) -> Result<Vec<JobRun>, RegistryError> {
+        self.job_runs_impl(q).await
+    }
+
+    async fn job_run(&self, id: u64) -> Result<Option<JobRun>, RegistryError> {
+        self.job_run_impl(id).await
+    }
+
+    async fn last_run(
+        &self,
+        view: &str,
+        status: Option<RunStatus>,
+    ) -> Result<Option<JobRun>, RegistryError> {
+        self.last_run_impl(view, status).await
     }
 }

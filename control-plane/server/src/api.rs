@@ -527,6 +527,96 @@ async fn edges(State(cp): State<Shared>) -> Result<Response, ControlError> {
     Ok(Json(serde_json::json!({ "items": items })).into_response())
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct JobsParams {
+    view: Option<String>,
+    status: Option<String>,
+    before: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/jobs`: materialization runs, newest first.
+async fn jobs(
+    State(cp): State<Shared>,
+    q: Result<Query<JobsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ControlError> {
+    let p = query(q)?;
+    let status = p
+        .status
+        .as_deref()
+        .map(|s| {
+            fstore_registry::RunStatus::parse(s).ok_or_else(|| {
+                ControlError::BadRequest(format!(
+                    "`status={s}`: use queued, running, succeeded, failed or cancelled"
+                ))
+            })
+        })
+        .transpose()?;
+    let items = cp
+        .job_runs(&fstore_registry::RunQuery {
+            view: p.view,
+            status,
+            before_id: p.before,
+            limit: p.limit.unwrap_or(50),
+        })
+        .await?;
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
+}
+
+fn run_id(id: &str) -> Result<u64, ControlError> {
+    id.parse()
+        .map_err(|_| ControlError::BadRequest(format!("`{id}` is not a run id")))
+}
+
+/// `GET /v1/jobs/{id}`.
+async fn job(State(cp): State<Shared>, Path(id): Path<String>) -> Result<Response, ControlError> {
+    Ok(Json(cp.job_run(run_id(&id)?).await?).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TriggerBody {
+    view: Option<String>,
+    author: Option<String>,
+}
+
+/// `POST /v1/jobs` `{"view": …}`: queue a run for the scheduler's worker (202).
+async fn trigger_job(
+    State(cp): State<Shared>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ControlError> {
+    let b: TriggerBody = json_body(body)?;
+    let view = b
+        .view
+        .ok_or_else(|| ControlError::BadRequest("`view` is required".into()))?;
+    let t = cp.trigger_run(&view, &author(b.author)?).await?;
+    Ok((StatusCode::ACCEPTED, Json(t)).into_response())
+}
+
+/// `POST /v1/jobs/{id}/cancel`.
+async fn cancel_job(
+    State(cp): State<Shared>,
+    Path(id): Path<String>,
+    q: Result<Query<DeleteParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ControlError> {
+    let p = query(q)?;
+    if p.force {
+        return Err(ControlError::BadRequest(
+            "`force` does not apply to cancelling a run".into(),
+        ));
+    }
+    let run = cp.cancel_run(run_id(&id)?, &author(p.author)?).await?;
+    Ok(Json(run).into_response())
+}
+
+/// `GET /metrics`: Prometheus text: job runs and durations of this replica, and how old each
+/// view's live snapshot is.
+async fn metrics(State(cp): State<Shared>) -> Result<Response, ControlError> {
+    let text = cp.metrics_text().await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
 async fn healthz(State(cp): State<Shared>) -> Response {
     Json(serde_json::json!({"status": "ok", "registry": cp.registry().backend()})).into_response()
 }
@@ -574,6 +664,10 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route("/v1/impact/{kind}/{name}", get(impact))
         .route("/v1/rollbacks", get(rollbacks))
         .route("/v1/edges", get(edges))
+        .route("/v1/jobs", get(jobs).post(trigger_job))
+        .route("/v1/jobs/{id}", get(job))
+        .route("/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/metrics", get(metrics))
         .route("/v1/edges/heartbeat", post(heartbeat))
         .route(
             "/v1/rollbacks/{service}",
@@ -596,7 +690,20 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(cp))
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let jobs = cp
+        .config
+        .jobs
+        .enabled
+        .then(|| tokio::spawn(crate::jobs::run(cp.clone(), stopped)));
+    let served = axum::serve(listener, router(cp))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    // A run in progress is abandoned, not published: its lease lapses and another replica
+    // (or this one, restarted) fails and retries it.
+    let _ = stop.send(true);
+    if let Some(j) = jobs {
+        j.abort();
+    }
+    served
 }

@@ -7,6 +7,7 @@ mod catalog;
 mod changes;
 mod error;
 mod governance;
+mod jobs;
 mod openapi;
 mod service;
 mod transforms;
@@ -18,6 +19,7 @@ pub use catalog::{
 pub use changes::Dependent;
 pub use error::ControlError;
 pub use governance::{DeleteReport, RollbackParams, RollbackReport};
+pub use jobs::{JobMetrics, JobSettings, Triggered};
 pub use openapi::openapi;
 pub use service::{
     ApplyOptions, ApplyReport, ControlConfig, ControlPlane, DEFAULT_RETAIN_VERSIONS,

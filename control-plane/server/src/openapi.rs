@@ -22,10 +22,95 @@ fn path_param(name: &str, desc: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "description": desc, "schema": {"type": "string"}})
 }
 
+/// The catalog, versions, lineage, rollbacks, fleet and jobs endpoints (one `json!` would
+/// exceed the macro recursion limit).
+fn catalog_paths(kinds: &Value) -> Value {
+    json!({
+            "/v1/{kind}/{name}/versions": {"get": op("Every version of an object (author, time, message), each with its diff against the one before, classified compatible or breaking",
+                json!([{"name": "kind", "in": "path", "required": true, "schema": kinds}, path_param("name", "object name")]),
+                None, "versions, oldest first")},
+            "/v1/{kind}/{name}/diff": {"get": op("What changed between two versions, classified compatible or breaking",
+                json!([{"name": "kind", "in": "path", "required": true, "schema": kinds}, path_param("name", "object name"),
+                    {"name": "from", "in": "query", "required": true, "schema": {"type": "string"}, "description": "3 or v3"},
+                    {"name": "to", "in": "query", "required": true, "schema": {"type": "string"}}]),
+                None, "the diff")},
+            "/v1/catalog/search": {"get": op("Ranked full-text search over features and definitions: names, descriptions and tags, the last word as a prefix; matches highlighted with <mark>",
+                json!([{"name": "q", "in": "query", "schema": {"type": "string"}},
+                    {"name": "kind", "in": "query", "schema": {"type": "string", "enum": ["feature", "feature_view", "on_demand_view", "feature_service", "source", "transform", "entity", "request_source"]}},
+                    {"name": "tag", "in": "query", "schema": {"type": "string"}},
+                    {"name": "owner", "in": "query", "schema": {"type": "string"}},
+                    {"name": "entity", "in": "query", "schema": {"type": "string"}},
+                    {"name": "type", "in": "query", "schema": {"type": "string"}},
+                    {"name": "view", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}]),
+                None, "total, and one page of hits with scores and highlights")},
+            "/v1/features/{view}/{feature}": {"get": op("A feature's page: definition, versions that touched it, services (pins, rollbacks), lineage, freshness, quality",
+                json!([path_param("view", "feature view or on-demand view"), path_param("feature", "feature name")]),
+                None, "the feature's page")},
+            "/v1/changelog": {"get": op("Every registry mutation (apply, delete, publish, rollback), newest first: who, when, what changed",
+                json!([{"name": "kind", "in": "query", "schema": {"type": "string"}},
+                    {"name": "name", "in": "query", "schema": {"type": "string"}},
+                    {"name": "actor", "in": "query", "schema": {"type": "string"}},
+                    {"name": "action", "in": "query", "schema": {"type": "string"}},
+                    {"name": "before", "in": "query", "schema": {"type": "integer"}, "description": "entries with a smaller sequence number (paging)"},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}}]),
+                None, "entries and the `before` of the next page")},
+            "/v1/lineage/{kind}/{name}": {"get": op("Lineage: source → transform → view → snapshot → service, as JSON or Graphviz DOT",
+                json!([path_param("kind", "source, entity, request_source, transform, feature_view, on_demand_view, feature_service, snapshot"), path_param("name", "node name (a snapshot is view/version)"),
+                    {"name": "direction", "in": "query", "schema": {"type": "string", "enum": ["upstream", "downstream", "both"], "default": "both"}},
+                    {"name": "depth", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "dot"], "default": "json"}}]),
+                None, "the subgraph")},
+            "/v1/impact/{kind}/{name}": {"get": op("What a change to this reaches: feature views, on-demand views, services, snapshots",
+                json!([path_param("kind", "node kind"), path_param("name", "node name")]),
+                None, "the affected objects")},
+            "/v1/edges": {"get": op("The fleet: every edge that reported (region, address, manifest and snapshot versions it serves, last heartbeat), up or down", json!([]), None, "edges")},
+            "/v1/edges/heartbeat": {"post": op("An edge reports itself (edges do this each poll interval when given --control-plane)",
+                json!([]),
+                Some(json!({"content": {"application/json": {"schema": {"type": "object",
+                    "required": ["id", "region", "address", "views", "ready", "interval_ms", "started_at"],
+                    "properties": {"id": {"type": "string"}, "region": {"type": "string"}, "address": {"type": "string"},
+                        "manifest_seq": {"type": ["integer", "null"]}, "views": {"type": "object", "additionalProperties": {"type": "integer"}},
+                        "ready": {"type": "boolean"}, "interval_ms": {"type": "integer"}, "started_at": {"type": "string"}}}}}})),
+                "recorded (204)")},
+            "/metrics": {"get": {"summary": "Prometheus text: job runs and durations of this replica, each view's freshness",
+                "responses": {"200": {"description": "metrics", "content": {"text/plain": {}}}}}},
+            "/v1/jobs": {
+                "get": op("Materialization runs, newest first: status (queued, running, succeeded, failed, cancelled), trigger, attempt, times, rows, snapshot, error",
+                    json!([{"name": "view", "in": "query", "schema": {"type": "string"}},
+                        {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]}},
+                        {"name": "before", "in": "query", "schema": {"type": "integer"}, "description": "runs with a smaller id (paging)"},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}}]),
+                    None, "runs"),
+                "post": op("Queue a run of a view for the scheduler's worker (202); 409 while one of the view is queued or running",
+                    json!([]),
+                    Some(json!({"content": {"application/json": {"schema": {"type": "object", "required": ["view"], "properties": {
+                        "view": {"type": "string"}, "author": {"type": "string"}}}}}})),
+                    "the queued run")},
+            "/v1/jobs/{id}": {"get": op("One run", json!([path_param("id", "run id")]), None, "the run")},
+            "/v1/jobs/{id}/cancel": {"post": op("Cancel a run: a queued one at once, a running one at its next lease renewal; 409 when it already finished",
+                json!([path_param("id", "run id"), {"name": "author", "in": "query", "schema": {"type": "string"}}]), None, "the run")},
+            "/v1/rollbacks": {"get": op("Services currently rolled back, and to which snapshots", json!([]), None, "rollbacks")},
+            "/v1/rollbacks/{service}": {
+                "post": op("Point a service back at earlier snapshots: every view as published version `to_version` served it, or one `view` to one `snapshot`; edges follow at their next poll",
+                    json!([path_param("service", "feature service")]),
+                    Some(json!({"content": {"application/json": {"schema": {"type": "object", "properties": {
+                        "to_version": {"type": "integer"}, "view": {"type": "string"}, "snapshot": {"type": "integer"},
+                        "message": {"type": "string"}, "author": {"type": "string"}}}}}})),
+                    "the bindings and the manifest that serves them"),
+                "delete": op("Undo a service's rollback: serve the live snapshots again",
+                    json!([path_param("service", "feature service")]), None, "the manifest that serves it")},
+            "/v1/snapshots/{view}/{version}": {"get": op("One snapshot's record and lineage: input files (size, ETag), rows, definition version, transform digests; `view` may be an edge's slot (customer_rfm#41)",
+                json!([path_param("view", "view or slot"), {"name": "version", "in": "path", "required": true, "schema": {"type": "integer"}}]),
+                None, "the snapshot record")}
+    })
+}
+
 /// The control plane's OpenAPI 3.1 description.
 pub fn openapi() -> Value {
     let kinds = json!({"type": "string", "enum": ["entities", "sources", "request-sources", "transforms", "feature-views", "on-demand-views", "feature-services"]});
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "fstore control plane", "version": env!("CARGO_PKG_VERSION")},
         "paths": {
@@ -82,68 +167,7 @@ pub fn openapi() -> Value {
                     json!([{"name": "kind", "in": "path", "required": true, "schema": kinds}, path_param("name", "object name"),
                         {"name": "force", "in": "query", "schema": {"type": "boolean"}},
                         {"name": "author", "in": "query", "schema": {"type": "string"}}]),
-                    None, "what was deleted")},
-            "/v1/{kind}/{name}/versions": {"get": op("Every version of an object (author, time, message), each with its diff against the one before, classified compatible or breaking",
-                json!([{"name": "kind", "in": "path", "required": true, "schema": kinds}, path_param("name", "object name")]),
-                None, "versions, oldest first")},
-            "/v1/{kind}/{name}/diff": {"get": op("What changed between two versions, classified compatible or breaking",
-                json!([{"name": "kind", "in": "path", "required": true, "schema": kinds}, path_param("name", "object name"),
-                    {"name": "from", "in": "query", "required": true, "schema": {"type": "string"}, "description": "3 or v3"},
-                    {"name": "to", "in": "query", "required": true, "schema": {"type": "string"}}]),
-                None, "the diff")},
-            "/v1/catalog/search": {"get": op("Ranked full-text search over features and definitions: names, descriptions and tags, the last word as a prefix; matches highlighted with <mark>",
-                json!([{"name": "q", "in": "query", "schema": {"type": "string"}},
-                    {"name": "kind", "in": "query", "schema": {"type": "string", "enum": ["feature", "feature_view", "on_demand_view", "feature_service", "source", "transform", "entity", "request_source"]}},
-                    {"name": "tag", "in": "query", "schema": {"type": "string"}},
-                    {"name": "owner", "in": "query", "schema": {"type": "string"}},
-                    {"name": "entity", "in": "query", "schema": {"type": "string"}},
-                    {"name": "type", "in": "query", "schema": {"type": "string"}},
-                    {"name": "view", "in": "query", "schema": {"type": "string"}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
-                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}]),
-                None, "total, and one page of hits with scores and highlights")},
-            "/v1/features/{view}/{feature}": {"get": op("A feature's page: definition, versions that touched it, services (pins, rollbacks), lineage, freshness, quality",
-                json!([path_param("view", "feature view or on-demand view"), path_param("feature", "feature name")]),
-                None, "the feature's page")},
-            "/v1/changelog": {"get": op("Every registry mutation (apply, delete, publish, rollback), newest first: who, when, what changed",
-                json!([{"name": "kind", "in": "query", "schema": {"type": "string"}},
-                    {"name": "name", "in": "query", "schema": {"type": "string"}},
-                    {"name": "actor", "in": "query", "schema": {"type": "string"}},
-                    {"name": "action", "in": "query", "schema": {"type": "string"}},
-                    {"name": "before", "in": "query", "schema": {"type": "integer"}, "description": "entries with a smaller sequence number (paging)"},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}}]),
-                None, "entries and the `before` of the next page")},
-            "/v1/lineage/{kind}/{name}": {"get": op("Lineage: source → transform → view → snapshot → service, as JSON or Graphviz DOT",
-                json!([path_param("kind", "source, entity, request_source, transform, feature_view, on_demand_view, feature_service, snapshot"), path_param("name", "node name (a snapshot is view/version)"),
-                    {"name": "direction", "in": "query", "schema": {"type": "string", "enum": ["upstream", "downstream", "both"], "default": "both"}},
-                    {"name": "depth", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                    {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "dot"], "default": "json"}}]),
-                None, "the subgraph")},
-            "/v1/impact/{kind}/{name}": {"get": op("What a change to this reaches: feature views, on-demand views, services, snapshots",
-                json!([path_param("kind", "node kind"), path_param("name", "node name")]),
-                None, "the affected objects")},
-            "/v1/edges": {"get": op("The fleet: every edge that reported (region, address, manifest and snapshot versions it serves, last heartbeat), up or down", json!([]), None, "edges")},
-            "/v1/edges/heartbeat": {"post": op("An edge reports itself (edges do this each poll interval when given --control-plane)",
-                json!([]),
-                Some(json!({"content": {"application/json": {"schema": {"type": "object",
-                    "required": ["id", "region", "address", "views", "ready", "interval_ms", "started_at"],
-                    "properties": {"id": {"type": "string"}, "region": {"type": "string"}, "address": {"type": "string"},
-                        "manifest_seq": {"type": ["integer", "null"]}, "views": {"type": "object", "additionalProperties": {"type": "integer"}},
-                        "ready": {"type": "boolean"}, "interval_ms": {"type": "integer"}, "started_at": {"type": "string"}}}}}})),
-                "recorded (204)")},
-            "/v1/rollbacks": {"get": op("Services currently rolled back, and to which snapshots", json!([]), None, "rollbacks")},
-            "/v1/rollbacks/{service}": {
-                "post": op("Point a service back at earlier snapshots: every view as published version `to_version` served it, or one `view` to one `snapshot`; edges follow at their next poll",
-                    json!([path_param("service", "feature service")]),
-                    Some(json!({"content": {"application/json": {"schema": {"type": "object", "properties": {
-                        "to_version": {"type": "integer"}, "view": {"type": "string"}, "snapshot": {"type": "integer"},
-                        "message": {"type": "string"}, "author": {"type": "string"}}}}}})),
-                    "the bindings and the manifest that serves them"),
-                "delete": op("Undo a service's rollback: serve the live snapshots again",
-                    json!([path_param("service", "feature service")]), None, "the manifest that serves it")},
-            "/v1/snapshots/{view}/{version}": {"get": op("One snapshot's record and lineage: input files (size, ETag), rows, definition version, transform digests; `view` may be an edge's slot (customer_rfm#41)",
-                json!([path_param("view", "view or slot"), {"name": "version", "in": "path", "required": true, "schema": {"type": "integer"}}]),
-                None, "the snapshot record")}
+                    None, "what was deleted")}
         },
         "components": {"schemas": {"Error": {
             "type": "object",
@@ -151,7 +175,13 @@ pub fn openapi() -> Value {
             "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
                 "code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}}
         }}}
-    })
+    });
+    if let (Some(paths), Value::Object(more)) =
+        (doc["paths"].as_object_mut(), catalog_paths(&kinds))
+    {
+        paths.extend(more);
+    }
+    doc
 }
 
 #[cfg(test)]
@@ -170,6 +200,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(paths.len(), 22);
+        assert_eq!(paths.len(), 26);
     }
 }

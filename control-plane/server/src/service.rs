@@ -27,6 +27,8 @@ pub struct ControlConfig {
     /// How many published versions object storage keeps (0 keeps all): after each publish,
     /// older manifests and the snapshots only they name are deleted.
     pub retain_versions: usize,
+    /// The scheduler, worker and job-run settings.
+    pub jobs: crate::jobs::JobSettings,
 }
 
 /// The default of [`ControlConfig::retain_versions`]: enough to step back through a few weeks
@@ -188,6 +190,7 @@ pub struct ControlPlane {
     /// by the registry) and the conditional pointer update keep publishes ordered.
     publish: tokio::sync::Mutex<()>,
     transforms: Transforms,
+    jobs_metrics: crate::jobs::JobMetrics,
     pub config: ControlConfig,
 }
 
@@ -242,6 +245,29 @@ pub(crate) fn rollback_slot(view: &str, snapshot_view: &str, version: u64) -> St
     }
 }
 
+/// The views a materialization of `views` covers: all of them when empty; each must exist.
+fn view_names(defs: &Definitions, views: &[String]) -> Result<Vec<String>, ControlError> {
+    let names: Vec<String> = if views.is_empty() {
+        defs.feature_views.iter().map(|v| v.name.clone()).collect()
+    } else {
+        for v in views {
+            if defs.view(v).is_none() {
+                return Err(ControlError::NotFound {
+                    kind: "feature view".into(),
+                    name: v.clone(),
+                });
+            }
+        }
+        views.to_vec()
+    };
+    if names.is_empty() {
+        return Err(ControlError::BadRequest(
+            "no feature views are defined; apply a features.yaml first".into(),
+        ));
+    }
+    Ok(names)
+}
+
 /// A recorded snapshot as a manifest serves it.
 fn manifest_view(rec: SnapshotRecord) -> ManifestView {
     ManifestView {
@@ -278,6 +304,7 @@ impl ControlPlane {
             store,
             publish: tokio::sync::Mutex::new(()),
             transforms: Transforms::new()?,
+            jobs_metrics: crate::jobs::JobMetrics::default(),
             config,
         })
     }
@@ -288,6 +315,10 @@ impl ControlPlane {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn jobs_metrics(&self) -> &crate::jobs::JobMetrics {
+        &self.jobs_metrics
     }
 
     /// Parses a `features.yaml` text; relative source paths resolve against `base_dir`.
@@ -724,33 +755,122 @@ impl ControlPlane {
         })
     }
 
-    /// Materializes `views` (all views when empty), and the definition versions services pin
-    /// of them, and publishes them in one manifest. Every snapshot is written before the
-    /// pointer moves; if any view fails, nothing is published and the live snapshot stays.
+    /// Materializes `views` (all views when empty) now, in this process, and records it as one
+    /// job run per view (trigger `manual`), so `fstore jobs` shows it and no scheduled run of
+    /// those views can overlap it. Refused (409 `run_active`) while a run of one of them is
+    /// queued or running.
     pub async fn materialize(
         &self,
         views: &[String],
         actor: &str,
     ) -> Result<Vec<MaterializeReport>, ControlError> {
         let defs = self.registry.definitions().await?;
-        let names: Vec<String> = if views.is_empty() {
-            defs.feature_views.iter().map(|v| v.name.clone()).collect()
-        } else {
-            for v in views {
-                if defs.view(v).is_none() {
-                    return Err(ControlError::NotFound {
-                        kind: "feature view".into(),
-                        name: v.clone(),
+        let names = view_names(&defs, views)?;
+        let owner = format!("{}/manual", self.config.jobs.replica);
+        let lease = self.config.jobs.lease;
+        let mut runs: Vec<fstore_registry::JobRun> = Vec::new();
+        for view in &names {
+            let queued = self
+                .registry
+                .enqueue_run(&fstore_registry::NewRun {
+                    view: view.clone(),
+                    trigger: "manual".into(),
+                    attempt: 1,
+                    scheduled_for: None,
+                    // Far ahead, so no worker claims it before this process does below.
+                    not_before: Some(
+                        (chrono::Utc::now() + chrono::Duration::days(365))
+                            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    ),
+                    actor: actor.to_string(),
+                })
+                .await?;
+            let claimed = match queued {
+                fstore_registry::Enqueued::Queued(run) => {
+                    self.registry.claim_run_id(run.id, &owner, lease).await?
+                }
+                fstore_registry::Enqueued::AlreadyActive(active) => {
+                    self.abandon(
+                        &runs,
+                        &owner,
+                        &format!("run #{} of `{view}` was active", active.id),
+                    )
+                    .await;
+                    return Err(ControlError::Conflict {
+                        code: "run_active",
+                        message: format!(
+                            "run #{} of `{view}` is {}; runs of one view do not overlap \
+                             (`fstore jobs`, or cancel it with `fstore jobs cancel {}`)",
+                            active.id,
+                            active.status.as_str(),
+                            active.id
+                        ),
+                        details: serde_json::to_value(&active).unwrap_or_default(),
+                    });
+                }
+                fstore_registry::Enqueued::AlreadyScheduled => None,
+            };
+            match claimed {
+                Some(run) => runs.push(run),
+                None => {
+                    self.abandon(&runs, &owner, "a run could not be claimed")
+                        .await;
+                    return Err(ControlError::Conflict {
+                        code: "run_active",
+                        message: format!("another process took the run of `{view}`"),
+                        details: serde_json::Value::Null,
                     });
                 }
             }
-            views.to_vec()
-        };
-        if names.is_empty() {
-            return Err(ControlError::BadRequest(
-                "no feature views are defined; apply a features.yaml first".into(),
-            ));
         }
+        let ids: Vec<u64> = runs.iter().map(|r| r.id).collect();
+        let work = self.materialize_views(&names, actor);
+        tokio::pin!(work);
+        let mut renew = tokio::time::interval(lease / 3);
+        renew.tick().await;
+        // The lease is renewed while the work runs, or another replica would take this
+        // process for dead and retry the views.
+        let result = loop {
+            tokio::select! {
+                done = &mut work => break done,
+                _ = renew.tick() => {
+                    for id in &ids {
+                        let _ = self.registry.renew_lease(*id, &owner, lease).await;
+                    }
+                }
+            }
+        };
+        for run in &runs {
+            let outcome = crate::jobs::outcome_of(&run.view, result.as_ref());
+            self.registry.finish_run(run.id, &owner, &outcome).await?;
+        }
+        result
+    }
+
+    /// Finishes runs this process claimed but will not execute, as cancelled.
+    async fn abandon(&self, runs: &[fstore_registry::JobRun], owner: &str, why: &str) {
+        for run in runs {
+            let outcome = fstore_registry::RunOutcome {
+                status: fstore_registry::RunStatus::Cancelled,
+                error: Some(format!("not started: {why}")),
+                ..fstore_registry::RunOutcome::default()
+            };
+            if let Err(e) = self.registry.finish_run(run.id, owner, &outcome).await {
+                tracing::warn!(run = run.id, error = %e, "could not record an abandoned run");
+            }
+        }
+    }
+
+    /// Materializes `views` (all views when empty), and the definition versions services pin
+    /// of them, and publishes them in one manifest. Every snapshot is written before the
+    /// pointer moves; if any view fails, nothing is published and the live snapshot stays.
+    pub(crate) async fn materialize_views(
+        &self,
+        views: &[String],
+        actor: &str,
+    ) -> Result<Vec<MaterializeReport>, ControlError> {
+        let defs = self.registry.definitions().await?;
+        let names = view_names(&defs, views)?;
         let targets = self.targets(&defs, &names).await?;
         let mut reports = Vec::new();
         let mut new_views = BTreeMap::new();

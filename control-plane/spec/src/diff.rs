@@ -9,7 +9,8 @@
 //!   change of how its value is computed (`column`, `transform`, `output`, `sql`,
 //!   `aggregation`, `window_seconds`, `unit_seconds`). `entities` (the key), `source`, `sources`
 //!   and `request_source` are breaking. `ttl_seconds` is compatible: it changes which entities
-//!   are served, not their values. In `steps` (the resolved components a view runs, matched by
+//!   are served, not their values; so is a view's `schedule`, which changes only when it is
+//!   materialized. In `steps` (the resolved components a view runs, matched by
 //!   transform name), a different `sha256`, `config`, `inputs` or `outputs` is breaking, new
 //!   limits are compatible, and a step added or removed is compatible because the features it
 //!   computes are compared on their own.
@@ -183,6 +184,17 @@ fn top_level(kind: ObjectKind, key: &str, o: Option<&Value>, n: Option<&Value>, 
             );
             out.push(key, o, n, Compatible, reason);
         }
+        (K::FeatureView, "schedule") => out.push(
+            key,
+            o,
+            n,
+            Compatible,
+            format!(
+                "schedule {} → {}: changes when it is materialized, not its values",
+                show(o),
+                show(n)
+            ),
+        ),
         (K::FeatureView, "entities") => out.push(
             key,
             o,
@@ -571,7 +583,7 @@ fn redact(v: Option<&Value>) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Definitions, ResolvedTransform, parse_features_yaml};
+    use crate::{Definitions, ResolvedTransform, Schedule, parse_features_yaml};
     use fstore_snapshot::{FeatureType, Field, TransformStep};
 
     const YAML: &str = r#"
@@ -653,6 +665,7 @@ feature_services:
         new.features[0].description = "spend".into();
         new.features[0].owner = "finance".into();
         new.ttl_seconds = 60 * 86_400;
+        new.schedule = Schedule::parse("1h").ok();
         let d = diff(ObjectKind::FeatureView, &old, &new);
         assert_eq!(d.compatibility, Compatible, "{d:#?}");
         let paths: Vec<&str> = d.changes.iter().map(|c| c.path.as_str()).collect();
@@ -663,12 +676,17 @@ feature_services:
                 "features.monetary_90d.description",
                 "features.monetary_90d.owner",
                 "owner",
+                "schedule",
                 "tags",
                 "ttl_seconds"
             ]
         );
         assert_eq!(
-            d.changes[5].reason,
+            d.changes[4].reason,
+            "schedule none → 1h: changes when it is materialized, not its values"
+        );
+        assert_eq!(
+            d.changes[6].reason,
             "ttl 30d → 60d: changes which entities are served, not their values"
         );
     }

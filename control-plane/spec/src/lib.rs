@@ -10,6 +10,7 @@ mod lineage;
 mod model;
 mod plan;
 mod redact;
+mod schedule;
 mod yaml;
 
 pub use diff::{Compatibility, Diff, FieldChange, diff_specs};
@@ -21,6 +22,7 @@ pub use model::{
 };
 pub use plan::{Action, Change, Plan};
 pub use redact::{redact_url, userinfo_span};
+pub use schedule::{Cron, Schedule};
 pub use yaml::parse_features_yaml;
 
 /// A problem in a definition file or object, with its position when one is known.

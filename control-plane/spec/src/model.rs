@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use fstore_snapshot::{FeatureRef, FeatureType, Field, KeyType, TransformStep};
 use serde::{Deserialize, Serialize};
 
-use crate::SpecError;
+use crate::{Schedule, SpecError};
 
 /// The kinds of object the registry holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -385,6 +385,9 @@ pub struct FeatureView {
     /// Maximum age of a row, in seconds; 0 means unbounded.
     pub ttl_seconds: u64,
     pub features: Vec<FeatureDef>,
+    /// When the control plane's scheduler materializes it; None: the scheduler does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
     #[serde(default)]
     pub description: String,
     #[serde(default)]

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::{
     Aggregation, Definitions, Entity, FeatureDef, FeatureService, FeatureView, OnDemandView,
-    RequestSource, Source, SourceFormat, SpecError, Transform, parse_duration,
+    RequestSource, Schedule, Source, SourceFormat, SpecError, Transform, parse_duration,
 };
 
 #[derive(Deserialize)]
@@ -197,6 +197,8 @@ struct RawView {
     source: Spanned<String>,
     #[serde(default)]
     ttl: Option<Spanned<String>>,
+    #[serde(default)]
+    schedule: Option<Spanned<String>>,
     features: Vec<RawFeature>,
     #[serde(default)]
     description: String,
@@ -336,12 +338,24 @@ pub fn parse_features_yaml(
                 0
             }),
         };
+        let schedule = v.schedule.as_ref().and_then(|s| {
+            Schedule::parse(s)
+                .map_err(|m| {
+                    errs.push(with_pos(
+                        SpecError::new(format!("feature view `{name}`: schedule {m}"))
+                            .key(format!("feature_views.{name}.schedule")),
+                        pos(s),
+                    ))
+                })
+                .ok()
+        });
         defs.feature_views.push(FeatureView {
             name,
             entities: v.entities.iter().map(|e| e.to_string()).collect(),
             source: v.source.to_string(),
             ttl_seconds,
             features: features_of(v.features, &mut errs),
+            schedule,
             description: v.description,
             owner: v.owner,
             tags: v.tags,
@@ -627,6 +641,50 @@ feature_services:
         );
         let e = first_err(&GOOD.replace("ttl: 30d", "ttl: 30 days"));
         assert!(e.message.contains("ttl"), "{e}");
+    }
+
+    #[test]
+    fn views_take_a_schedule() {
+        let with =
+            |s: &str| GOOD.replace("    ttl: 30d", &format!("    ttl: 30d\n    schedule: {s}"));
+        let schedule = |text: &str| {
+            let d = parse_features_yaml(text, None).unwrap_or_else(|e| panic!("{e:?}"));
+            d.feature_views[0].schedule.clone()
+        };
+        assert_eq!(schedule(GOOD), None);
+        assert_eq!(
+            schedule(&with("15m")),
+            Some(Schedule::Every { seconds: 900 })
+        );
+        for cron in ["\"0 */6 * * *\"", "30 9 * * mon-fri"] {
+            let s = schedule(&with(cron)).map(|s| s.to_string());
+            assert_eq!(s.as_deref(), Some(cron.trim_matches('"')));
+        }
+
+        // Stored as its text, and only when there is one.
+        let d = parse_features_yaml(&with("15m"), None).expect("valid");
+        let json = serde_json::to_value(&d.feature_views[0]).expect("json");
+        assert_eq!(json["schedule"], "15m");
+        let back =
+            Definitions::from_objects(d.objects().into_iter().map(|(kind, _, json)| (kind, json)))
+                .expect("readable");
+        assert_eq!(back, d);
+        let d = parse_features_yaml(GOOD, None).expect("valid");
+        let json = serde_json::to_string(&d.feature_views[0]).expect("json");
+        assert!(!json.contains("schedule"), "{json}");
+
+        let e = first_err(&with("\"0 25 * * *\""));
+        assert_eq!(
+            e.message,
+            "feature view `customer_rfm`: schedule `0 25 * * *`: hour 25 is outside 0-23"
+        );
+        assert_eq!(
+            e.key.as_deref(),
+            Some("feature_views.customer_rfm.schedule")
+        );
+        assert_eq!(e.location.as_deref(), Some("line 14, column 15"), "{e}");
+        let e = first_err(&with("0s"));
+        assert!(e.message.contains("at least 1 second"), "{e}");
     }
 
     #[test]
