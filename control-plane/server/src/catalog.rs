@@ -549,6 +549,36 @@ impl ControlPlane {
         Ok(self.registry().record_heartbeat(h).await?)
     }
 
+    /// Tells every edge that is up that version `seq` was published, so it polls now rather
+    /// than at its next interval. Best effort and bounded (one second per edge, all at once):
+    /// an edge that misses it still polls.
+    pub(crate) async fn notify_edges(&self, seq: u64) {
+        let edges = match self.edges().await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list edges to notify of a publish");
+                return;
+            }
+        };
+        let targets: Vec<String> = edges
+            .into_iter()
+            .filter(|e| e.status == "up")
+            .map(|e| e.record.heartbeat.address)
+            .filter(|a| a.starts_with("http://") || a.starts_with("https://"))
+            .collect();
+        let sends = targets.iter().map(|address| {
+            self.http()
+                .post(format!("{}/v1/notify", address.trim_end_matches('/')))
+                .json(&serde_json::json!({ "manifest_seq": seq }))
+                .send()
+        });
+        for (address, sent) in targets.iter().zip(futures::future::join_all(sends).await) {
+            if let Err(e) = sent.and_then(reqwest::Response::error_for_status) {
+                tracing::info!(edge = %address, error = %e, "could not notify an edge of a publish; it will poll");
+            }
+        }
+    }
+
     /// The fleet: every edge that reported, up or down by how long ago it last did.
     pub async fn edges(&self) -> Result<Vec<EdgeStatus>, ControlError> {
         let now = chrono::Utc::now();

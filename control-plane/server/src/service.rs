@@ -191,6 +191,8 @@ pub struct ControlPlane {
     publish: tokio::sync::Mutex<()>,
     transforms: Transforms,
     jobs_metrics: crate::jobs::JobMetrics,
+    /// For notifying edges of a publish; short timeouts, so a dead edge costs little.
+    http: reqwest::Client,
     pub config: ControlConfig,
 }
 
@@ -305,6 +307,12 @@ impl ControlPlane {
             publish: tokio::sync::Mutex::new(()),
             transforms: Transforms::new()?,
             jobs_metrics: crate::jobs::JobMetrics::default(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(1))
+                .build()
+                .map_err(|e| {
+                    ControlError::BadRequest(format!("cannot build an HTTP client: {e}"))
+                })?,
             config,
         })
     }
@@ -319,6 +327,10 @@ impl ControlPlane {
 
     pub fn jobs_metrics(&self) -> &crate::jobs::JobMetrics {
         &self.jobs_metrics
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// Parses a `features.yaml` text; relative source paths resolve against `base_dir`.
@@ -484,6 +496,7 @@ impl ControlPlane {
     /// retention pass is logged and left for the next publish: the publish itself succeeded.
     async fn publish_and_prune(&self, manifest: &Manifest) -> Result<(), ControlError> {
         self.store.publish(manifest).await?;
+        self.notify_edges(manifest.seq).await;
         match self.store.prune(self.config.retain_versions).await {
             Ok(r) if r.manifests.is_empty() && r.snapshots.is_empty() => {}
             Ok(r) => tracing::info!(

@@ -23,6 +23,8 @@ pub struct EdgeState {
     pub metrics: Metrics,
     pub max_entities: usize,
     pub region: String,
+    /// Wakes the poller before its interval: the control plane's notification of a publish.
+    pub wake: tokio::sync::Notify,
 }
 
 impl EdgeState {
@@ -33,6 +35,7 @@ impl EdgeState {
             metrics: Metrics::default(),
             max_entities: config.max_entities,
             region: config.region.clone(),
+            wake: tokio::sync::Notify::new(),
         }
     }
 }
@@ -115,6 +118,14 @@ async fn healthz(State(s): State<Arc<EdgeState>>) -> Response {
     json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())
 }
 
+/// `POST /v1/notify`: something was published; poll now instead of at the next interval.
+/// The poll itself decides what to load (the live pointer is the only truth), so a spurious
+/// or repeated notification costs one conditional GET, and the body is not read.
+async fn notify(State(s): State<Arc<EdgeState>>) -> Response {
+    s.wake.notify_one();
+    json_response(StatusCode::ACCEPTED, br#"{"status":"polling"}"#.to_vec())
+}
+
 async fn readyz(State(s): State<Arc<EdgeState>>) -> Response {
     let c = s.catalog.load();
     let (status, body) = match c.as_deref() {
@@ -181,6 +192,7 @@ pub fn router(state: Arc<EdgeState>, max_body_bytes: usize) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/v1/notify", post(notify))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -248,7 +248,10 @@ impl Loader {
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "poll failed; still serving the last good snapshot");
             }
-            tokio::time::sleep(interval).await;
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = self.state.wake.notified() => {}
+            }
         }
     }
 }
