@@ -40,6 +40,13 @@ feature_views:
     schedule: 3s
     features:
       - {{name: spend, type: float64}}
+  - name: stats_copy
+    entities: [customer]
+    source: stats_csv
+    ttl: 36500d
+    schedule: 3s
+    features:
+      - {{name: spend, type: float64}}
   - name: broken
     entities: [customer]
     source: missing_csv
@@ -77,7 +84,7 @@ fn replica(env: &Env, dir: &Path, id: &str) -> Proc {
             "--job-tick",
             "200ms",
             "--job-lease",
-            "1500ms",
+            "3s",
             "--job-backoff",
             "300ms",
             "--job-attempts",
@@ -187,9 +194,12 @@ async fn replicas_share_the_schedule_retry_cancel_and_survive_a_crash() {
     for w in spans.windows(2) {
         assert!(w[0].1 <= w[1].0, "runs overlapped: {spans:?}");
     }
-    let first = &scheduled[scheduled.len() - 1];
-    assert!(first["rows_written"].as_u64() == Some(2), "{first}");
-    assert!(first["snapshot_version"].as_u64().is_some(), "{first}");
+    let ok_run = scheduled
+        .iter()
+        .find(|r| status(r) == "succeeded")
+        .expect("a succeeded run");
+    assert_eq!(ok_run["rows_written"].as_u64(), Some(2), "{ok_run}");
+    assert!(ok_run["snapshot_version"].as_u64().is_some(), "{ok_run}");
 
     // --- A failing view: the run fails, is retried once after the backoff, then stops.
     let resp = reqwest::Client::new()
@@ -272,6 +282,25 @@ async fn replicas_share_the_schedule_retry_cancel_and_survive_a_crash() {
         "{m}"
     );
 
+    // Publishes from two replicas never undo each other: across every kept version, each
+    // view's snapshot version only moves forward.
+    let versions = get_json(&format!("{api}/v1/versions")).await;
+    let mut items: Vec<&Value> = versions["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .collect();
+    items.sort_by_key(|i| i["seq"].as_u64());
+    for pair in items.windows(2) {
+        for (view, v) in pair[0]["views"].as_object().expect("views") {
+            let next = &pair[1]["views"][view];
+            assert!(
+                next.as_u64() >= v.as_u64(),
+                "`{view}` went back from {v} to {next}: {versions:#}"
+            );
+        }
+    }
+
     // --- Metrics, and wrong input.
     let text = reqwest::get(format!("{api}/metrics"))
         .await
@@ -335,4 +364,81 @@ async fn replicas_share_the_schedule_retry_cancel_and_survive_a_crash() {
         assert!(!ok && !err.contains("panicked"), "{args:?}: {err}");
     }
     drop(survivor);
+}
+
+/// Two control planes (as two replicas would be) materialize different views at the same
+/// moment, again and again: every publish builds on the one before, so no view's snapshot
+/// version ever goes back in the published history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_publishers_never_undo_each_other() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("data")).expect("mkdir");
+    std::fs::write(
+        dir.join("data/stats.csv"),
+        "customer_id,ts,spend\n1,2026-01-01T00:00:00Z,10.0\n",
+    )
+    .expect("csv");
+    let yaml = format!(
+        r#"
+entities:
+  - name: customer
+    join_keys: [{{name: customer_id, type: int64}}]
+sources:
+  - name: stats_csv
+    path: {d}/data/stats.csv
+    format: csv
+    timestamp_field: ts
+feature_views:
+  - name: left
+    entities: [customer]
+    source: stats_csv
+    ttl: 36500d
+    features: [{{name: spend, type: float64}}]
+  - name: right
+    entities: [customer]
+    source: stats_csv
+    ttl: 36500d
+    features: [{{name: spend, type: float64}}]
+"#,
+        d = dir.display()
+    );
+    let open = || async {
+        fstore_control::ControlPlane::open(fstore_control::ControlConfig {
+            database_url: dir.join("registry.db").to_string_lossy().into_owned(),
+            store_url: dir.join("objects").to_string_lossy().into_owned(),
+            max_body_bytes: 1 << 20,
+            retain_versions: 0,
+            jobs: fstore_control::JobSettings {
+                enabled: false,
+                ..fstore_control::JobSettings::default()
+            },
+        })
+        .await
+        .expect("open")
+    };
+    let (a, b) = (open().await, open().await);
+    let defs = fstore_control::ControlPlane::parse(&yaml, None).expect("defs");
+    a.apply(&defs, &fstore_control::ApplyOptions::new("test"))
+        .await
+        .expect("apply");
+    let (left, right) = (["left".to_string()], ["right".to_string()]);
+    for _ in 0..15 {
+        let (l, r) = tokio::join!(a.materialize(&left, "a"), b.materialize(&right, "b"));
+        l.expect("left");
+        r.expect("right");
+    }
+    let versions = a.versions().await.expect("versions");
+    let mut items = versions.items.clone();
+    items.sort_by_key(|i| i.seq);
+    assert_eq!(items.len(), 30, "one publish per materialization");
+    for pair in items.windows(2) {
+        for (view, v) in &pair[0].views {
+            let next = pair[1].views.get(view).copied().unwrap_or(0);
+            assert!(
+                next >= *v,
+                "`{view}` went back from {v} to {next}: {items:#?}"
+            );
+        }
+    }
 }

@@ -45,6 +45,7 @@ pub async fn run_all(reg: &dyn Registry) {
     rollbacks(reg).await;
     rollbacks_go_with_their_service(reg).await;
     edge_heartbeats(reg).await;
+    named_locks(reg).await;
     job_runs_enqueue(reg).await;
     job_runs_claim_in_order(reg).await;
     job_runs_race(reg).await;
@@ -2209,8 +2210,13 @@ async fn job_runs_enqueue(reg: &dyn Registry) {
 
     // A slot is stored in UTC with microseconds, so the same instant written another way is
     // the same slot; the slot check comes before the active-run check.
+    assert_eq!(reg.last_scheduled_slot("jobs_b").await.expect("slot"), None);
     let b = queue(reg, scheduled("jobs_b", "2026-11-28T10:00:00Z")).await;
     assert_eq!(b.id, a.id + 1, "a refused enqueue uses up no id");
+    assert_eq!(
+        reg.last_scheduled_slot("jobs_b").await.expect("slot"),
+        b.scheduled_for.clone()
+    );
     assert_eq!(
         b.scheduled_for.as_deref(),
         Some("2026-11-28T10:00:00.000000Z")
@@ -2957,4 +2963,39 @@ async fn job_runs_list(reg: &dyn Registry) {
     );
     assert_invalid(reg.last_run("", None).await, "an empty view");
     reg.request_cancel(b2.id, "ana").await.expect("cancel");
+}
+
+/// A named lock is held by one holder until released or expired; its holder may renew it.
+async fn named_locks(reg: &dyn Registry) {
+    let long = std::time::Duration::from_secs(60);
+    assert!(reg.try_lock("publish", "a", long).await.expect("a takes"));
+    assert!(!reg.try_lock("publish", "b", long).await.expect("b waits"));
+    assert!(reg.try_lock("publish", "a", long).await.expect("a renews"));
+    assert!(
+        reg.try_lock("other", "b", long)
+            .await
+            .expect("another name")
+    );
+    reg.unlock("publish", "b").await.expect("not b's: no-op");
+    assert!(!reg.try_lock("publish", "b", long).await.expect("still a's"));
+    reg.unlock("publish", "a").await.expect("a releases");
+    assert!(reg.try_lock("publish", "b", long).await.expect("b takes"));
+    // An expired lease is taken over.
+    let short = std::time::Duration::from_millis(1);
+    assert!(reg.try_lock("brief", "a", short).await.expect("a takes"));
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert!(
+        reg.try_lock("brief", "b", long)
+            .await
+            .expect("b takes over")
+    );
+    for (name, holder) in [("", "a"), ("x", "")] {
+        assert!(matches!(
+            reg.try_lock(name, holder, long).await,
+            Err(RegistryError::Invalid(_))
+        ));
+    }
+    reg.unlock("publish", "b").await.expect("release");
+    reg.unlock("other", "b").await.expect("release");
+    reg.unlock("brief", "b").await.expect("release");
 }

@@ -232,6 +232,22 @@ pub trait Registry: Send + Sync + 'static {
         view: &str,
         status: Option<RunStatus>,
     ) -> Result<Option<JobRun>, RegistryError>;
+
+    /// The latest schedule slot queued for `view`, whatever became of its run.
+    async fn last_scheduled_slot(&self, view: &str) -> Result<Option<String>, RegistryError>;
+
+    /// Takes the named lock for `holder` until `lease` from now, if it is free, expired, or
+    /// already `holder`'s; true when taken. A lock held across processes (replicas, the CLI)
+    /// that share this registry: what one process's mutex cannot serialize.
+    async fn try_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool, RegistryError>;
+
+    /// Releases the named lock if `holder` has it.
+    async fn unlock(&self, name: &str, holder: &str) -> Result<(), RegistryError>;
 }
 
 /// The error of a run failed by [`Registry::expire_leases`].

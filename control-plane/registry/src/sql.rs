@@ -1392,4 +1392,21 @@ impl Registry for SqlRegistry {
     ) -> Result<Option<JobRun>, RegistryError> {
         self.last_run_impl(view, status).await
     }
+
+    async fn last_scheduled_slot(&self, view: &str) -> Result<Option<String>, RegistryError> {
+        self.last_scheduled_slot_impl(view).await
+    }
+
+    async fn try_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<bool, RegistryError> {
+        self.try_lock_impl(name, holder, lease).await
+    }
+
+    async fn unlock(&self, name: &str, holder: &str) -> Result<(), RegistryError> {
+        self.unlock_impl(name, holder).await
+    }
 }

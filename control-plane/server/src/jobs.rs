@@ -52,6 +52,33 @@ impl Default for JobSettings {
     }
 }
 
+impl JobSettings {
+    /// Settings that can run: a zero tick or lease would spin (or panic in a timer), a zero
+    /// timeout would fail every run.
+    pub fn validate(&self) -> Result<(), String> {
+        let ms = |d: Duration| d.as_millis();
+        if ms(self.tick) < 10 {
+            return Err("the job tick must be at least 10 ms".into());
+        }
+        if ms(self.lease) < 300 {
+            return Err("a job lease must be at least 300 ms".into());
+        }
+        if self.timeout.is_zero() || self.max_attempts == 0 {
+            return Err("the job timeout and attempts must be above zero".into());
+        }
+        if self.backoff > MAX_BACKOFF {
+            return Err("the job backoff must be at most a day".into());
+        }
+        if self.replica.trim().is_empty() {
+            return Err("the replica id must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// The longest wait before a retry, however many attempts came before.
+const MAX_BACKOFF: Duration = Duration::from_secs(86_400);
+
 /// `<host>-<pid>`: readable in `fstore jobs`, and unique among live processes.
 fn default_replica() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
@@ -252,6 +279,16 @@ impl ControlPlane {
         if !before.status.is_active() {
             return Err(finished(before));
         }
+        if before.trigger == "manual" && before.status == RunStatus::Running {
+            return Err(ControlError::Conflict {
+                code: "run_not_cancellable",
+                message: format!(
+                    "run #{id} is a manual materialization running in the process that started \
+                     it (`fstore materialize`); stop that process instead"
+                ),
+                details: serde_json::to_value(&before).unwrap_or_default(),
+            });
+        }
         let run = self
             .registry()
             .request_cancel(id, actor)
@@ -322,7 +359,14 @@ async fn scheduler_pass(
 ) -> Result<(), ControlError> {
     for lost in cp.registry().expire_leases().await? {
         tracing::warn!(run = lost.id, view = %lost.view, owner = ?lost.owner, "a run's lease expired; marked failed");
-        retry(cp, settings, &lost).await?;
+        // Each has been failed already; one retry that cannot be queued must not cost the
+        // others theirs.
+        if lost.cancel_requested {
+            continue;
+        }
+        if let Err(e) = retry(cp, settings, &lost).await {
+            tracing::warn!(run = lost.id, error = %e, "could not queue the retry of an expired run");
+        }
     }
     schedule(cp, settings.tick).await
 }
@@ -355,18 +399,12 @@ async fn schedule(cp: &ControlPlane, tick: Duration) -> Result<(), ControlError>
         let Some(schedule) = &view.schedule else {
             continue;
         };
-        let recent = cp
+        let last_slot = cp
             .registry()
-            .job_runs(&RunQuery {
-                view: Some(view.name.clone()),
-                limit: 20,
-                ..RunQuery::default()
-            })
-            .await?;
-        let last_slot = recent
-            .iter()
-            .filter_map(|r| r.scheduled_for.as_deref().and_then(parse_time))
-            .max();
+            .last_scheduled_slot(&view.name)
+            .await?
+            .as_deref()
+            .and_then(parse_time);
         // Catch up at most a day. A schedule with no run yet starts with the slots of the
         // last two ticks (the scheduler wakes once a tick, so a slot is seen within one).
         const DAY: i64 = 86_400_000_000;
@@ -416,8 +454,9 @@ async fn retry(
         return Ok(());
     }
     let factor = 2u32.saturating_pow(failed.attempt.saturating_sub(1));
-    let wait = settings.backoff.saturating_mul(factor);
-    let not_before = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+    let wait = settings.backoff.saturating_mul(factor).min(MAX_BACKOFF);
+    let not_before =
+        chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::days(1));
     let queued = cp
         .registry()
         .enqueue_run(&NewRun {
@@ -445,28 +484,55 @@ async fn execute(
 ) -> Result<(), ControlError> {
     let started = Instant::now();
     tracing::info!(run = run.id, view = %run.view, attempt = run.attempt, "run started");
-    let work = cp.materialize_views(std::slice::from_ref(&run.view), &run.actor);
+    let committing = std::sync::atomic::AtomicBool::new(false);
+    let work = cp.materialize_views(
+        std::slice::from_ref(&run.view),
+        &run.actor,
+        Some(&committing),
+    );
     tokio::pin!(work);
     let deadline = tokio::time::sleep(settings.timeout);
     tokio::pin!(deadline);
+    let mut timed_out = false;
     let mut renew = tokio::time::interval(settings.lease / 3);
     renew.tick().await;
+    // Once the run has started publishing it is seen through: dropping it then would leave a
+    // published manifest recorded as failed, and a retry publishing it again.
+    let committed = || committing.load(Ordering::SeqCst);
     let outcome = loop {
         tokio::select! {
             done = &mut work => break outcome_of(&run.view, done.as_ref()),
-            _ = &mut deadline => break RunOutcome {
-                status: RunStatus::Failed,
-                error: Some(format!("timed out after {} s", settings.timeout.as_secs())),
-                ..RunOutcome::default()
-            },
-            _ = renew.tick() => {
-                if !cp.registry().renew_lease(run.id, &settings.replica, settings.lease).await? {
-                    // Expired and failed by another replica, or finished elsewhere: not ours.
-                    tracing::warn!(run = run.id, "lost the lease of a running run; abandoning it");
-                    return Ok(());
+            _ = &mut deadline, if !timed_out => {
+                timed_out = true;
+                if !committed() {
+                    break RunOutcome {
+                        status: RunStatus::Failed,
+                        error: Some(format!("timed out after {} s", settings.timeout.as_secs())),
+                        ..RunOutcome::default()
+                    };
                 }
-                let now = cp.registry().job_run(run.id).await?;
-                if now.is_some_and(|r| r.cancel_requested) {
+            }
+            _ = renew.tick() => {
+                match cp.registry().renew_lease(run.id, &settings.replica, settings.lease).await {
+                    Ok(true) => {}
+                    // Expired and failed by another replica, or finished elsewhere: not ours.
+                    Ok(false) if !committed() => {
+                        tracing::warn!(run = run.id, "lost the lease of a running run; abandoning it");
+                        return Ok(());
+                    }
+                    Ok(false) => {}
+                    // A registry hiccup: keep going; the lease has time left, and the next
+                    // renewal tries again.
+                    Err(e) => tracing::warn!(run = run.id, error = %e, "could not renew a run's lease"),
+                }
+                let cancelled = cp
+                    .registry()
+                    .job_run(run.id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| r.cancel_requested);
+                if cancelled && !committed() {
                     break RunOutcome {
                         status: RunStatus::Cancelled,
                         error: Some("cancelled while running".into()),
@@ -484,13 +550,20 @@ async fn execute(
     } else {
         tracing::info!(run = run.id, view = %run.view, seconds, "run succeeded");
     }
-    if cp
+    match cp
         .registry()
         .finish_run(run.id, &settings.replica, &outcome)
-        .await?
-        && failed
+        .await
     {
-        retry(cp, settings, &run).await?;
+        Ok(true) if failed => {
+            if let Err(e) = retry(cp, settings, &run).await {
+                tracing::warn!(run = run.id, error = %e, "could not queue a retry");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(run = run.id, error = %e, "could not record the end of a run; its lease will lapse and it will be retried")
+        }
     }
     Ok(())
 }
@@ -518,5 +591,44 @@ pub(crate) fn outcome_of(
             error: Some(e.to_string()),
             ..RunOutcome::default()
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_that_cannot_run_are_refused() {
+        assert!(JobSettings::default().validate().is_ok());
+        for bad in [
+            JobSettings {
+                tick: Duration::ZERO,
+                ..JobSettings::default()
+            },
+            JobSettings {
+                lease: Duration::from_millis(1),
+                ..JobSettings::default()
+            },
+            JobSettings {
+                timeout: Duration::ZERO,
+                ..JobSettings::default()
+            },
+            JobSettings {
+                max_attempts: 0,
+                ..JobSettings::default()
+            },
+            JobSettings {
+                backoff: Duration::from_secs(10 * 86_400),
+                ..JobSettings::default()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn prometheus_labels_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

@@ -193,6 +193,8 @@ pub struct ControlPlane {
     jobs_metrics: crate::jobs::JobMetrics,
     /// For notifying edges of a publish; short timeouts, so a dead edge costs little.
     http: reqwest::Client,
+    /// This instance's name in registry locks: unique even for two instances in one process.
+    holder: String,
     pub config: ControlConfig,
 }
 
@@ -203,6 +205,16 @@ impl std::fmt::Debug for ControlPlane {
             .finish()
     }
 }
+
+/// How long a publisher holds the registry's publish lock at most: publishing is a manifest
+/// write, a pointer move and a retention pass, seconds at worst.
+const PUBLISH_LOCK_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long a publisher waits for another's publish before giving up.
+const PUBLISH_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Numbers control-plane instances within a process, for [`ControlPlane`]'s lock holder name.
+static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// One snapshot a materialization computes.
 struct Target {
@@ -299,6 +311,7 @@ fn now_micros() -> i64 {
 
 impl ControlPlane {
     pub async fn open(config: ControlConfig) -> Result<Self, ControlError> {
+        config.jobs.validate().map_err(ControlError::BadRequest)?;
         let registry = fstore_registry::open(&config.database_url).await?;
         let store = Store::from_url(&config.store_url)?;
         Ok(Self {
@@ -307,6 +320,11 @@ impl ControlPlane {
             publish: tokio::sync::Mutex::new(()),
             transforms: Transforms::new()?,
             jobs_metrics: crate::jobs::JobMetrics::default(),
+            holder: format!(
+                "{}#{}",
+                config.jobs.replica,
+                INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(1))
                 .build()
@@ -474,7 +492,17 @@ impl ControlPlane {
         &self,
         defs: &Definitions,
     ) -> Result<Option<u64>, ControlError> {
-        let _guard = self.publish.lock().await;
+        let guard = self.lock_publish().await?;
+        let published = self.republish_locked(defs).await;
+        self.unlock_publish(guard).await;
+        let seq = published?;
+        if let Some(seq) = seq {
+            self.notify_edges(seq).await;
+        }
+        Ok(seq)
+    }
+
+    async fn republish_locked(&self, defs: &Definitions) -> Result<Option<u64>, ControlError> {
         let Some(live) = self.store.live_manifest().await? else {
             return Ok(None);
         };
@@ -492,11 +520,46 @@ impl ControlPlane {
         Ok(Some(next.seq))
     }
 
+    /// Takes the right to publish: this process's mutex, then the registry's `publish` lock,
+    /// which serializes publishers across processes (replicas, the CLI). Two publishers
+    /// building from the same live manifest would otherwise each publish their own views on
+    /// top of it, the later undoing the earlier.
+    async fn lock_publish(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, ControlError> {
+        let guard = self.publish.lock().await;
+        let deadline = Instant::now() + PUBLISH_LOCK_WAIT;
+        while !self
+            .registry
+            .try_lock("publish", &self.holder, PUBLISH_LOCK_LEASE)
+            .await?
+        {
+            if Instant::now() > deadline {
+                return Err(ControlError::Conflict {
+                    code: "publish_busy",
+                    message: format!(
+                        "another process has held the publish lock for over {} s",
+                        PUBLISH_LOCK_WAIT.as_secs()
+                    ),
+                    details: serde_json::Value::Null,
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Ok(guard)
+    }
+
+    /// Releases what [`Self::lock_publish`] took. A failed release is logged: the lease
+    /// lapses on its own.
+    async fn unlock_publish(&self, guard: tokio::sync::MutexGuard<'_, ()>) {
+        if let Err(e) = self.registry.unlock("publish", &self.holder).await {
+            tracing::warn!(error = %e, "could not release the publish lock; it lapses by itself");
+        }
+        drop(guard);
+    }
+
     /// Publishes `manifest`, then applies retention. Call with the publish lock held. A failed
     /// retention pass is logged and left for the next publish: the publish itself succeeded.
     async fn publish_and_prune(&self, manifest: &Manifest) -> Result<(), ControlError> {
         self.store.publish(manifest).await?;
-        self.notify_edges(manifest.seq).await;
         match self.store.prune(self.config.retain_versions).await {
             Ok(r) if r.manifests.is_empty() && r.snapshots.is_empty() => {}
             Ok(r) => tracing::info!(
@@ -782,7 +845,55 @@ impl ControlPlane {
         let owner = format!("{}/manual", self.config.jobs.replica);
         let lease = self.config.jobs.lease;
         let mut runs: Vec<fstore_registry::JobRun> = Vec::new();
-        for view in &names {
+        if let Err(e) = self.claim_manual(&names, actor, &owner, &mut runs).await {
+            self.abandon(&runs, &owner, &e.to_string()).await;
+            return Err(e);
+        }
+        let ids: Vec<u64> = runs.iter().map(|r| r.id).collect();
+        let work = self.materialize_views(&names, actor, None);
+        tokio::pin!(work);
+        let mut renew = tokio::time::interval(lease / 3);
+        renew.tick().await;
+        // The lease is renewed while the work runs, or another replica would take this
+        // process for dead and retry the views.
+        let result = loop {
+            tokio::select! {
+                done = &mut work => break done,
+                _ = renew.tick() => {
+                    for id in &ids {
+                        match self.registry.renew_lease(*id, &owner, lease).await {
+                            Ok(true) => {}
+                            // Failed by a replica that took this process for dead: the work
+                            // goes on (stopping halfway helps nobody) and the record says so.
+                            Ok(false) => tracing::warn!(run = id, "lost the lease of a manual run"),
+                            Err(e) => tracing::warn!(run = id, error = %e, "could not renew a manual run's lease"),
+                        }
+                    }
+                }
+            }
+        };
+        for run in &runs {
+            let outcome = crate::jobs::outcome_of(&run.view, result.as_ref());
+            // What happened was published or not either way; a record that fails to save
+            // must not turn a publish into an error.
+            if let Err(e) = self.registry.finish_run(run.id, &owner, &outcome).await {
+                tracing::warn!(run = run.id, error = %e, "could not record the end of a manual run");
+            }
+        }
+        result
+    }
+
+    /// Queues and claims one run per view for a manual materialization, into `runs`; on an
+    /// error the caller abandons what is there.
+    async fn claim_manual(
+        &self,
+        names: &[String],
+        actor: &str,
+        owner: &str,
+        runs: &mut Vec<fstore_registry::JobRun>,
+    ) -> Result<(), ControlError> {
+        let lease = self.config.jobs.lease;
+        for view in names {
             let queued = self
                 .registry
                 .enqueue_run(&fstore_registry::NewRun {
@@ -798,17 +909,9 @@ impl ControlPlane {
                     actor: actor.to_string(),
                 })
                 .await?;
-            let claimed = match queued {
-                fstore_registry::Enqueued::Queued(run) => {
-                    self.registry.claim_run_id(run.id, &owner, lease).await?
-                }
+            let run = match queued {
+                fstore_registry::Enqueued::Queued(run) => run,
                 fstore_registry::Enqueued::AlreadyActive(active) => {
-                    self.abandon(
-                        &runs,
-                        &owner,
-                        &format!("run #{} of `{view}` was active", active.id),
-                    )
-                    .await;
                     return Err(ControlError::Conflict {
                         code: "run_active",
                         message: format!(
@@ -821,13 +924,20 @@ impl ControlPlane {
                         details: serde_json::to_value(&active).unwrap_or_default(),
                     });
                 }
-                fstore_registry::Enqueued::AlreadyScheduled => None,
+                fstore_registry::Enqueued::AlreadyScheduled => {
+                    return Err(ControlError::Conflict {
+                        code: "run_active",
+                        message: format!("a run of `{view}` is already queued"),
+                        details: serde_json::Value::Null,
+                    });
+                }
             };
-            match claimed {
-                Some(run) => runs.push(run),
-                None => {
-                    self.abandon(&runs, &owner, "a run could not be claimed")
-                        .await;
+            match self.registry.claim_run_id(run.id, owner, lease).await {
+                Ok(Some(claimed)) => runs.push(claimed),
+                other => {
+                    // Still queued a year ahead: cancel it so the view is not blocked.
+                    let _ = self.registry.request_cancel(run.id, actor).await;
+                    other?;
                     return Err(ControlError::Conflict {
                         code: "run_active",
                         message: format!("another process took the run of `{view}`"),
@@ -836,28 +946,7 @@ impl ControlPlane {
                 }
             }
         }
-        let ids: Vec<u64> = runs.iter().map(|r| r.id).collect();
-        let work = self.materialize_views(&names, actor);
-        tokio::pin!(work);
-        let mut renew = tokio::time::interval(lease / 3);
-        renew.tick().await;
-        // The lease is renewed while the work runs, or another replica would take this
-        // process for dead and retry the views.
-        let result = loop {
-            tokio::select! {
-                done = &mut work => break done,
-                _ = renew.tick() => {
-                    for id in &ids {
-                        let _ = self.registry.renew_lease(*id, &owner, lease).await;
-                    }
-                }
-            }
-        };
-        for run in &runs {
-            let outcome = crate::jobs::outcome_of(&run.view, result.as_ref());
-            self.registry.finish_run(run.id, &owner, &outcome).await?;
-        }
-        result
+        Ok(())
     }
 
     /// Finishes runs this process claimed but will not execute, as cancelled.
@@ -881,6 +970,7 @@ impl ControlPlane {
         &self,
         views: &[String],
         actor: &str,
+        committing: Option<&std::sync::atomic::AtomicBool>,
     ) -> Result<Vec<MaterializeReport>, ControlError> {
         let defs = self.registry.definitions().await?;
         let names = view_names(&defs, views)?;
@@ -917,12 +1007,24 @@ impl ControlPlane {
                 Err(e) => return Err(e),
             }
         }
-        let _guard = self.publish.lock().await;
-        let live = self.store.live_manifest().await?;
-        let manifest = self
-            .next_manifest(live.as_ref(), &defs, new_views.clone())
-            .await?;
-        self.publish_and_prune(&manifest).await?;
+        let guard = self.lock_publish().await?;
+        // From here the run is committed: a job runner that times out or is cancelled now
+        // waits for it rather than dropping it halfway through recording what it published.
+        if let Some(c) = committing {
+            c.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        let published = async {
+            let live = self.store.live_manifest().await?;
+            let manifest = self
+                .next_manifest(live.as_ref(), &defs, new_views.clone())
+                .await?;
+            self.publish_and_prune(&manifest).await?;
+            Ok::<_, ControlError>(manifest)
+        }
+        .await;
+        self.unlock_publish(guard).await;
+        let manifest = published?;
+        self.notify_edges(manifest.seq).await;
         for r in &mut reports {
             r.manifest_seq = manifest.seq;
             let mv = &new_views[&r.view];

@@ -516,4 +516,61 @@ impl SqlRegistry {
             .map_err(db(format!("reading the last run of `{view}`")))?;
         rows.first().map(job_run).transpose()
     }
+
+    pub(super) async fn last_scheduled_slot_impl(
+        &self,
+        view: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        check_view(view)?;
+        let slot: Option<String> =
+            sqlx::query_scalar("SELECT MAX(scheduled_for) FROM job_runs WHERE view_name = $1")
+                .bind(view)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db(format!("reading the last schedule slot of `{view}`")))?;
+        Ok(slot)
+    }
+
+    pub(super) async fn try_lock_impl(
+        &self,
+        name: &str,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<bool, RegistryError> {
+        if name.is_empty() || holder.is_empty() {
+            return Err(RegistryError::Invalid(
+                "a lock needs a name and a holder".into(),
+            ));
+        }
+        let now = Utc::now();
+        let until = lease_end(now, lease)?;
+        let now = stored_time(now, "the current time")?;
+        // One statement: the row is taken when it is missing, expired, or already ours, and
+        // RETURNING says whether this caller's update happened.
+        let taken: Option<String> = sqlx::query_scalar(
+            "INSERT INTO locks (lock_name, holder, lease_until) VALUES ($1, $2, $3) \
+             ON CONFLICT (lock_name) DO UPDATE SET holder = excluded.holder, \
+             lease_until = excluded.lease_until \
+             WHERE locks.lease_until < $4 OR locks.holder = excluded.holder \
+             RETURNING holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(&until)
+        .bind(&now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(format!("taking lock `{name}`")))?;
+        Ok(taken.is_some())
+    }
+
+    pub(super) async fn unlock_impl(&self, name: &str, holder: &str) -> Result<(), RegistryError> {
+        sqlx::query("DELETE FROM locks WHERE lock_name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(db(format!("releasing lock `{name}`")))?;
+        Ok(())
+    }
 }
