@@ -152,10 +152,9 @@ pub struct DeleteArgs {
 
 /// A definition kind as people type it: `view`, `feature_view`, `feature-views`, `service`...
 fn object_kind(s: &str) -> anyhow::Result<ObjectKind> {
-    let node = NodeKind::parse(s).with_context(|| format!("`{s}` is not a kind"))?;
-    ObjectKind::ALL
-        .into_iter()
-        .find(|k| NodeKind::from_object(*k) == node)
+    NodeKind::parse(s)
+        .with_context(|| format!("`{s}` is not a kind"))?
+        .to_object()
         .with_context(|| format!("`{s}` is not a kind of definition"))
 }
 

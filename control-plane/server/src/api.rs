@@ -415,16 +415,12 @@ async fn lineage(
 ) -> Result<Response, ControlError> {
     let kind = node_kind(&kind)?;
     let p = query(q)?;
-    let direction = match p.direction.as_deref().unwrap_or("both") {
-        "upstream" => fstore_spec::Direction::Upstream,
-        "downstream" => fstore_spec::Direction::Downstream,
-        "both" => fstore_spec::Direction::Both,
-        other => {
-            return Err(ControlError::BadRequest(format!(
-                "`direction={other}`: use upstream, downstream or both"
-            )));
-        }
-    };
+    let direction = p.direction.as_deref().unwrap_or("both");
+    let direction = fstore_spec::Direction::parse(direction).ok_or_else(|| {
+        ControlError::BadRequest(format!(
+            "`direction={direction}`: use upstream, downstream or both"
+        ))
+    })?;
     let g = cp.lineage(kind, &name, direction, p.depth).await?;
     match p.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(g).into_response()),

@@ -427,12 +427,7 @@ impl ControlPlane {
         feature: &str,
     ) -> Result<Vec<FeatureVersion>, ControlError> {
         let has = |spec: Option<&serde_json::Value>| {
-            spec.and_then(|s| s.get("features"))
-                .and_then(|f| f.as_array())
-                .is_some_and(|fs| {
-                    fs.iter()
-                        .any(|f| f.get("name").and_then(|n| n.as_str()) == Some(feature))
-                })
+            crate::changes::stored_feature_names(spec).contains(feature)
         };
         let prefix = format!("features.{feature}");
         let mut out = Vec::new();

@@ -21,6 +21,15 @@ pub struct Dependent {
     pub change: String,
 }
 
+/// The feature names of a view as the registry stored it (its spec JSON): what a stored
+/// version, a pin or a rollback's snapshot can serve.
+pub fn stored_feature_names(spec: Option<&serde_json::Value>) -> BTreeSet<&str> {
+    spec.and_then(|s| s.get("features"))
+        .and_then(|f| f.as_array())
+        .map(|fs| fs.iter().filter_map(|f| f.get("name")?.as_str()).collect())
+        .unwrap_or_default()
+}
+
 /// Every `view@vN` slot some service reads.
 pub fn pinned_slots(defs: &Definitions) -> BTreeSet<String> {
     defs.feature_services

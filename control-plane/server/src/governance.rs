@@ -174,14 +174,12 @@ impl ControlPlane {
             .registry()
             .history(ObjectKind::FeatureView, base)
             .await?;
-        let has: BTreeSet<&str> = history
-            .iter()
-            .find(|h| h.version == record.definition_version)
-            .and_then(|h| h.spec.as_ref())
-            .and_then(|s| s.get("features"))
-            .and_then(|f| f.as_array())
-            .map(|fs| fs.iter().filter_map(|f| f.get("name")?.as_str()).collect())
-            .unwrap_or_default();
+        let has = crate::changes::stored_feature_names(
+            history
+                .iter()
+                .find(|h| h.version == record.definition_version)
+                .and_then(|h| h.spec.as_ref()),
+        );
         let missing: Vec<&str> = svc
             .features
             .iter()
@@ -279,14 +277,14 @@ impl ControlPlane {
                 .nodes
                 .into_iter()
                 .map(|n| n.id)
-                .filter(|id| *id != root && to_object(id.kind).is_some())
+                .filter(|id| *id != root && id.kind.to_object().is_some())
                 .collect();
             below.sort();
             doomed.extend(below);
         }
         let mut next = defs.clone();
         for id in &doomed {
-            if let Some(k) = to_object(id.kind) {
+            if let Some(k) = id.kind.to_object() {
                 remove(&mut next, k, &id.name);
             }
         }
@@ -347,15 +345,7 @@ fn served_slot<'m>(
 
 /// The view a snapshot key belongs to (`snapshots/<view>/<version>.fss`).
 pub(crate) fn key_view(key: &str) -> Option<&str> {
-    key.strip_prefix("snapshots/")?
-        .split_once('/')
-        .map(|(v, _)| v)
-}
-
-fn to_object(kind: NodeKind) -> Option<ObjectKind> {
-    ObjectKind::ALL
-        .into_iter()
-        .find(|k| NodeKind::from_object(*k) == kind)
+    fstore_storage::parse_snapshot_key(key).map(|(view, _)| view)
 }
 
 fn remove(defs: &mut Definitions, kind: ObjectKind, name: &str) {

@@ -156,6 +156,29 @@ impl JobMetrics {
     }
 }
 
+/// The run an enqueue queued, or the 409 `run_active` that says which run is in the way.
+pub(crate) fn queued_run(view: &str, enqueued: Enqueued) -> Result<JobRun, ControlError> {
+    match enqueued {
+        Enqueued::Queued(run) => Ok(run),
+        Enqueued::AlreadyActive(active) => Err(ControlError::Conflict {
+            code: "run_active",
+            message: format!(
+                "run #{} of `{view}` is {}; runs of one view do not overlap \
+                 (`fstore jobs`, or cancel it with `fstore jobs cancel {}`)",
+                active.id,
+                active.status.as_str(),
+                active.id
+            ),
+            details: serde_json::to_value(&active).unwrap_or_default(),
+        }),
+        Enqueued::AlreadyScheduled => Err(ControlError::Conflict {
+            code: "run_active",
+            message: format!("a run of `{view}` is already queued"),
+            details: serde_json::Value::Null,
+        }),
+    }
+}
+
 /// A Prometheus label value: backslash, quote and newline escaped.
 pub(crate) fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -193,7 +216,7 @@ impl ControlPlane {
                 name: view.to_string(),
             });
         }
-        match self
+        let queued = self
             .registry()
             .enqueue_run(&NewRun {
                 view: view.to_string(),
@@ -203,24 +226,11 @@ impl ControlPlane {
                 not_before: None,
                 actor: actor.to_string(),
             })
-            .await?
-        {
-            Enqueued::Queued(run) => Ok(Triggered { queued: true, run }),
-            Enqueued::AlreadyActive(run) => Err(ControlError::Conflict {
-                code: "run_active",
-                message: format!(
-                    "run #{} of `{view}` is already {}; runs of one view do not overlap",
-                    run.id,
-                    run.status.as_str()
-                ),
-                details: serde_json::to_value(&run).unwrap_or_default(),
-            }),
-            Enqueued::AlreadyScheduled => Err(ControlError::Conflict {
-                code: "run_active",
-                message: format!("a run of `{view}` is already queued"),
-                details: serde_json::Value::Null,
-            }),
-        }
+            .await?;
+        Ok(Triggered {
+            queued: true,
+            run: queued_run(view, queued)?,
+        })
     }
 
     /// Prometheus text: this replica's job figures, and each view's freshness (the age of

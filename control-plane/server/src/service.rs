@@ -452,14 +452,7 @@ impl ControlPlane {
                     .find(|v| v.version == n)
                     .and_then(|v| v.spec.as_ref());
                 let key = format!("feature_services.{}.features.{r}", s.name);
-                let has = spec
-                    .and_then(|spec| spec.get("features"))
-                    .and_then(|fs| fs.as_array())
-                    .is_some_and(|fs| {
-                        fs.iter().any(|f| {
-                            f.get("name").and_then(|n| n.as_str()) == Some(r.feature.as_str())
-                        })
-                    });
+                let has = crate::changes::stored_feature_names(spec).contains(r.feature.as_str());
                 match spec {
                     None => errs.push(
                         fstore_spec::SpecError::new(format!(
@@ -909,29 +902,7 @@ impl ControlPlane {
                     actor: actor.to_string(),
                 })
                 .await?;
-            let run = match queued {
-                fstore_registry::Enqueued::Queued(run) => run,
-                fstore_registry::Enqueued::AlreadyActive(active) => {
-                    return Err(ControlError::Conflict {
-                        code: "run_active",
-                        message: format!(
-                            "run #{} of `{view}` is {}; runs of one view do not overlap \
-                             (`fstore jobs`, or cancel it with `fstore jobs cancel {}`)",
-                            active.id,
-                            active.status.as_str(),
-                            active.id
-                        ),
-                        details: serde_json::to_value(&active).unwrap_or_default(),
-                    });
-                }
-                fstore_registry::Enqueued::AlreadyScheduled => {
-                    return Err(ControlError::Conflict {
-                        code: "run_active",
-                        message: format!("a run of `{view}` is already queued"),
-                        details: serde_json::Value::Null,
-                    });
-                }
-            };
+            let run = crate::jobs::queued_run(view, queued)?;
             match self.registry.claim_run_id(run.id, owner, lease).await {
                 Ok(Some(claimed)) => runs.push(claimed),
                 other => {

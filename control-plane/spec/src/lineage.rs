@@ -103,6 +103,13 @@ impl NodeKind {
         }
     }
 
+    /// The registry object kind of a definition node; None for snapshots and edges.
+    pub fn to_object(self) -> Option<ObjectKind> {
+        ObjectKind::ALL
+            .into_iter()
+            .find(|k| NodeKind::from_object(*k) == self)
+    }
+
     /// Whether nodes of this kind are definitions (rather than snapshots or edges).
     pub fn is_definition(self) -> bool {
         !matches!(self, NodeKind::Snapshot | NodeKind::Edge)

@@ -25,7 +25,7 @@ pub use manifest::{
     Precompiled,
 };
 pub use store::{ObjectInfo, PointerRead, Store};
-pub use versions::{PruneReport, PublishedVersion, Versions};
+pub use versions::{PruneReport, PublishedVersion, Versions, parse_snapshot_key};
 
 /// Errors talking to object storage, with the location that failed.
 #[derive(Debug, thiserror::Error)]

@@ -61,7 +61,7 @@ fn parse_manifest_key(key: &str) -> Option<u64> {
 
 /// The view and version in a snapshot key, only for keys exactly as [`snapshot_key`] writes
 /// them.
-fn parse_snapshot_key(key: &str) -> Option<(&str, u64)> {
+pub fn parse_snapshot_key(key: &str) -> Option<(&str, u64)> {
     let (view, file) = key.strip_prefix("snapshots/")?.split_once('/')?;
     let version: u64 = file.strip_suffix(".fss")?.parse().ok()?;
     (snapshot_key(view, version) == key).then_some((view, version))
