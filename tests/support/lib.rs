@@ -73,6 +73,45 @@ pub fn spawn_server(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Proc {
     Proc { child, url }
 }
 
+/// Starts `fstore serve control-plane --no-scheduler` (plus `extra` flags) and an edge that
+/// polls only once a minute but reports to it, so it learns of publishes by notification;
+/// waits until both answer. The edge caches under `cwd/edge-cache`.
+pub async fn control_plane_and_edge(
+    env: &[(&str, &str)],
+    cwd: &Path,
+    extra: &[&str],
+) -> (Proc, Proc) {
+    let mut args = vec![
+        "serve",
+        "control-plane",
+        "--addr",
+        "127.0.0.1:0",
+        "--no-scheduler",
+    ];
+    args.extend_from_slice(extra);
+    let cp = spawn_server(&args, env, cwd);
+    wait_ok(&format!("{}/healthz", cp.url), Duration::from_secs(60)).await;
+    let cache = cwd.join("edge-cache");
+    let edge = spawn_server(
+        &[
+            "serve",
+            "edge",
+            "--addr",
+            "127.0.0.1:0",
+            "--poll-interval",
+            "60s",
+            "--control-plane",
+            &cp.url,
+            "--cache-dir",
+            &cache.to_string_lossy(),
+        ],
+        env,
+        cwd,
+    );
+    wait_ok(&format!("{}/readyz", edge.url), Duration::from_secs(60)).await;
+    (cp, edge)
+}
+
 /// Polls `url` until it answers 200 or `timeout` passes.
 pub async fn wait_ok(url: &str, timeout: Duration) {
     let c = reqwest::Client::new();
@@ -404,7 +443,9 @@ impl Stack {
         cp.apply(&defs, &fstore_control::ApplyOptions::new("test"))
             .await
             .expect("apply");
-        cp.materialize(&[], "test").await.expect("materialize");
+        cp.materialize(&[], "test", fstore_control::RunMode::Full)
+            .await
+            .expect("materialize");
 
         let (stop, rx) = tokio::sync::watch::channel(false);
         let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

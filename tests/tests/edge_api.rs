@@ -266,7 +266,10 @@ async fn fifty_swaps_under_load_fail_no_request() {
         }));
     }
     for i in 0..50u64 {
-        let r = s.cp.materialize(&[], "test").await.expect("materialize");
+        let r =
+            s.cp.materialize(&[], "test", fstore_control::RunMode::Full)
+                .await
+                .expect("materialize");
         let seq = r[0].manifest_seq;
         // Wait until the edge serves this manifest, so every publish is a real swap.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -341,7 +344,10 @@ async fn a_corrupt_publish_leaves_the_edge_on_its_last_good_snapshot() {
     assert_eq!(r.status(), 200);
 
     // The next good publish is picked up as usual.
-    let next = s.cp.materialize(&[], "test").await.expect("materialize");
+    let next =
+        s.cp.materialize(&[], "test", fstore_control::RunMode::Full)
+            .await
+            .expect("materialize");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while get_json(&format!("{}/readyz", s.edge_url)).await["manifest"] != next[0].manifest_seq {
         assert!(

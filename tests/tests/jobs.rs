@@ -194,12 +194,21 @@ async fn replicas_share_the_schedule_retry_cancel_and_survive_a_crash() {
     for w in spans.windows(2) {
         assert!(w[0].1 <= w[1].0, "runs overlapped: {spans:?}");
     }
+    // The first run computes the view in full; the next ones are incremental and, with no
+    // new source file, publish nothing.
     let ok_run = scheduled
         .iter()
-        .find(|r| status(r) == "succeeded")
-        .expect("a succeeded run");
+        .find(|r| status(r) == "succeeded" && r["mode"] == "full")
+        .expect("a full run");
     assert_eq!(ok_run["rows_written"].as_u64(), Some(2), "{ok_run}");
+    assert_eq!(ok_run["entities"].as_u64(), Some(2), "{ok_run}");
     assert!(ok_run["snapshot_version"].as_u64().is_some(), "{ok_run}");
+    let idle = scheduled
+        .iter()
+        .find(|r| status(r) == "succeeded" && r["mode"] == "unchanged")
+        .expect("an incremental run with nothing new");
+    assert_eq!(idle["rows_read"].as_u64(), Some(0), "{idle}");
+    assert!(idle["snapshot_version"].is_null(), "{idle}");
 
     // --- A failing view: the run fails, is retried once after the backoff, then stops.
     let resp = reqwest::Client::new()
@@ -424,7 +433,10 @@ feature_views:
         .expect("apply");
     let (left, right) = (["left".to_string()], ["right".to_string()]);
     for _ in 0..15 {
-        let (l, r) = tokio::join!(a.materialize(&left, "a"), b.materialize(&right, "b"));
+        let (l, r) = tokio::join!(
+            a.materialize(&left, "a", fstore_control::RunMode::Full),
+            b.materialize(&right, "b", fstore_control::RunMode::Full)
+        );
         l.expect("left");
         r.expect("right");
     }

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fstore_tests::{fstore, get_json, spawn_server, wait_ok};
+use fstore_tests::{control_plane_and_edge, fstore, get_json};
 use serde_json::json;
 
 const YAML: &str = r#"
@@ -71,37 +71,7 @@ async fn a_publish_reaches_a_slow_polling_edge_in_seconds() {
         let (ok, _, err) = fstore(args, &env, dir);
         assert!(ok, "{args:?}: {err}");
     }
-    let cp = spawn_server(
-        &[
-            "serve",
-            "control-plane",
-            "--addr",
-            "127.0.0.1:0",
-            "--no-scheduler",
-        ],
-        &env,
-        dir,
-    );
-    wait_ok(&format!("{}/healthz", cp.url), Duration::from_secs(30)).await;
-    let edge = spawn_server(
-        &[
-            "serve",
-            "edge",
-            "--addr",
-            "127.0.0.1:0",
-            "--poll-interval",
-            "60s",
-            "--control-plane",
-            &cp.url,
-            "--edge-id",
-            "slow-poller",
-            "--cache-dir",
-            &dir.join("edge-cache").to_string_lossy(),
-        ],
-        &env,
-        dir,
-    );
-    wait_ok(&format!("{}/readyz", edge.url), Duration::from_secs(30)).await;
+    let (cp, edge) = control_plane_and_edge(&env, dir, &[]).await;
     assert_eq!(spend(&edge.url).await, 1.0);
     // It has reported in (its first heartbeat goes out at start).
     let deadline = Instant::now() + Duration::from_secs(20);

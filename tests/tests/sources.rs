@@ -577,6 +577,16 @@ async fn fails(defs: &fstore_spec::Definitions) -> OfflineError {
     }
 }
 
+/// Materializes `defs`, which must succeed with rows set aside.
+async fn rejects(defs: &fstore_spec::Definitions) -> fstore_offline::Materialized {
+    let m = materialize(defs, "v", 1, NOW, &[])
+        .await
+        .unwrap_or_else(|e| panic!("bad rows must be set aside, not fail the run: {e}"));
+    assert!(m.rows_rejected > 0, "nothing was rejected");
+    assert_eq!(m.rows_rejected, m.rejected.len() as u64);
+    m
+}
+
 #[test]
 fn wrong_input_is_a_clear_error() {
     let orders = orders();
@@ -606,15 +616,25 @@ fn wrong_input_is_a_clear_error() {
                 "{format}: {msg}"
             );
             // A column of the wrong type: channel is text.
-            let e = fails(&one_view(body, "      - {name: channel, type: int64}")).await;
-            let msg = e.to_string();
-            assert!(msg.contains("channel"), "{format}: {msg}");
-            assert!(msg.contains("date=2026-05-01/part-0"), "{format}: {msg}");
-            if *format != "parquet" {
-                // Text formats fail on the first bad value, naming its row.
+            let defs = one_view(body, "      - {name: channel, type: int64}");
+            if *format == "parquet" {
+                // A typed column that does not fit is a definition error.
+                let msg = fails(&defs).await.to_string();
+                assert!(msg.contains("channel"), "{format}: {msg}");
+                assert!(msg.contains("date=2026-05-01/part-0"), "{format}: {msg}");
+            } else {
+                // Text formats set each row with a bad value aside, naming file, row and
+                // column, and keep the rest (rows whose channel is empty parse as null).
+                let m = rejects(&defs).await;
+                let first = &m.rejected[0];
                 assert!(
-                    matches!(e, OfflineError::Row { .. }) || msg.contains("row 1"),
-                    "{format}: {msg}"
+                    first.file.contains("date=2026-05-01/part-0"),
+                    "{format}: {first:?}"
+                );
+                assert!(first.reason.contains("channel"), "{format}: {first:?}");
+                assert!(
+                    m.rows_written > 0,
+                    "{format}: the null-channel rows are kept"
                 );
             }
         }
@@ -634,16 +654,17 @@ fn wrong_input_is_a_clear_error() {
         broken[4] = "{\"customer_id\": 7, \"order_ts\": }".into();
         text = broken.join("\n");
         std::fs::write(&bad, text).expect("write");
-        let e = fails(&one_view(
+        let m = rejects(&one_view(
             &formats[2].1,
             "      - {name: amount, type: float64}",
         ))
         .await;
-        let msg = e.to_string();
-        assert!(matches!(e, OfflineError::Row { row: 5, .. }), "{msg}");
+        assert_eq!(m.rejected.len(), 1, "{:?}", m.rejected);
+        let r = &m.rejected[0];
+        assert_eq!(r.row, 5, "{r:?}");
         assert!(
-            msg.contains("date=2026-05-02/part-0.jsonl") && msg.contains("line 5"),
-            "{msg}"
+            r.file.contains("date=2026-05-02/part-0.jsonl") && r.reason.contains("line 5"),
+            "{r:?}"
         );
 
         let Some(pg) = &pg else {

@@ -88,21 +88,32 @@ pub async fn jobs(g: &Global, a: JobsArgs) -> anyhow::Result<()> {
                 return Ok(());
             }
             println!(
-                "{:>6}  {:<20} {:<10} {:<9} {:>3}  {:<27} {:>10} {:>10}  error",
-                "run", "view", "status", "trigger", "try", "requested", "read", "written"
+                "{:>6}  {:<20} {:<10} {:<9} {:>3}  {:<27} {:<9} {:>10} {:>10} {:>8}  error",
+                "run",
+                "view",
+                "status",
+                "trigger",
+                "try",
+                "requested",
+                "mode",
+                "read",
+                "written",
+                "rejected"
             );
             for r in &runs {
                 let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
                 println!(
-                    "{:>6}  {:<20} {:<10} {:<9} {:>3}  {:<27} {:>10} {:>10}  {}",
+                    "{:>6}  {:<20} {:<10} {:<9} {:>3}  {:<27} {:<9} {:>10} {:>10} {:>8}  {}",
                     r.id,
                     r.view,
                     r.status.as_str(),
                     r.trigger,
                     r.attempt,
                     r.requested_at,
+                    r.mode.as_deref().unwrap_or("-"),
                     n(r.rows_read),
                     n(r.rows_written),
+                    n(r.rows_rejected),
                     r.error.as_deref().unwrap_or("")
                 );
             }

@@ -81,6 +81,10 @@ pub enum Command {
         /// Views to materialize (all when none is named).
         #[arg(long = "view")]
         views: Vec<String>,
+        /// Publish only what changed since each view's last run (a delta) where its live
+        /// snapshot allows; by default every view is computed in full.
+        #[arg(long)]
+        incremental: bool,
     },
     /// Look features up on an edge, or in an earlier published version (`--version`, `--as-of`).
     Get {
@@ -192,6 +196,10 @@ pub enum ServeCommand {
         /// How often the scheduler looks for due schedules and queued runs.
         #[arg(long, env = "FSTORE_JOB_TICK", default_value = "1s", value_parser = parse_interval)]
         job_tick: Duration,
+        /// An incremental run merges its view's deltas into a full snapshot once there would
+        /// be this many.
+        #[arg(long, env = "FSTORE_COMPACT_AFTER", default_value_t = 8)]
+        compact_after: usize,
     },
     /// An edge runtime reading snapshots from the object store.
     Edge {
@@ -354,16 +362,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("Republished live manifest {seq}.");
             }
         }
-        Command::Materialize { views } => {
+        Command::Materialize { views, incremental } => {
             let cp = open_control(&g).await?;
             let bar = spinner("materializing");
-            let reports = cp.materialize(&views, &whoami()).await;
+            let mode = if incremental {
+                fstore_control::RunMode::Auto
+            } else {
+                fstore_control::RunMode::Full
+            };
+            let reports = cp.materialize(&views, &whoami(), mode).await;
             bar.finish_and_clear();
             for r in reports? {
+                if r.mode == "unchanged" {
+                    println!("{}: unchanged since version {}", r.view, r.version);
+                    continue;
+                }
+                let rejected = match &r.quarantine {
+                    Some(q) => format!(", {} rejected (listed in {q})", r.rows_rejected),
+                    None => String::new(),
+                };
                 println!(
-                    "{}: version {} — {} rows read, {} entities written, {} expired, {:.1} MiB, {} ms (manifest {})",
+                    "{}: version {} ({}) — {} rows read{rejected}, {} entities written, {} expired, {:.1} MiB, {} ms (manifest {})",
                     r.view,
                     r.version,
+                    r.mode,
                     r.rows_read,
                     r.rows_written,
                     r.rows_expired,
@@ -432,9 +454,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 job_backoff,
                 job_lease,
                 job_tick,
+                compact_after,
             } => {
-                if job_attempts == 0 || job_lease.is_zero() || job_tick.is_zero() {
-                    bail!("--job-attempts, --job-lease and --job-tick must be above zero");
+                if job_attempts == 0
+                    || job_lease.is_zero()
+                    || job_tick.is_zero()
+                    || compact_after == 0
+                {
+                    bail!(
+                        "--job-attempts, --job-lease, --job-tick and --compact-after must be above zero"
+                    );
                 }
                 let mut config = control_config(&g);
                 let defaults = fstore_control::JobSettings::default();
@@ -446,6 +475,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     timeout: job_timeout,
                     max_attempts: job_attempts,
                     backoff: job_backoff,
+                    compact_after,
                 };
                 let cp = Arc::new(open_with(&g, config).await?);
                 let listener = tokio::net::TcpListener::bind(&addr)

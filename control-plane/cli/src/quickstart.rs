@@ -92,7 +92,9 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
 
     // 3. Materialize.
     let bar = crate::spinner("materializing");
-    let reports = cp.materialize(&[], "quickstart").await;
+    let reports = cp
+        .materialize(&[], "quickstart", fstore_control::RunMode::Full)
+        .await;
     bar.finish_and_clear();
     for r in reports? {
         println!(

@@ -49,6 +49,11 @@ fn err(message: impl Into<String>) -> OfflineError {
 
 /// Builds the training set for `entities`. `transforms` holds, per view name (feature views
 /// and on-demand views alike), the loaded component of each of its steps, in order.
+///
+/// Source rows that materialization would reject (a null join key or event timestamp, a
+/// CSV/JSON-lines value that does not parse) are skipped: no entity row matches them, as no
+/// snapshot holds them. A training set reports no rejections; a materialization of the same
+/// view lists them.
 pub async fn historical(
     defs: &Definitions,
     entities: &RecordBatch,
@@ -103,7 +108,7 @@ pub async fn historical(
             // No entity row has a timestamp: nothing can match, read as little as possible.
             Some((i64::MIN, i64::MIN))
         };
-        let table = load_table(defs, view, range).await?;
+        let table = load_table(defs, view, range, &|_| true).await?;
         let index = EventIndex::build(&table.keys, &table.event, table.created.as_ref())?;
         let stored = stored_features(view);
         // `positions[i]`: row i's place among the matched rows, null when it has no match.

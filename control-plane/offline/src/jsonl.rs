@@ -1,6 +1,7 @@
 //! JSON lines (one object per line) read with arrow-json against the declared column types,
-//! the way CSV is: columns the job uses get their Arrow type, so a bad value fails on its
-//! row. Timestamps may be RFC 3339 strings or integers (µs since the epoch).
+//! the way CSV is: columns the job uses get their Arrow type, so a bad value rejects its row
+//! (named by row and line) and the others are kept. Timestamps may be RFC 3339 strings or
+//! integers (µs since the epoch).
 
 use std::sync::Arc;
 
@@ -9,18 +10,21 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::json::ReaderBuilder;
 use arrow::record_batch::RecordBatch;
 
-use crate::OfflineError;
+use crate::source::{LineCounter, SourceRows, shown, type_name};
+use crate::{OfflineError, RejectedRow};
 
 const BATCH_ROWS: usize = 64 * 1024;
 
 /// Reads a JSON-lines file into batches holding only `columns`, in that order. Fields an
-/// object lacks are null; a column no object has at all is an error.
+/// object lacks are null; a column no object has at all is an error. A line that is not a
+/// JSON object, or has a value that does not parse as its column's type, is set aside in
+/// `rejected` and the other lines are kept.
 pub(crate) fn read_jsonl(
     bytes: &[u8],
     file: &str,
     columns: &[String],
     typed: &[(String, DataType)],
-) -> Result<Vec<RecordBatch>, OfflineError> {
+) -> Result<SourceRows, OfflineError> {
     let fields: Vec<Field> = columns
         .iter()
         .map(|c| {
@@ -37,45 +41,67 @@ pub(crate) fn read_jsonl(
         file: file.to_string(),
         message,
     };
-    let mut dec = builder(&schema)
-        .with_batch_size(BATCH_ROWS)
-        .build_decoder()
-        .map_err(|e| file_err(clean(&e)))?;
-    let mut out: Vec<RecordBatch> = Vec::new();
+    let new_decoder = || {
+        builder(&schema)
+            .with_batch_size(BATCH_ROWS)
+            .build_decoder()
+            .map_err(|e| file_err(clean(&e)))
+    };
+    let mut dec = new_decoder()?;
+    let mut out = SourceRows::default();
+    let mut lines = LineCounter::default();
     let (mut off, mut batch_start, mut rows_before) = (0usize, 0usize, 0u64);
     loop {
-        let n = match dec.decode(&bytes[off..]) {
-            Ok(n) => n,
-            Err(e) => return Err(locate(bytes, batch_start, rows_before, file, &schema, &e)),
-        };
-        off += n;
-        let done = off >= bytes.len();
-        // The decoder stops early only with a full batch; anything else would loop forever.
-        if n == 0 && !done && dec.len() < BATCH_ROWS {
-            let e = arrow::error::ArrowError::JsonError("the decoder made no progress".into());
-            return Err(locate(bytes, batch_start, rows_before, file, &schema, &e));
-        }
-        if done || dec.len() >= BATCH_ROWS {
-            if done && dec.has_partial_record() {
-                let e = arrow::error::ArrowError::JsonError("truncated record".into());
-                return Err(locate(bytes, batch_start, rows_before, file, &schema, &e));
-            }
-            match dec.flush() {
-                Ok(Some(batch)) => {
-                    rows_before += batch.num_rows() as u64;
-                    out.push(batch);
+        // Whether this batch failed to decode: arrow-json fails the whole batch and does not
+        // say where, so it is then re-decoded line by line (see `redecode`).
+        let failed = match dec.decode(&bytes[off..]) {
+            Err(_) => true,
+            Ok(n) => {
+                off += n;
+                let done = off >= bytes.len();
+                if done || dec.len() >= BATCH_ROWS {
+                    if done && dec.has_partial_record() {
+                        true
+                    } else {
+                        match dec.flush() {
+                            Ok(batch) => {
+                                if let Some(batch) = batch {
+                                    rows_before += batch.num_rows() as u64;
+                                    out.batches.push(batch);
+                                }
+                                batch_start = off;
+                                false
+                            }
+                            Err(_) => true,
+                        }
+                    }
+                } else {
+                    // The decoder stops early only with a full batch; anything else would
+                    // loop forever, so take the slow path, which always moves on.
+                    n == 0
                 }
-                Ok(None) => {}
-                Err(e) => return Err(locate(bytes, batch_start, rows_before, file, &schema, &e)),
             }
+        };
+        if failed {
+            off = redecode(
+                bytes,
+                batch_start,
+                file,
+                &schema,
+                &mut rows_before,
+                &mut lines,
+                &mut out,
+            )?;
             batch_start = off;
+            // A decoder that failed may hold part of a record; start clean.
+            dec = new_decoder()?;
         }
-        if done {
+        if off >= bytes.len() {
             break;
         }
     }
-    if rows_before > 0 {
-        check_columns_present(bytes, &out, columns).map_err(file_err)?;
+    if !out.batches.is_empty() {
+        check_columns_present(bytes, &out.batches, columns).map_err(file_err)?;
     }
     Ok(out)
 }
@@ -102,8 +128,18 @@ fn check_columns_present(
         }
         let mut seen: Vec<String> = Vec::new();
         let mut found = false;
-        for value in arrow::json::reader::ValueIter::new(bytes, None) {
-            let Ok(value) = value else { break };
+        // A malformed (rejected) line ends the pass over the whole file; then go on line by
+        // line, so the objects after it are looked at too.
+        let stopped = std::cell::Cell::new(false);
+        let whole = arrow::json::reader::ValueIter::new(bytes, None).map_while(|v| {
+            stopped.set(v.is_err());
+            v.ok()
+        });
+        let by_line = bytes
+            .split(|&b| b == b'\n')
+            .filter(|_| stopped.get())
+            .filter_map(|line| arrow::json::reader::ValueIter::new(line, None).next()?.ok());
+        for value in whole.chain(by_line) {
             let Some(obj) = value.as_object() else {
                 continue;
             };
@@ -127,49 +163,111 @@ fn check_columns_present(
     Ok(())
 }
 
-/// Finds the line behind a decoding error: arrow-json reports what went wrong but not where,
-/// so the rows of the failed batch are decoded one by one until one fails. Errors are rare;
-/// the happy path pays nothing for this.
-fn locate(
+/// Decodes the lines from `start` one at a time, up to one batch's worth of rows, keeping
+/// those that decode (as one batch) and rejecting the others with their row and line.
+/// Returns where it stopped. Errors are rare; the happy path pays nothing for this.
+fn redecode(
     bytes: &[u8],
-    batch_start: usize,
-    rows_before: u64,
+    start: usize,
     file: &str,
     schema: &SchemaRef,
-    err: &arrow::error::ArrowError,
-) -> OfflineError {
-    let mut line_no = bytes[..batch_start].iter().filter(|&&b| b == b'\n').count() as u64;
-    let mut row = rows_before;
-    for line in bytes[batch_start..].split(|&b| b == b'\n') {
-        line_no += 1;
+    rows_before: &mut u64,
+    lines: &mut LineCounter,
+    out: &mut SourceRows,
+) -> Result<usize, OfflineError> {
+    let file_err = |e: arrow::error::ArrowError| OfflineError::File {
+        file: file.to_string(),
+        message: clean(&e),
+    };
+    let mut good: Vec<RecordBatch> = Vec::new();
+    let mut rows = 0usize;
+    let mut pos = start;
+    while pos < bytes.len() && rows < BATCH_ROWS {
+        let line_start = pos;
+        let line_end = bytes[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |i| pos + i);
+        pos = (line_end + 1).min(bytes.len());
+        let line = &bytes[line_start..line_end];
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        row += 1;
-        let Ok(mut dec) = builder(schema).build_decoder() else {
-            break;
-        };
-        let result = dec.decode(line).and_then(|_| {
-            if dec.has_partial_record() {
-                Err(arrow::error::ArrowError::JsonError(
-                    "truncated record (JSON lines need one whole object per line)".into(),
-                ))
-            } else {
-                dec.flush().map(|_| ())
+        match decode_line(schema, line) {
+            Ok(batch) => {
+                rows += batch.as_ref().map_or(0, RecordBatch::num_rows);
+                good.extend(batch);
             }
-        });
-        if let Err(e) = result {
-            return OfflineError::Row {
-                file: file.to_string(),
-                row,
-                message: format!("line {line_no}: {}", clean(&e)),
-            };
+            Err((e, syntax)) => {
+                rows += 1;
+                let line_no = lines.line_at(bytes, line_start);
+                out.rejected.push(RejectedRow {
+                    file: file.to_string(),
+                    row: *rows_before + rows as u64,
+                    reason: why(schema, line, &e, syntax, line_no),
+                });
+            }
         }
     }
-    OfflineError::File {
-        file: file.to_string(),
-        message: format!("after row {rows_before}: {}", clean(err)),
+    *rows_before += rows as u64;
+    if let Some(first) = good.first() {
+        let batch = arrow::compute::concat_batches(&first.schema(), &good).map_err(file_err)?;
+        out.batches.push(batch);
     }
+    Ok(pos)
+}
+
+/// Decodes one line on its own; an error says whether the line is not JSON (`true`) or a
+/// value does not fit its column (`false`).
+fn decode_line(
+    schema: &SchemaRef,
+    line: &[u8],
+) -> Result<Option<RecordBatch>, (arrow::error::ArrowError, bool)> {
+    let mut dec = builder(schema).build_decoder().map_err(|e| (e, true))?;
+    dec.decode(line).map_err(|e| (e, true))?;
+    if dec.has_partial_record() {
+        return Err((
+            arrow::error::ArrowError::JsonError(
+                "truncated record (JSON lines need one whole object per line)".into(),
+            ),
+            true,
+        ));
+    }
+    dec.flush().map_err(|e| (e, false))
+}
+
+/// Why one line does not decode: the column whose value does not fit, found by decoding the
+/// line for each column alone, with the value as the line writes it.
+fn why(
+    schema: &SchemaRef,
+    line: &[u8],
+    err: &arrow::error::ArrowError,
+    syntax: bool,
+    line_no: u64,
+) -> String {
+    if syntax {
+        return format!("malformed JSON: {} (file line {line_no})", clean(err));
+    }
+    for f in schema.fields() {
+        let alone: SchemaRef = Arc::new(Schema::new(vec![f.as_ref().clone()]));
+        let Err((e, _)) = decode_line(&alone, line) else {
+            continue;
+        };
+        let value = arrow::json::reader::ValueIter::new(line, None)
+            .next()
+            .and_then(Result::ok)
+            .and_then(|v| v.get(f.name()).map(|x| x.to_string()));
+        return match value {
+            Some(v) => format!(
+                "column `{}`: cannot parse `{}` as {} (file line {line_no})",
+                f.name(),
+                shown(&v),
+                type_name(f.data_type())
+            ),
+            None => format!("column `{}`: {} (file line {line_no})", f.name(), clean(&e)),
+        };
+    }
+    format!("{} (file line {line_no})", clean(err))
 }
 
 fn clean(e: &arrow::error::ArrowError) -> String {
@@ -225,6 +323,8 @@ mod tests {
             &typed(),
         )
         .expect("reads");
+        assert!(b.rejected.is_empty());
+        let b = b.batches;
         assert_eq!(b.len(), 1);
         let b = &b[0];
         assert_eq!(b.num_rows(), 3);
@@ -249,37 +349,48 @@ mod tests {
         assert!(l.is_null(2));
     }
 
-    #[test]
-    fn malformed_row_names_row_and_line() {
-        let text = "{\"id\": 1, \"ts\": 0}\n\n{\"id\": 2, \"ts\": 0\n{\"id\": 3, \"ts\": 0}\n";
-        let e = read_jsonl(text.as_bytes(), "f.jsonl", &cols(&["id", "ts"]), &typed())
-            .expect_err("broken line");
-        match &e {
-            OfflineError::Row { file, row, message } => {
-                assert_eq!((file.as_str(), *row), ("f.jsonl", 2), "{e}");
-                assert!(message.starts_with("line 3:"), "{e}");
-            }
-            other => panic!("want a row error, got {other}"),
-        }
+    /// Every kept row's `id` (column 0), across batches.
+    fn ids(r: &SourceRows) -> Vec<i64> {
+        r.batches
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect()
     }
 
     #[test]
-    fn wrong_value_type_names_row_line_and_field() {
-        let text = "{\"id\": 1, \"amount\": 1.5}\n{\"id\": 2, \"amount\": \"lots\"}\n";
-        let e = read_jsonl(
+    fn malformed_line_is_rejected_with_row_and_line_and_the_others_kept() {
+        let text = "{\"id\": 1, \"ts\": 0}\n\n{\"id\": 2, \"ts\": 0\n{\"id\": 3, \"ts\": 0}\n";
+        let r = read_jsonl(text.as_bytes(), "f.jsonl", &cols(&["id", "ts"]), &typed())
+            .expect("reads the rest");
+        assert_eq!(ids(&r), vec![1, 3]);
+        assert_eq!(r.rejected.len(), 1, "{:?}", r.rejected);
+        let bad = &r.rejected[0];
+        assert_eq!((bad.file.as_str(), bad.row), ("f.jsonl", 2));
+        assert!(
+            bad.reason.starts_with("malformed JSON") && bad.reason.ends_with("(file line 3)"),
+            "{bad:?}"
+        );
+    }
+
+    #[test]
+    fn wrong_value_type_is_rejected_naming_column_value_and_line() {
+        let text = "{\"id\": 1, \"amount\": 1.5}\n{\"id\": 2, \"amount\": \"lots\"}\n{\"id\": 3}\n";
+        let r = read_jsonl(
             text.as_bytes(),
             "s3://b/f.jsonl",
             &cols(&["id", "amount"]),
             &typed(),
         )
-        .expect_err("bad amount");
-        let msg = e.to_string();
-        assert!(matches!(e, OfflineError::Row { row: 2, .. }), "{msg}");
-        assert!(
-            msg.contains("s3://b/f.jsonl") && msg.contains("line 2"),
-            "{msg}"
+        .expect("reads the rest");
+        assert_eq!(ids(&r), vec![1, 3]);
+        assert_eq!(
+            r.rejected,
+            vec![RejectedRow {
+                file: "s3://b/f.jsonl".into(),
+                row: 2,
+                reason: "column `amount`: cannot parse `\"lots\"` as float64 (file line 2)".into(),
+            }]
         );
-        assert!(msg.contains("amount") && msg.contains("lots"), "{msg}");
     }
 
     #[test]
@@ -291,21 +402,31 @@ mod tests {
             &cols(&["name", "other"]),
             &typed(),
         )
-        .expect("reads");
+        .expect("reads")
+        .batches;
         assert_eq!(b[0].column(0).as_string::<i32>().value(0), "42");
         assert_eq!(b[0].column(1).as_string::<i32>().value(0), "true");
         let text = "{\"id\": \"one\"}\n";
-        let e = read_jsonl(text.as_bytes(), "f.jsonl", &cols(&["id"]), &typed())
-            .expect_err("text for an int64");
-        assert!(e.to_string().contains("'id'"), "{e}");
+        let r = read_jsonl(text.as_bytes(), "f.jsonl", &cols(&["id"]), &typed()).expect("reads");
+        assert!(r.batches.is_empty());
+        assert_eq!(
+            r.rejected[0].reason,
+            "column `id`: cannot parse `\"one\"` as int64 (file line 1)"
+        );
     }
 
     #[test]
-    fn truncated_last_line_is_an_error() {
+    fn truncated_last_line_is_rejected() {
         let text = "{\"id\": 1}\n{\"id\": 2";
-        let e = read_jsonl(text.as_bytes(), "f.jsonl", &cols(&["id"]), &typed())
-            .expect_err("truncated");
-        assert!(matches!(e, OfflineError::Row { row: 2, .. }), "{e}");
+        let r = read_jsonl(text.as_bytes(), "f.jsonl", &cols(&["id"]), &typed()).expect("reads");
+        assert_eq!(ids(&r), vec![1]);
+        assert_eq!(r.rejected.len(), 1);
+        assert_eq!(r.rejected[0].row, 2);
+        assert!(
+            r.rejected[0].reason.contains("truncated"),
+            "{:?}",
+            r.rejected
+        );
     }
 
     #[test]
@@ -329,14 +450,30 @@ mod tests {
             &cols(&["id", "amount"]),
             &typed(),
         )
-        .expect("present, null");
+        .expect("present, null")
+        .batches;
         assert_eq!(b[0].column(1).null_count(), 2);
         // An empty file is just empty.
         assert!(
             read_jsonl(b"\n", "f.jsonl", &cols(&["id"]), &typed())
                 .expect("empty")
+                .batches
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_malformed_line_does_not_hide_a_column_present_after_it() {
+        // `amount` is null wherever it is read; the only object naming it follows a bad line.
+        let text = "{\"id\": 1}\n{\"id\": \n{\"id\": 3, \"amount\": null}\n";
+        let r = read_jsonl(
+            text.as_bytes(),
+            "f.jsonl",
+            &cols(&["id", "amount"]),
+            &typed(),
+        )
+        .expect("present after the bad line");
+        assert_eq!((ids(&r), r.rejected.len()), (vec![1, 3], 1));
     }
 
     #[test]
@@ -345,20 +482,57 @@ mod tests {
         for i in 0..(BATCH_ROWS + 10) {
             text.push_str(&format!("{{\"id\": {i}, \"ts\": {i}}}\n"));
         }
-        let b =
+        let r =
             read_jsonl(text.as_bytes(), "f.jsonl", &cols(&["id", "ts"]), &typed()).expect("reads");
-        assert_eq!(b.len(), 2);
-        assert_eq!(b[0].num_rows(), BATCH_ROWS);
-        assert_eq!(b[1].num_rows(), 10);
-        // An error in the second batch still gets its exact row and line.
+        assert_eq!(r.batches.len(), 2);
+        assert_eq!(r.batches[0].num_rows(), BATCH_ROWS);
+        assert_eq!(r.batches[1].num_rows(), 10);
+        // A bad value in the second batch still gets its exact row and line.
         text.push_str("{\"id\": \"x\"}\n");
-        let e = read_jsonl(text.as_bytes(), "f.jsonl", &cols(&["id", "ts"]), &typed())
-            .expect_err("bad id");
+        let r =
+            read_jsonl(text.as_bytes(), "f.jsonl", &cols(&["id", "ts"]), &typed()).expect("reads");
         let want = (BATCH_ROWS + 11) as u64;
+        assert_eq!(r.rejected.len(), 1);
+        assert_eq!(r.rejected[0].row, want);
         assert!(
-            matches!(e, OfflineError::Row { row, .. } if row == want),
-            "{e}"
+            r.rejected[0]
+                .reason
+                .ends_with(&format!("(file line {want})")),
+            "{:?}",
+            r.rejected
         );
-        assert!(e.to_string().contains(&format!("line {want}")), "{e}");
+        assert_eq!(ids(&r).len(), BATCH_ROWS + 10);
+    }
+
+    #[test]
+    fn bad_lines_in_the_first_batch_keep_every_other_row_in_order() {
+        // Row 5 has a bad value, row BATCH_ROWS + 3 is not JSON, a blank line shifts lines.
+        let mut text = String::from("\n");
+        let mut want = Vec::new();
+        for i in 1..=(BATCH_ROWS as i64 + 10) {
+            if i == 5 {
+                text.push_str("{\"id\": \"five\", \"ts\": 5}\n");
+            } else if i == BATCH_ROWS as i64 + 3 {
+                text.push_str("not json\n");
+            } else {
+                text.push_str(&format!("{{\"id\": {i}, \"ts\": {i}}}\n"));
+                want.push(i);
+            }
+        }
+        let r =
+            read_jsonl(text.as_bytes(), "f.jsonl", &cols(&["id", "ts"]), &typed()).expect("reads");
+        assert_eq!(ids(&r), want);
+        let rows: Vec<(u64, bool)> = r
+            .rejected
+            .iter()
+            .map(|x| {
+                (
+                    x.row,
+                    x.reason.contains(&format!("file line {}", x.row + 1)),
+                )
+            })
+            .collect();
+        assert_eq!(rows, vec![(5, true), (BATCH_ROWS as u64 + 3, true)]);
+        assert!(r.batches.iter().all(|b| b.num_rows() <= BATCH_ROWS));
     }
 }

@@ -4,6 +4,7 @@
 //! transform components over the kept rows in batches.
 
 mod aggregate;
+mod changes;
 mod columns;
 mod glob;
 mod historical;
@@ -12,6 +13,7 @@ mod materialize;
 mod partition;
 mod pit;
 mod postgres;
+mod push;
 mod source;
 mod table;
 mod transform;
@@ -20,8 +22,9 @@ mod view;
 pub use historical::{
     HistoricalRequest, TrainingSet, historical, read_entity_rows, views_needed, write_training_set,
 };
-pub use materialize::{Materialized, materialize};
+pub use materialize::{Incremental, Materialized, materialize, materialize_delta};
 pub use pit::{EventIndex, Group, concat_columns, gather, point_in_time_join};
+pub use push::{MAX_PUSH_ROWS, PushRejected, PushWritten, push_rows};
 pub use source::{SourceFile, SourceFiles, SourceLocation, list_source_files, read_source};
 
 /// One source file a job read: what lineage records so a snapshot can be traced to the exact
@@ -52,11 +55,29 @@ impl InputFile {
     }
 }
 
-/// Why a materialization failed. Source problems name the file and, for bad rows, the row.
+/// A source row a job could not use, set aside (quarantined) with why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RejectedRow {
+    /// The file's path or URL, as `InputFile::path` shows it.
+    pub file: String,
+    /// 1-based data row within the file (the header of a CSV is not a row).
+    pub row: u64,
+    /// Why, e.g. "join key `customer_id` is null", "column `amount`: cannot parse `abc` as
+    /// float64 (file line 4)".
+    pub reason: String,
+}
+
+/// Why a materialization failed. Source problems name the file and, for bad rows (strict
+/// reads through `read_source`), the row.
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
     #[error("unknown feature view `{0}`")]
     UnknownView(String),
+    #[error("unknown source `{0}`")]
+    UnknownSource(String),
+    /// Pushed rows that cannot be stored as asked (the source, not a row, is the problem).
+    #[error("push: {0}")]
+    Push(String),
     #[error("source `{source_name}`: no {format} files found at `{path}`")]
     NoFiles {
         source_name: String,

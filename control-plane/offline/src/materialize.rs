@@ -6,6 +6,7 @@ use fstore_spec::{Definitions, FeatureView};
 
 use crate::OfflineError;
 use crate::aggregate::{Query, evaluate};
+use crate::changes::Changes;
 use crate::columns::{Col, encode_key};
 use crate::pit::{EventIndex, gather};
 use crate::table::{load_table, stored_features};
@@ -27,6 +28,13 @@ pub struct Materialized {
     pub rows_expired: u64,
     /// Rows for entities that had a newer row (or that an aggregation folded).
     pub rows_superseded: u64,
+    /// Source rows set aside rather than used (`rejected.len()`); counted in `rows_read`.
+    pub rows_rejected: u64,
+    /// Each row set aside, with its file, row and why.
+    pub rejected: Vec<crate::RejectedRow>,
+    /// The earliest event time read that lies after the run's as-of time: such rows are not
+    /// served yet, and an incremental chain must be recomputed in full once they are due.
+    pub next_event_micros: Option<i64>,
 }
 
 impl Materialized {
@@ -82,8 +90,10 @@ pub(crate) fn read_range(view: &FeatureView, from: i64, to: i64) -> Option<(i64,
 /// event is within the ttl. Both follow the rules historical retrieval uses, through the same
 /// code, so a training set as of now equals the snapshot.
 ///
-/// A row with a null join key or event timestamp fails the whole run, naming the file and
-/// row: the caller publishes nothing, so the live snapshot stays.
+/// A row with a null join key or event timestamp, or a CSV/JSON-lines value that does not
+/// parse, is not fatal: it is rejected (listed in `rejected` with its file, row and why) and
+/// the snapshot is built from the other rows; the caller decides whether too many rejections
+/// fail the run. Missing columns, types that do not fit and unreadable files fail it.
 ///
 /// `transforms` holds the loaded component of each of the view's steps, in order; their outputs
 /// are computed over the kept rows in batches and stored like any other feature.
@@ -93,6 +103,51 @@ pub async fn materialize(
     version: u64,
     now_micros: i64,
     transforms: &[Arc<fstore_wasm_host::Transform>],
+) -> Result<Materialized, OfflineError> {
+    run(defs, view_name, version, now_micros, transforms, None).await
+}
+
+/// An entity's served row, by encoded key: its event and created time, if it has one.
+pub type LiveRow<'a> = &'a (dyn Fn(&[u8]) -> Option<(i64, Option<i64>)> + Sync);
+
+/// What an incremental run knows of its slot's live chain (see `materialize_delta`).
+pub struct Incremental<'a> {
+    /// The full snapshot the chain builds on; the delta names it.
+    pub base_version: u64,
+    /// The as-of time of the chain's newest run: changes are counted from there.
+    pub since_micros: i64,
+    /// Whether a source file (by its path or URL) is new: the chain never read it.
+    pub is_new: &'a (dyn Fn(&str) -> bool + Sync),
+    /// The event and created time of an entity's served row (by encoded key), if any.
+    pub live: LiveRow<'a>,
+}
+
+/// Materializes a *delta* of `view` as snapshot `version`: only the entities whose served
+/// values change against the live chain, computed by the same rules as [`materialize`], so
+/// the chain with the delta on top answers as a full snapshot as of `now_micros` would.
+///
+/// A plain view reads only new files; an entity's latest new row is kept if it is at least as
+/// recent (event time, then created time) as its live row. An aggregating view reads its
+/// windows as a full run does, and recomputes the entities with a row from a new file or
+/// whose windows or clock-based features moved since `since_micros` (see `changes.rs`).
+pub async fn materialize_delta(
+    defs: &Definitions,
+    view_name: &str,
+    version: u64,
+    now_micros: i64,
+    transforms: &[Arc<fstore_wasm_host::Transform>],
+    inc: &Incremental<'_>,
+) -> Result<Materialized, OfflineError> {
+    run(defs, view_name, version, now_micros, transforms, Some(inc)).await
+}
+
+async fn run(
+    defs: &Definitions,
+    view_name: &str,
+    version: u64,
+    now_micros: i64,
+    transforms: &[Arc<fstore_wasm_host::Transform>],
+    inc: Option<&Incremental<'_>>,
 ) -> Result<Materialized, OfflineError> {
     let view = defs
         .view(view_name)
@@ -106,23 +161,62 @@ pub async fn materialize(
     }
     let stored = stored_features(view);
     let keys: Vec<Field<KeyType>> = defs.view_keys(view);
-    let table = load_table(defs, view, read_range(view, now_micros, now_micros)).await?;
+    let plain = !view.is_aggregate();
+    // A plain view's delta needs only the new rows; an aggregation needs its windows.
+    let only_new = |f: &crate::SourceFile| inc.is_none_or(|i| !plain || (i.is_new)(&f.display));
+    let table = load_table(
+        defs,
+        view,
+        read_range(view, now_micros, now_micros),
+        &only_new,
+    )
+    .await?;
     let index = EventIndex::build(&table.keys, &table.event, table.created.as_ref())?;
     let ttl = ttl_micros(view);
+    let key_cols: Vec<Col<'_>> = table.keys.iter().filter_map(Col::of).collect();
+    let created = table.created.as_ref();
+    // Which table rows came from files the chain never read (aggregating deltas).
+    let mut new_rows: Vec<bool> = Vec::new();
+    if let Some(i) = inc.filter(|_| !plain) {
+        new_rows.reserve(table.event.len());
+        for (f, &n) in table.files.iter().zip(&table.file_rows) {
+            new_rows.extend(std::iter::repeat_n((i.is_new)(&f.path), n));
+        }
+    }
+    let changes = inc.map(|i| Changes::of(view, i.since_micros, now_micros));
+    let mut kb = KeyBuf::new();
 
     // The row each kept entity is written under: its latest row as of now.
     let mut kept: Vec<u32> = Vec::with_capacity(index.groups());
     let mut queries: Vec<Option<Query<'_>>> = Vec::new();
+    let mut expired = 0u64;
     for g in index.iter() {
-        if let Some(row) = g.latest_at(now_micros, ttl) {
-            kept.push(row);
-            if view.is_aggregate() {
-                queries.push(Some(Query {
-                    start: g.start,
-                    events: g.events,
-                    t: now_micros,
-                }));
+        let Some(row) = g.latest_at(now_micros, ttl) else {
+            expired += 1;
+            continue;
+        };
+        if let (Some(i), Some(changes)) = (inc, &changes) {
+            let r = row as usize;
+            let changed = if plain {
+                encode_key(&key_cols, r, &mut kb);
+                let c = created.filter(|c| c.is_valid(r)).map(|c| c.value(r));
+                // At least as recent as the served row: on a full tie the newer file wins,
+                // as a full run's later-read row does for files named in time order.
+                (i.live)(kb.as_bytes()).is_none_or(|live| (table.event.value(r), c) >= live)
+            } else {
+                changes.affected(&g, &|r| new_rows.get(r as usize).copied().unwrap_or(true))
+            };
+            if !changed {
+                continue;
             }
+        }
+        kept.push(row);
+        if view.is_aggregate() {
+            queries.push(Some(Query {
+                start: g.start,
+                events: g.events,
+                t: now_micros,
+            }));
         }
     }
     let stored_cols: Vec<ArrayRef> = if view.is_aggregate() {
@@ -147,18 +241,16 @@ pub async fn materialize(
             .collect(),
         ttl_seconds: view.ttl_seconds,
         created_at_micros: now_micros,
+        base_version: inc.map(|i| i.base_version),
     };
     let mut writer = SnapshotWriter::new(schema)?;
     writer.reserve(kept.len(), 64 + view.features.len() * 10);
-    let key_cols: Vec<Col<'_>> = table.keys.iter().filter_map(Col::of).collect();
     let cols: Vec<Col<'_>> = columns.iter().filter_map(Col::of).collect();
     if cols.len() != columns.len() || key_cols.len() != table.keys.len() {
         return Err(OfflineError::UnknownView(format!(
             "{view_name} (a column has an unexpected type)"
         )));
     }
-    let created = table.created.as_ref();
-    let mut kb = KeyBuf::new();
     let mut values: Vec<Value<'_>> = Vec::with_capacity(cols.len());
     for (i, &row) in kept.iter().enumerate() {
         let row = row as usize;
@@ -174,13 +266,25 @@ pub async fn materialize(
     let written = writer.len() as u64;
     let parts = writer.finish_parts()?;
     let distinct = index.groups() as u64;
+    let now = now_micros;
+    let next_event_micros = table
+        .event
+        .values()
+        .iter()
+        .copied()
+        .filter(|&e| e > now)
+        .min();
     Ok(Materialized {
         checksum: fstore_snapshot::format::body_checksum(&parts[0]).unwrap_or_default(),
         parts,
         files: table.files,
         rows_read: table.rows_read,
         rows_written: written,
-        rows_expired: distinct - written,
-        rows_superseded: table.rows_read - distinct,
+        rows_expired: expired,
+        next_event_micros,
+        // Rejected rows never reached the index: they are neither kept nor superseded.
+        rows_superseded: table.event.len() as u64 - distinct,
+        rows_rejected: table.rejected.len() as u64,
+        rejected: table.rejected,
     })
 }

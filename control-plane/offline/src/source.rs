@@ -4,16 +4,17 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use fstore_spec::{Source, SourceFormat};
 use fstore_storage::{ObjectInfo, StorageError, Store};
 
-use crate::OfflineError;
 use crate::glob::{fixed_prefix, glob_match, has_glob};
 use crate::partition::{may_overlap, partition_range};
 use crate::postgres::read_postgres;
+use crate::{OfflineError, RejectedRow};
 use fstore_spec::redact_url;
 
 /// Where the rows of one source file come from.
@@ -298,19 +299,55 @@ fn locate(path: &str) -> Result<(String, Target), String> {
 /// exist): in that order for CSV, JSON lines and PostgreSQL, in file order for Parquet. CSV and JSON-lines columns named
 /// in `typed` are parsed as that type, the rest as text; Parquet and PostgreSQL columns keep
 /// their own types (the caller normalizes them).
+///
+/// Strict: a CSV or JSON-lines value that does not parse fails the read with an
+/// `OfflineError::Row` naming its row. Jobs read through the crate's lenient variant, which
+/// sets such rows aside instead.
 pub async fn read_source(
     file: &SourceFile,
     format: SourceFormat,
     columns: &[String],
     typed: &[(String, DataType)],
 ) -> Result<Vec<RecordBatch>, OfflineError> {
+    let rows = read_source_rows(file, format, columns, typed).await?;
+    match rows.rejected.into_iter().next() {
+        Some(r) => Err(OfflineError::Row {
+            file: r.file,
+            row: r.row,
+            message: r.reason,
+        }),
+        None => Ok(rows.batches),
+    }
+}
+
+/// A file's rows as read: batches of the rows that parsed, and the rows that did not.
+#[derive(Debug, Default)]
+pub(crate) struct SourceRows {
+    pub batches: Vec<RecordBatch>,
+    /// Rows with a value that does not parse as its column's declared type (CSV and JSON
+    /// lines only), in row order. Every data row is in exactly one of the two.
+    pub rejected: Vec<RejectedRow>,
+}
+
+/// `read_source`, but a row whose value does not parse is set aside in `rejected` and the
+/// file's other rows are kept. Missing columns and unreadable files still fail the read.
+pub(crate) async fn read_source_rows(
+    file: &SourceFile,
+    format: SourceFormat,
+    columns: &[String],
+    typed: &[(String, DataType)],
+) -> Result<SourceRows, OfflineError> {
     let err = |message: String| OfflineError::File {
         file: file.display.clone(),
         message,
     };
     let (store, key) = match &file.location {
         SourceLocation::Postgres { url, query } => {
-            return read_postgres(url, query, &file.display, columns).await;
+            let batches = read_postgres(url, query, &file.display, columns).await?;
+            return Ok(SourceRows {
+                batches,
+                rejected: Vec::new(),
+            });
         }
         SourceLocation::Object { store, key } => (store, key),
     };
@@ -320,8 +357,11 @@ pub async fn read_source(
         Err(e) => return Err(e.into()),
     };
     match format {
-        SourceFormat::Parquet => read_parquet(bytes, columns).map_err(err),
-        SourceFormat::Csv => read_csv(bytes, columns, typed).map_err(err),
+        SourceFormat::Parquet => Ok(SourceRows {
+            batches: read_parquet(bytes, columns).map_err(err)?,
+            rejected: Vec::new(),
+        }),
+        SourceFormat::Csv => read_csv(&bytes, &file.display, columns, typed).map_err(err),
         SourceFormat::Jsonl => crate::jsonl::read_jsonl(&bytes, &file.display, columns, typed),
         SourceFormat::Postgres => Err(err(
             "is a file, but the source's format is postgres (a query)".into(),
@@ -356,17 +396,23 @@ fn missing_column<'a>(c: &str, have: impl Iterator<Item = &'a str>) -> String {
     format!("has no column `{c}` (columns: {})", have.join(", "))
 }
 
+/// CSV records per batch on the fast path.
+const CSV_BATCH_ROWS: usize = 64 * 1024;
+
 fn read_csv(
-    bytes: Bytes,
+    bytes: &[u8],
+    file: &str,
     columns: &[String],
     typed: &[(String, DataType)],
-) -> Result<Vec<RecordBatch>, String> {
+) -> Result<SourceRows, String> {
     // Typed parsing needs the whole header, so read it first and type every column: the
     // ones the view uses by their declared type, the others as text (then projected away).
+    // The header is one line; records start after it, so every decoder below reads data only.
     let header_end = bytes
         .iter()
         .position(|&b| b == b'\n')
         .unwrap_or(bytes.len());
+    let data_start = (header_end + 1).min(bytes.len());
     let header =
         std::str::from_utf8(&bytes[..header_end]).map_err(|_| "header is not UTF-8".to_string())?;
     let names: Vec<String> = header
@@ -393,15 +439,225 @@ fn read_csv(
             .ok_or_else(|| missing_column(c, names.iter().map(String::as_str)))?;
         projection.push(i);
     }
-    let reader = arrow::csv::ReaderBuilder::new(Arc::new(Schema::new(fields)))
-        .with_header(true)
-        .with_batch_size(64 * 1024)
-        .with_projection(projection)
-        .build(std::io::Cursor::new(bytes))
-        .map_err(|e| e.to_string())?;
-    reader
-        .map(|b| b.map_err(|e| csv_error(&e.to_string(), &names)))
-        .collect()
+    let csv = Csv {
+        schema: Arc::new(Schema::new(fields)),
+        projection,
+        names,
+    };
+    let mut out = SourceRows::default();
+    let mut rows = 0u64;
+    let mut lines = LineCounter::default();
+    let mut dec = csv.decoder(&csv.schema, CSV_BATCH_ROWS);
+    let mut off = data_start;
+    loop {
+        let start = off;
+        off = csv.fill(&mut dec, bytes, off, bytes.len())?;
+        match dec.flush() {
+            Ok(None) => break,
+            Ok(Some(batch)) => {
+                rows += batch.num_rows() as u64;
+                out.batches.push(batch);
+            }
+            // arrow-csv fails the whole batch for one bad value: decode its records one by
+            // one to set the bad ones aside and keep the rest. Only this path pays for it.
+            Err(_) => {
+                csv.redecode(bytes, start, off, file, &mut rows, &mut lines, &mut out)?;
+                // A failed flush may leave the decoder mid-state (invalid UTF-8 does).
+                dec = csv.decoder(&csv.schema, CSV_BATCH_ROWS);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How one CSV file is decoded: its columns' parse types and the ones a job uses.
+struct Csv {
+    schema: SchemaRef,
+    projection: Vec<usize>,
+    names: Vec<String>,
+}
+
+impl Csv {
+    fn decoder(&self, schema: &SchemaRef, batch_rows: usize) -> arrow::csv::reader::Decoder {
+        arrow::csv::ReaderBuilder::new(schema.clone())
+            .with_header(false)
+            .with_batch_size(batch_rows)
+            .with_projection(self.projection.clone())
+            .build_decoder()
+    }
+
+    /// Feeds `bytes[off..end]` to `dec` until it holds a full batch or the range is used up
+    /// (an empty slice tells it the input ended, which completes a last unterminated record).
+    /// A record that cannot be split into the header's fields fails the file: that is the
+    /// file's shape, not one value.
+    fn fill(
+        &self,
+        dec: &mut arrow::csv::reader::Decoder,
+        bytes: &[u8],
+        mut off: usize,
+        end: usize,
+    ) -> Result<usize, String> {
+        loop {
+            let n = dec
+                .decode(&bytes[off..end])
+                .map_err(|e| csv_error(&e.to_string(), &self.names))?;
+            off += n;
+            if n == 0 || dec.capacity() == 0 {
+                return Ok(off);
+            }
+        }
+    }
+
+    /// Decodes the records in `bytes[start..end]` one at a time, keeping those that parse
+    /// (as one batch) and rejecting the others with their row, line and column.
+    #[allow(clippy::too_many_arguments)]
+    fn redecode(
+        &self,
+        bytes: &[u8],
+        start: usize,
+        end: usize,
+        file: &str,
+        rows: &mut u64,
+        lines: &mut LineCounter,
+        out: &mut SourceRows,
+    ) -> Result<(), String> {
+        let mut one = self.decoder(&self.schema, 1);
+        let mut good: Vec<RecordBatch> = Vec::new();
+        let mut pos = start;
+        loop {
+            let record_start = pos;
+            pos = self.fill(&mut one, bytes, pos, end)?;
+            match one.flush() {
+                Ok(None) => break,
+                Ok(Some(batch)) => {
+                    *rows += batch.num_rows() as u64;
+                    good.push(batch);
+                }
+                Err(e) => {
+                    *rows += 1;
+                    // The record's bytes may begin with the previous line's end or blank lines.
+                    let first = bytes[record_start..pos]
+                        .iter()
+                        .position(|&b| b != b'\n' && b != b'\r')
+                        .map_or(pos, |i| record_start + i);
+                    let line = lines.line_at(bytes, first);
+                    out.rejected.push(RejectedRow {
+                        file: file.to_string(),
+                        row: *rows,
+                        reason: self.why(&bytes[record_start..pos], &e, line),
+                    });
+                    one = self.decoder(&self.schema, 1);
+                }
+            }
+        }
+        if let Some(first) = good.first() {
+            let batch = arrow::compute::concat_batches(&first.schema(), &good)
+                .map_err(|e| e.to_string())?;
+            out.batches.push(batch);
+        }
+        Ok(())
+    }
+
+    /// Why one record does not parse: arrow-csv's message numbers columns and lines within
+    /// a batch, so find the column by parsing it alone and show its text.
+    fn why(&self, record: &[u8], err: &arrow::error::ArrowError, line: u64) -> String {
+        let decode = |schema: &SchemaRef| -> Result<Option<RecordBatch>, String> {
+            let mut dec = self.decoder(schema, 1);
+            self.fill(&mut dec, record, 0, record.len())?;
+            dec.flush().map_err(|e| e.to_string())
+        };
+        let as_text: SchemaRef = Arc::new(Schema::new(
+            self.schema
+                .fields()
+                .iter()
+                .map(|f| Field::new(f.name(), DataType::Utf8, true))
+                .collect::<Vec<_>>(),
+        ));
+        let text = decode(&as_text).ok().flatten();
+        for (j, &i) in self.projection.iter().enumerate() {
+            let ty = self.schema.field(i).data_type();
+            if *ty == DataType::Utf8 {
+                continue;
+            }
+            let mut fields: Vec<Field> = as_text.fields().iter().map(|f| (**f).clone()).collect();
+            fields[i] = Field::new(&self.names[i], ty.clone(), true);
+            if decode(&Arc::new(Schema::new(fields))).is_ok() {
+                continue;
+            }
+            let value = text.as_ref().and_then(|b| {
+                b.column(j)
+                    .as_string_opt::<i32>()
+                    .filter(|s| s.is_valid(0))
+                    .map(|s| s.value(0).to_string())
+            });
+            return match value {
+                Some(v) => format!(
+                    "column `{}`: cannot parse `{}` as {} (file line {line})",
+                    self.names[i],
+                    shown(&v),
+                    type_name(ty)
+                ),
+                None => format!(
+                    "column `{}`: cannot parse as {} (file line {line})",
+                    self.names[i],
+                    type_name(ty)
+                ),
+            };
+        }
+        // No single column fails (invalid UTF-8, say): arrow's words, without its positions,
+        // which count from the batch rather than the file.
+        let msg = err.to_string();
+        let mut msg = msg.as_str();
+        for prefix in ["Parser error: ", "Csv error: "] {
+            msg = msg.strip_prefix(prefix).unwrap_or(msg);
+        }
+        for cut in [" at line ", " for line "] {
+            msg = msg.split(cut).next().unwrap_or(msg);
+        }
+        format!("{} (file line {line})", csv_error(msg, &self.names))
+    }
+}
+
+/// The 1-based file line of byte offsets asked in increasing order, counting newlines from
+/// the last offset asked rather than from the start, so a file's bad rows cost one pass.
+#[derive(Debug, Default)]
+pub(crate) struct LineCounter {
+    pos: usize,
+    newlines: u64,
+}
+
+impl LineCounter {
+    pub(crate) fn line_at(&mut self, bytes: &[u8], at: usize) -> u64 {
+        if at < self.pos {
+            *self = Self::default();
+        }
+        let at = at.min(bytes.len());
+        self.newlines += bytes[self.pos..at].iter().filter(|&&b| b == b'\n').count() as u64;
+        self.pos = at;
+        self.newlines + 1
+    }
+}
+
+/// A value as a rejection shows it: long text is cut, since reasons are stored and listed.
+pub(crate) fn shown(v: &str) -> String {
+    const MAX: usize = 64;
+    match v.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}…", &v[..at]),
+        None => v.to_string(),
+    }
+}
+
+/// A parse type by the name definitions give it.
+pub(crate) fn type_name(ty: &DataType) -> String {
+    match ty {
+        DataType::Int64 => "int64".into(),
+        DataType::Float64 => "float64".into(),
+        DataType::Utf8 => "string".into(),
+        DataType::Boolean => "bool".into(),
+        DataType::Timestamp(_, _) => "timestamp".into(),
+        DataType::List(f) => format!("list<{}>", type_name(f.data_type())),
+        other => other.to_string().to_lowercase(),
+    }
 }
 
 /// arrow-csv counts "lines" from the first data row; say so, and give the file line too,
@@ -704,13 +960,12 @@ mod tests {
         let e = read_one(&p, SourceFormat::Csv, &["id", "ts", "amount"])
             .await
             .expect_err("bad");
+        // `read_source` is strict: the first row that does not parse fails the read.
         let msg = e.to_string();
+        assert!(matches!(e, OfflineError::Row { row: 2, .. }), "{msg}");
         assert!(
-            msg.contains("o.csv") && msg.contains("row 2 (file line 3)"),
-            "{msg}"
-        );
-        assert!(
-            msg.contains("'lots'") && msg.contains("column `amount`"),
+            msg.contains("o.csv")
+                && msg.contains("column `amount`: cannot parse `lots` as float64 (file line 3)"),
             "{msg}"
         );
         let e = read_one(&p, SourceFormat::Csv, &["id", "amont"])
@@ -766,5 +1021,103 @@ mod tests {
             e.to_string().contains("o.parquet") && e.to_string().contains("no such file"),
             "{e}"
         );
+    }
+
+    fn csv(text: &str, c: &[&str]) -> SourceRows {
+        read_csv(text.as_bytes(), "o.csv", &cols(c), &typed()).expect("reads")
+    }
+
+    fn csv_ids(r: &SourceRows) -> Vec<i64> {
+        r.batches
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn csv_rejects_unparseable_rows_and_keeps_the_others() {
+        let text = "id,ts,amount,note\n\
+                    1,2026-05-01T00:00:00Z,1.5,\"a, b\"\n\
+                    2,2026-05-01T00:00:00Z,abc,x\n\
+                    3,2026-05-01T00:00:00Z,,x\n\
+                    \n\
+                    4,yesterday,2,x\r\n\
+                    5,2026-05-01T00:00:00Z,3,x";
+        let r = csv(text, &["id", "ts", "amount"]);
+        assert_eq!(csv_ids(&r), vec![1, 3, 5]);
+        let amounts: Vec<Option<f64>> = r
+            .batches
+            .iter()
+            .flat_map(|b| {
+                b.column(2)
+                    .as_primitive::<Float64Type>()
+                    .iter()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(amounts, vec![Some(1.5), None, Some(3.0)]);
+        assert_eq!(
+            r.rejected,
+            vec![
+                RejectedRow {
+                    file: "o.csv".into(),
+                    row: 2,
+                    reason: "column `amount`: cannot parse `abc` as float64 (file line 3)".into(),
+                },
+                RejectedRow {
+                    file: "o.csv".into(),
+                    row: 4,
+                    reason: "column `ts`: cannot parse `yesterday` as timestamp (file line 6)"
+                        .into(),
+                },
+            ]
+        );
+        // A column the job does not use is never parsed, so its text cannot reject a row.
+        let r = csv("id,amount\n1,abc\n", &["id"]);
+        assert_eq!((csv_ids(&r), r.rejected.len()), (vec![1], 0));
+        // A record with the wrong number of fields is the file's shape: it fails the file.
+        let e =
+            read_csv(b"id,amount\n1,2,3\n", "o.csv", &cols(&["id"]), &typed()).expect_err("ragged");
+        assert!(e.contains("number of fields"), "{e}");
+    }
+
+    #[test]
+    fn csv_bad_rows_past_the_first_batch_keep_their_row_numbers() {
+        let n = CSV_BATCH_ROWS + 5;
+        let mut text = String::from("id,amount\n");
+        let mut want = Vec::new();
+        for i in 1..=n as i64 {
+            if i == 2 || i == CSV_BATCH_ROWS as i64 + 2 {
+                text.push_str(&format!("{i},x{i}\n"));
+            } else {
+                text.push_str(&format!("{i},{i}.5\n"));
+                want.push(i);
+            }
+        }
+        let r = csv(&text, &["id", "amount"]);
+        assert_eq!(csv_ids(&r), want);
+        let rows: Vec<(u64, String)> = r
+            .rejected
+            .iter()
+            .map(|x| (x.row, x.reason.clone()))
+            .collect();
+        let far = CSV_BATCH_ROWS as u64 + 2;
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    2,
+                    "column `amount`: cannot parse `x2` as float64 (file line 3)".to_string()
+                ),
+                (
+                    far,
+                    format!(
+                        "column `amount`: cannot parse `x{far}` as float64 (file line {})",
+                        far + 1
+                    )
+                ),
+            ]
+        );
+        assert!(r.batches.iter().all(|b| b.num_rows() <= CSV_BATCH_ROWS));
     }
 }

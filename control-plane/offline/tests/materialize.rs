@@ -1,6 +1,6 @@
 //! Materialization semantics on real files: latest row per key (event time, then created
-//! time), ttl expiry as of the run, composite keys, prefixes of several files, and errors that
-//! name the file.
+//! time), ttl expiry as of the run, composite keys, prefixes of several files, errors that
+//! name the file, and bad rows set aside rather than failing the run.
 
 use fstore_snapshot::{KeyBuf, KeyPart, KeyType, Snapshot, Value};
 use fstore_spec::parse_features_yaml;
@@ -125,21 +125,105 @@ async fn problems_name_the_file() {
         "{err}"
     );
 
+    // A bad value is not the file's problem but its row's: rejected, naming file and value.
     std::fs::write(
         lake.join("a.csv"),
         "customer_id,region,ts,created,amount,comment\nseven,eu,2026-02-20T00:00:00Z,,1.0,x\n",
     )
     .expect("write");
-    let err = fstore_offline::materialize(&defs, "spend", 1, NOW, &[])
+    let m = fstore_offline::materialize(&defs, "spend", 1, NOW, &[])
         .await
-        .expect_err("bad key");
+        .expect("bad key rejected");
+    assert_eq!((m.rows_read, m.rows_written, m.rows_rejected), (1, 0, 1));
     assert!(
-        err.to_string().contains("a.csv") && err.to_string().contains("seven"),
-        "{err}"
+        m.rejected[0].file.ends_with("a.csv") && m.rejected[0].reason.contains("`seven`"),
+        "{:?}",
+        m.rejected
     );
 
     let err = fstore_offline::materialize(&defs, "nope", 1, NOW, &[])
         .await
         .expect_err("unknown view");
     assert!(err.to_string().contains("nope"), "{err}");
+}
+
+#[tokio::test]
+async fn bad_rows_are_rejected_and_the_snapshot_holds_the_good_ones() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let lake = dir.path().join("lake");
+    std::fs::create_dir_all(&lake).expect("mkdir");
+    let header = "customer_id,region,ts,created,amount,comment\n";
+    std::fs::write(
+        lake.join("a.csv"),
+        format!(
+            "{header}1,eu,2026-02-20T00:00:00Z,,10.0,first\n\
+             1,eu,2026-02-25T00:00:00Z,,lots,newer but unreadable\n\
+             ,eu,2026-02-25T00:00:00Z,,1.0,no customer\n\
+             2,eu,,,2.0,no time\n\
+             2,eu,2026-02-21T00:00:00Z,,3.0,kept\n"
+        ),
+    )
+    .expect("write");
+    std::fs::write(
+        lake.join("b.csv"),
+        format!("{header}3,us,2026-02-26T00:00:00Z,yesterday,4.0,bad created\n3,us,2026-02-20T00:00:00Z,,5.0,older\n"),
+    )
+    .expect("write");
+    let defs = parse_features_yaml(YAML, Some(dir.path())).expect("defs");
+    let m = fstore_offline::materialize(&defs, "spend", 1, NOW, &[])
+        .await
+        .expect("materialize");
+    assert_eq!(
+        (
+            m.rows_read,
+            m.rows_written,
+            m.rows_superseded,
+            m.rows_rejected
+        ),
+        (7, 3, 0, 4)
+    );
+    assert_eq!(m.rows_rejected, m.rejected.len() as u64);
+    assert_eq!(
+        m.files.iter().map(|f| f.rows).collect::<Vec<_>>(),
+        vec![5, 2]
+    );
+    let a = format!("{}/a.csv", lake.display());
+    let b = format!("{}/b.csv", lake.display());
+    let got: Vec<(&str, u64, &str)> = m
+        .rejected
+        .iter()
+        .map(|r| (r.file.as_str(), r.row, r.reason.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                a.as_str(),
+                2,
+                "column `amount`: cannot parse `lots` as float64 (file line 3)"
+            ),
+            (a.as_str(), 3, "join key `customer_id` is null"),
+            (a.as_str(), 4, "event timestamp `ts` is null"),
+            (
+                b.as_str(),
+                1,
+                "column `created`: cannot parse `yesterday` as timestamp (file line 2)"
+            ),
+        ]
+    );
+
+    let snap = Snapshot::from_bytes(m.to_vec()).expect("valid");
+    // The unreadable newer row is not served; the older good one is.
+    assert_eq!(
+        snap.get(&key(1, "eu")).expect("(1, eu)").value(0),
+        Value::Float64(10.0)
+    );
+    assert_eq!(
+        snap.get(&key(2, "eu")).expect("(2, eu)").value(1),
+        Value::String("kept")
+    );
+    assert_eq!(
+        snap.get(&key(3, "us")).expect("(3, us)").value(0),
+        Value::Float64(5.0)
+    );
 }

@@ -142,6 +142,7 @@ fn definitions(generation: usize) -> Definitions {
             tags: vec!["segmentation".into()],
             steps: vec![],
             schedule: None,
+            max_rejected: None,
         })
         .collect();
     let feature_services = (0..VIEWS / 10)

@@ -144,6 +144,7 @@ fn view(name: &str, entity: &str, features: Vec<FeatureDef>) -> FeatureView {
         ttl_seconds: 86_400,
         features,
         schedule: None,
+        max_rejected: None,
         description: format!("{name} features"),
         owner: String::new(),
         tags: vec!["core".into()],
@@ -2582,6 +2583,9 @@ async fn job_runs_only_the_owner(reg: &dyn Registry) {
         snapshot_version: Some(7),
         manifest_seq: Some(12),
         error: None,
+        mode: Some("delta".into()),
+        entities: Some(400),
+        quarantine: Some("quarantine/orders_view/00000000000000000007.jsonl".into()),
     };
     assert!(
         !reg.finish_run(run.id, "replica-2", &done)
@@ -2637,6 +2641,9 @@ async fn job_runs_only_the_owner(reg: &dyn Registry) {
             rows_rejected: Some(10),
             snapshot_version: Some(7),
             manifest_seq: Some(12),
+            mode: Some("delta".into()),
+            entities: Some(400),
+            quarantine: Some("quarantine/orders_view/00000000000000000007.jsonl".into()),
             ..renewed.clone()
         }
     );

@@ -333,6 +333,12 @@ pub struct JobRun {
     pub snapshot_version: Option<u64>,
     pub manifest_seq: Option<u64>,
     pub error: Option<String>,
+    /// `full`, `delta`, `compacted`, or `unchanged` (incremental, nothing new to publish).
+    pub mode: Option<String>,
+    /// Entities in the snapshot the run wrote (rows read count source rows).
+    pub entities: Option<u64>,
+    /// Object key of the file listing the source rows the run rejected.
+    pub quarantine: Option<String>,
 }
 
 /// A run to queue with [`Registry::enqueue_run`].
@@ -374,6 +380,12 @@ pub struct RunOutcome {
     pub snapshot_version: Option<u64>,
     pub manifest_seq: Option<u64>,
     pub error: Option<String>,
+    /// `full`, `delta`, `compacted`, or `unchanged` (incremental, nothing new to publish).
+    pub mode: Option<String>,
+    /// Entities in the snapshot the run wrote (rows read count source rows).
+    pub entities: Option<u64>,
+    /// Object key of the file listing the source rows the run rejected.
+    pub quarantine: Option<String>,
 }
 
 /// Which runs [`Registry::job_runs`] lists; filters are exact matches.

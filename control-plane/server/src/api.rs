@@ -187,6 +187,9 @@ struct MaterializeBody {
     views: Vec<String>,
     #[serde(default)]
     author: Option<String>,
+    /// `full` (the default) or `auto`: a delta where the live chain allows one.
+    #[serde(default)]
+    mode: Option<crate::RunMode>,
 }
 
 async fn materialize(
@@ -194,8 +197,24 @@ async fn materialize(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ControlError> {
     let req: MaterializeBody = json_body(body)?;
-    let reports = cp.materialize(&req.views, &author(req.author)?).await?;
+    let mode = req.mode.unwrap_or(crate::RunMode::Full);
+    let reports = cp
+        .materialize(&req.views, &author(req.author)?, mode)
+        .await?;
     Ok(Json(serde_json::json!({ "snapshots": reports })).into_response())
+}
+
+/// `POST /v1/push`: 200 with what was kept, rejected and published (some rows may be
+/// rejected); 400 when no row could be used.
+async fn push(
+    State(cp): State<Shared>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ControlError> {
+    let body = body_or_error(body)?;
+    let req: crate::PushRequest = serde_json::from_slice(&body)
+        .map_err(|e| ControlError::BadRequest(format!("invalid JSON body: {e}")))?;
+    let report = cp.push(&req, "api").await?;
+    Ok(Json(report).into_response())
 }
 
 async fn historical(
@@ -650,6 +669,7 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route("/v1/apply", post(apply))
         .route("/v1/materialize", post(materialize))
         .route("/v1/historical", post(historical))
+        .route("/v1/push", post(push))
         .route("/v1/snapshots", get(snapshots))
         .route("/v1/versions", get(versions))
         .route("/v1/versions/{seq}", get(version))

@@ -29,6 +29,13 @@ pub enum ControlError {
         message: String,
         details: serde_json::Value,
     },
+    /// A request that is wrong in a way worth listing (`details`): every pushed row bad.
+    #[error("{message}")]
+    Invalid {
+        code: &'static str,
+        message: String,
+        details: serde_json::Value,
+    },
     #[error("registry: {0}")]
     Registry(#[from] fstore_registry::RegistryError),
     #[error("object storage: {0}")]
@@ -38,9 +45,9 @@ pub enum ControlError {
 impl ControlError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ControlError::InvalidDefinitions(_) | ControlError::BadRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ControlError::InvalidDefinitions(_)
+            | ControlError::BadRequest(_)
+            | ControlError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ControlError::NotFound { .. } | ControlError::VersionNotFound(_) => {
                 StatusCode::NOT_FOUND
             }
@@ -65,7 +72,7 @@ impl ControlError {
             ControlError::VersionNotFound(_) => "version_not_found",
             ControlError::Materialization { .. } => "materialization_failed",
             ControlError::TrainingSet(_) => "training_set_failed",
-            ControlError::Conflict { code, .. } => code,
+            ControlError::Conflict { code, .. } | ControlError::Invalid { code, .. } => code,
             ControlError::Registry(fstore_registry::RegistryError::Invalid(_)) => "bad_request",
             ControlError::Registry(_) => "registry_error",
             ControlError::Storage(_) => "storage_error",
@@ -97,7 +104,9 @@ impl IntoResponse for ControlError {
         };
         let details = match &self {
             ControlError::InvalidDefinitions(errs) => serde_json::to_value(errs).ok(),
-            ControlError::Conflict { details, .. } => Some(details.clone()),
+            ControlError::Conflict { details, .. } | ControlError::Invalid { details, .. } => {
+                Some(details.clone())
+            }
             _ => None,
         };
         (

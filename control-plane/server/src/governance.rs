@@ -155,7 +155,8 @@ impl ControlPlane {
                 name: snapshot.to_string(),
             });
         };
-        if self.store().head(&record.key).await.is_err() {
+        // A delta is kept only with its base and the deltas before it.
+        if self.chain_view(record.clone()).await?.is_none() {
             return Err(ControlError::Conflict {
                 code: "snapshot_not_kept",
                 message: format!(

@@ -36,6 +36,9 @@ pub struct JobSettings {
     pub max_attempts: u32,
     /// The wait before the first retry; doubled for each further one.
     pub backoff: Duration,
+    /// An incremental run compacts its view's chain into a full snapshot once it would hold
+    /// this many deltas (or its deltas approach the base in size); at least 1.
+    pub compact_after: usize,
 }
 
 impl Default for JobSettings {
@@ -48,6 +51,7 @@ impl Default for JobSettings {
             timeout: Duration::from_secs(3600),
             max_attempts: 3,
             backoff: Duration::from_secs(10),
+            compact_after: 8,
         }
     }
 }
@@ -57,6 +61,9 @@ impl JobSettings {
     /// timeout would fail every run.
     pub fn validate(&self) -> Result<(), String> {
         let ms = |d: Duration| d.as_millis();
+        if self.compact_after == 0 {
+            return Err("compact_after must be at least 1".into());
+        }
         if ms(self.tick) < 10 {
             return Err("the job tick must be at least 10 ms".into());
         }
@@ -499,6 +506,7 @@ async fn execute(
         std::slice::from_ref(&run.view),
         &run.actor,
         Some(&committing),
+        crate::incremental::RunMode::Auto,
     );
     tokio::pin!(work);
     let deadline = tokio::time::sleep(settings.timeout);
@@ -586,14 +594,20 @@ pub(crate) fn outcome_of(
     match done {
         Ok(reports) => {
             let own = reports.iter().find(|r| r.view == view);
+            let wrote = own.filter(|r| r.mode != "unchanged");
+            // Source rows: every row read was either used (written into the snapshot's
+            // computation) or rejected, so read = written + rejected holds by construction.
             RunOutcome {
                 status: RunStatus::Succeeded,
                 rows_read: own.map(|r| r.rows_read),
-                rows_written: own.map(|r| r.rows_written),
-                rows_rejected: Some(0),
-                snapshot_version: own.map(|r| r.version),
+                rows_written: own.map(|r| r.rows_read - r.rows_rejected),
+                rows_rejected: own.map(|r| r.rows_rejected),
+                snapshot_version: wrote.map(|r| r.version),
                 manifest_seq: own.map(|r| r.manifest_seq),
                 error: None,
+                mode: own.map(|r| r.mode.clone()),
+                entities: wrote.map(|r| r.rows_written),
+                quarantine: own.and_then(|r| r.quarantine.clone()),
             }
         }
         Err(e) => RunOutcome {

@@ -7,8 +7,10 @@ mod catalog;
 mod changes;
 mod error;
 mod governance;
+mod incremental;
 mod jobs;
 mod openapi;
+mod push;
 mod service;
 mod transforms;
 
@@ -19,8 +21,10 @@ pub use catalog::{
 pub use changes::Dependent;
 pub use error::ControlError;
 pub use governance::{DeleteReport, RollbackParams, RollbackReport};
+pub use incremental::RunMode;
 pub use jobs::{JobMetrics, JobSettings, Triggered};
 pub use openapi::openapi;
+pub use push::{PushReport, PushRequest, PushedView};
 pub use service::{
     ApplyOptions, ApplyReport, ControlConfig, ControlPlane, DEFAULT_RETAIN_VERSIONS,
     HistoricalParams, HistoricalReport, HistoricalView, MaterializeReport,

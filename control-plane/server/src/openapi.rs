@@ -133,8 +133,17 @@ pub fn openapi() -> Value {
                 "Materialize feature views and publish one manifest",
                 json!([]),
                 Some(json!({"content": {"application/json": {"schema": {"type": "object", "properties": {
-                    "views": {"type": "array", "items": {"type": "string"}}}}}}})),
-                "one report per view")},
+                    "views": {"type": "array", "items": {"type": "string"}},
+                    "mode": {"type": "string", "enum": ["full", "auto"], "default": "full",
+                        "description": "auto: publish only what changed since each view's last run (a delta) where its live snapshot allows"}}}}}})),
+                "one report per view (mode full, delta, compacted or unchanged; rows read and rejected; the quarantine file)")},
+            "/v1/push": {"post": op(
+                "Append rows to a source in the offline store and publish the views reading it incrementally; bad rows are rejected with reasons, good ones kept",
+                json!([]),
+                Some(json!({"content": {"application/json": {"schema": {"type": "object", "required": ["source", "rows"], "properties": {
+                    "source": {"type": "string"},
+                    "rows": {"type": "array", "items": {"type": "object"}, "maxItems": fstore_offline::MAX_PUSH_ROWS}}}}}})),
+                "rows accepted and rejected (index and reason), files written, and each view's run (published, unchanged, pending or failed); 400 no_valid_rows when no row could be used")},
             "/v1/historical": {"post": op(
                 "Build a training set: each entity row gets every feature as of its timestamp (point-in-time correct; rows kept in order, unmatched ones with nulls)",
                 json!([]),
@@ -200,6 +209,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(paths.len(), 26);
+        assert_eq!(paths.len(), 27);
     }
 }

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use fstore_registry::{NewChange, Registry, SnapshotRecord};
-use fstore_snapshot::{FeatureRef, Field};
+use fstore_snapshot::{FeatureRef, Field, Snapshot};
 use fstore_spec::{Definitions, Plan};
 use fstore_storage::{
     MANIFEST_FORMAT, Manifest, ManifestOnDemand, ManifestView, StorageError, Store, Versions,
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ControlError;
 use crate::changes::Dependent;
+use crate::incremental::{Plan as RunPlan, RunMode, SnapshotCache};
 use crate::transforms::Transforms;
 
 /// Where the control plane keeps its state.
@@ -77,14 +78,30 @@ impl ApplyOptions {
 pub struct MaterializeReport {
     /// The slot: the view, or `view@vN` for a definition version a service pins.
     pub view: String,
+    /// The snapshot written (for `unchanged`, the slot's live version).
     pub version: u64,
     pub key: String,
     /// The registry version of the view's definition the snapshot was computed with.
     pub definition_version: u64,
+    /// `full`, `delta` (only the entities that changed, on top of the live chain),
+    /// `compacted` (the chain and this run's changes merged into a full snapshot) or
+    /// `unchanged` (an incremental run that found nothing new; nothing written).
+    pub mode: String,
+    /// For a delta: the full snapshot its chain builds on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_version: Option<u64>,
+    /// Source files read.
     pub files: usize,
+    /// Source rows read, rejected ones included.
     pub rows_read: u64,
+    /// Source rows set aside as unusable (listed in `quarantine`).
+    pub rows_rejected: u64,
+    /// Entities in the snapshot written (for a delta, the entities that changed).
     pub rows_written: u64,
     pub rows_expired: u64,
+    /// Object key of the list of rejected rows, if any were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<String>,
     pub size_bytes: u64,
     pub duration_ms: u64,
     pub manifest_seq: u64,
@@ -195,6 +212,8 @@ pub struct ControlPlane {
     http: reqwest::Client,
     /// This instance's name in registry locks: unique even for two instances in one process.
     holder: String,
+    /// Local copies of live snapshots, for incremental runs.
+    cache: SnapshotCache,
     pub config: ControlConfig,
 }
 
@@ -215,6 +234,14 @@ const PUBLISH_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(12
 
 /// Numbers control-plane instances within a process, for [`ControlPlane`]'s lock holder name.
 static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// What one slot's run produced: the manifest entry to publish (None when nothing changed),
+/// its report, and its definition version and lineage for the registry.
+struct SlotRun {
+    mv: Option<ManifestView>,
+    report: MaterializeReport,
+    record: (u64, serde_json::Value),
+}
 
 /// One snapshot a materialization computes.
 struct Target {
@@ -290,13 +317,23 @@ fn manifest_view(rec: SnapshotRecord) -> ManifestView {
         size_bytes: rec.size_bytes,
         rows: rec.rows,
         checksum: rec.checksum,
+        deltas: Vec::new(),
     }
+}
+
+/// The full snapshot a recorded delta builds on, if `rec` is a delta.
+fn delta_base(rec: &SnapshotRecord) -> Option<u64> {
+    if rec.lineage.get("mode").and_then(|m| m.as_str()) != Some("delta") {
+        return None;
+    }
+    rec.lineage.get("base_version").and_then(|v| v.as_u64())
 }
 
 fn describe_reports(reports: &[MaterializeReport]) -> String {
     reports
         .iter()
-        .map(|r| format!("{} v{}", r.view, r.version))
+        .filter(|r| r.mode != "unchanged")
+        .map(|r| format!("{} v{} ({})", r.view, r.version, r.mode))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -314,17 +351,20 @@ impl ControlPlane {
         config.jobs.validate().map_err(ControlError::BadRequest)?;
         let registry = fstore_registry::open(&config.database_url).await?;
         let store = Store::from_url(&config.store_url)?;
+        let instance = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Per process and instance, so two control planes on one machine never read each
+        // other's half-written downloads. Files from a local store are hard links.
+        let cache = SnapshotCache::new(
+            std::env::temp_dir().join(format!("fstore-control-{}-{instance}", std::process::id())),
+        );
         Ok(Self {
             registry,
             store,
             publish: tokio::sync::Mutex::new(()),
             transforms: Transforms::new()?,
             jobs_metrics: crate::jobs::JobMetrics::default(),
-            holder: format!(
-                "{}#{}",
-                config.jobs.replica,
-                INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            ),
+            holder: format!("{}#{instance}", config.jobs.replica),
+            cache,
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(1))
                 .build()
@@ -828,22 +868,43 @@ impl ControlPlane {
     /// job run per view (trigger `manual`), so `fstore jobs` shows it and no scheduled run of
     /// those views can overlap it. Refused (409 `run_active`) while a run of one of them is
     /// queued or running.
+    ///
+    /// `mode` is [`RunMode::Full`] for a new full snapshot of each view (`fstore materialize`'s
+    /// default), or [`RunMode::Auto`] for a delta where the live chain allows one.
     pub async fn materialize(
         &self,
         views: &[String],
         actor: &str,
+        mode: RunMode,
     ) -> Result<Vec<MaterializeReport>, ControlError> {
         let defs = self.registry.definitions().await?;
         let names = view_names(&defs, views)?;
         let owner = format!("{}/manual", self.config.jobs.replica);
-        let lease = self.config.jobs.lease;
         let mut runs: Vec<fstore_registry::JobRun> = Vec::new();
-        if let Err(e) = self.claim_manual(&names, actor, &owner, &mut runs).await {
+        if let Err(e) = self
+            .claim_manual(&names, actor, "manual", &owner, &mut runs)
+            .await
+        {
             self.abandon(&runs, &owner, &e.to_string()).await;
             return Err(e);
         }
+        self.run_claimed(&names, &runs, actor, &owner, mode).await
+    }
+
+    /// Runs `names`, whose runs this process claimed as `owner`, renewing their leases while
+    /// it works, and records how each ended.
+    pub(crate) async fn run_claimed(
+        &self,
+        names: &[String],
+        runs: &[fstore_registry::JobRun],
+        actor: &str,
+        owner: &str,
+        mode: RunMode,
+    ) -> Result<Vec<MaterializeReport>, ControlError> {
+        let lease = self.config.jobs.lease;
+        let owner = owner.to_string();
         let ids: Vec<u64> = runs.iter().map(|r| r.id).collect();
-        let work = self.materialize_views(&names, actor, None);
+        let work = self.materialize_views(names, actor, None, mode);
         tokio::pin!(work);
         let mut renew = tokio::time::interval(lease / 3);
         renew.tick().await;
@@ -865,7 +926,7 @@ impl ControlPlane {
                 }
             }
         };
-        for run in &runs {
+        for run in runs {
             let outcome = crate::jobs::outcome_of(&run.view, result.as_ref());
             // What happened was published or not either way; a record that fails to save
             // must not turn a publish into an error.
@@ -878,10 +939,11 @@ impl ControlPlane {
 
     /// Queues and claims one run per view for a manual materialization, into `runs`; on an
     /// error the caller abandons what is there.
-    async fn claim_manual(
+    pub(crate) async fn claim_manual(
         &self,
         names: &[String],
         actor: &str,
+        trigger: &str,
         owner: &str,
         runs: &mut Vec<fstore_registry::JobRun>,
     ) -> Result<(), ControlError> {
@@ -891,7 +953,7 @@ impl ControlPlane {
                 .registry
                 .enqueue_run(&fstore_registry::NewRun {
                     view: view.clone(),
-                    trigger: "manual".into(),
+                    trigger: trigger.into(),
                     attempt: 1,
                     scheduled_for: None,
                     // Far ahead, so no worker claims it before this process does below.
@@ -921,7 +983,7 @@ impl ControlPlane {
     }
 
     /// Finishes runs this process claimed but will not execute, as cancelled.
-    async fn abandon(&self, runs: &[fstore_registry::JobRun], owner: &str, why: &str) {
+    pub(crate) async fn abandon(&self, runs: &[fstore_registry::JobRun], owner: &str, why: &str) {
         for run in runs {
             let outcome = fstore_registry::RunOutcome {
                 status: fstore_registry::RunStatus::Cancelled,
@@ -942,6 +1004,7 @@ impl ControlPlane {
         views: &[String],
         actor: &str,
         committing: Option<&std::sync::atomic::AtomicBool>,
+        mode: RunMode,
     ) -> Result<Vec<MaterializeReport>, ControlError> {
         let defs = self.registry.definitions().await?;
         let names = view_names(&defs, views)?;
@@ -952,11 +1015,16 @@ impl ControlPlane {
         let live_before = self.store.live_manifest().await?;
         for target in targets {
             let pinned = target.slot.contains('@');
-            match self.materialize_one(&target, live_before.as_ref()).await {
-                Ok((mv, report, record)) => {
-                    new_views.insert(target.slot.clone(), mv);
-                    lineage.insert(target.slot.clone(), record);
-                    reports.push(report);
+            match self
+                .materialize_one(&target, live_before.as_ref(), mode)
+                .await
+            {
+                Ok(run) => {
+                    if let Some(mv) = run.mv {
+                        new_views.insert(target.slot.clone(), mv);
+                        lineage.insert(target.slot.clone(), run.record);
+                    }
+                    reports.push(run.report);
                 }
                 // A pinned version is computed from an old definition over today's source,
                 // which may no longer fit it (a dropped column): that must not hold back
@@ -978,6 +1046,14 @@ impl ControlPlane {
                 Err(e) => return Err(e),
             }
         }
+        if new_views.is_empty() {
+            // Incremental runs that found nothing new: nothing to publish or record.
+            let seq = live_before.as_ref().map_or(0, |m| m.seq);
+            for r in &mut reports {
+                r.manifest_seq = seq;
+            }
+            return Ok(reports);
+        }
         let guard = self.lock_publish().await?;
         // From here the run is committed: a job runner that times out or is cancelled now
         // waits for it rather than dropping it halfway through recording what it published.
@@ -998,7 +1074,17 @@ impl ControlPlane {
         self.notify_edges(manifest.seq).await;
         for r in &mut reports {
             r.manifest_seq = manifest.seq;
-            let mv = &new_views[&r.view];
+            let Some(mv) = new_views.get(&r.view) else {
+                continue;
+            };
+            if r.mode != "unchanged" {
+                self.cache.retain(&r.view, mv);
+            }
+            // A delta's own checksum, not its chain base's.
+            let checksum = match mv.deltas.last() {
+                Some(d) if d.version == r.version => d.checksum.clone(),
+                _ => mv.checksum.clone(),
+            };
             let (definition_version, lineage) = lineage.remove(&r.view).unwrap_or_default();
             self.registry
                 .record_snapshot(&SnapshotRecord {
@@ -1007,7 +1093,7 @@ impl ControlPlane {
                     key: r.key.clone(),
                     rows: r.rows_written,
                     size_bytes: r.size_bytes,
-                    checksum: mv.checksum.clone(),
+                    checksum,
                     manifest_seq: manifest.seq,
                     created_at: now_rfc3339(),
                     duration_ms: r.duration_ms,
@@ -1027,7 +1113,8 @@ impl ControlPlane {
                 details: serde_json::json!({
                     "snapshots": reports
                         .iter()
-                        .map(|r| serde_json::json!({"view": r.view, "version": r.version, "definition_version": r.definition_version, "rows": r.rows_written}))
+                        .filter(|r| r.mode != "unchanged")
+                        .map(|r| serde_json::json!({"view": r.view, "version": r.version, "mode": r.mode, "definition_version": r.definition_version, "rows": r.rows_written}))
                         .collect::<Vec<_>>(),
                 }),
             })
@@ -1035,27 +1122,89 @@ impl ControlPlane {
         Ok(reports)
     }
 
-    /// Computes and stores one snapshot; nothing is published here.
+    /// A recorded snapshot as a manifest serves it: a full snapshot alone; a delta as the
+    /// chain that was live with it (its base and the deltas on that base up to it), since a
+    /// delta means nothing without what it applies to. None if a link is gone from the store.
+    pub(crate) async fn chain_view(
+        &self,
+        rec: SnapshotRecord,
+    ) -> Result<Option<ManifestView>, ControlError> {
+        let Some(base) = delta_base(&rec) else {
+            let kept = self.store.head(&rec.key).await.is_ok();
+            return Ok(kept.then(|| manifest_view(rec)));
+        };
+        let Some(base_rec) = self.registry.get_snapshot(&rec.view, base).await? else {
+            return Ok(None);
+        };
+        let mut links: Vec<SnapshotRecord> = self
+            .registry
+            .list_snapshots(Some(&rec.view))
+            .await?
+            .into_iter()
+            .filter(|r| delta_base(r) == Some(base) && r.version <= rec.version)
+            .collect();
+        links.sort_by_key(|r| r.version);
+        let mut mv = manifest_view(base_rec);
+        for r in links {
+            if self.store.head(&r.key).await.is_err() {
+                return Ok(None);
+            }
+            mv.deltas.push(fstore_storage::ManifestDelta {
+                version: r.version,
+                key: r.key,
+                size_bytes: r.size_bytes,
+                rows: r.rows,
+                checksum: r.checksum,
+            });
+        }
+        if self.store.head(&mv.key).await.is_err() {
+            return Ok(None);
+        }
+        Ok(Some(mv))
+    }
+
+    /// Computes and stores one slot's snapshot (full, a delta on its live chain, or the chain
+    /// compacted); nothing is published here. An incremental run that finds nothing changed
+    /// writes nothing and says so (`mode: unchanged`).
     async fn materialize_one(
         &self,
         target: &Target,
         live_before: Option<&Manifest>,
-    ) -> Result<(ManifestView, MaterializeReport, (u64, serde_json::Value)), ControlError> {
+        mode: RunMode,
+    ) -> Result<SlotRun, ControlError> {
         let name = target.slot.clone();
         let started = Instant::now();
+        let now = now_micros();
+        let plan = match mode {
+            RunMode::Full => RunPlan::Full("a full run was asked for".into()),
+            RunMode::Auto => {
+                crate::incremental::plan(
+                    self.registry.as_ref(),
+                    &target.defs,
+                    &name,
+                    target.definition_version,
+                    live_before,
+                    now,
+                )
+                .await?
+            }
+        };
         // Versions only grow, even past ones this registry did not hand out itself.
         let floor = live_before
             .and_then(|m| m.views.get(&name))
-            .map_or(0, |v| v.version);
+            .map_or(0, |v| v.served_version());
         let version = self
             .registry
             .next_sequence_above(&format!("snapshot:{name}"), floor)
             .await?;
-        let steps = target
+        let view = target
             .defs
             .view(&name)
-            .map(|v| v.steps.clone())
-            .unwrap_or_default();
+            .ok_or_else(|| ControlError::NotFound {
+                kind: "feature view".into(),
+                name: name.clone(),
+            })?;
+        let steps = view.steps.clone();
         let loaded = self
             .transforms
             .for_steps(&self.store, &steps)
@@ -1064,78 +1213,275 @@ impl ControlPlane {
                 view: name.clone(),
                 message: e.to_string(),
             })?;
-        // Materializing is CPU-bound for seconds at a time: run it on the blocking pool so
-        // the REST API keeps answering meanwhile.
-        let (defs2, view, handle) = (
-            target.defs.clone(),
-            name.clone(),
-            tokio::runtime::Handle::current(),
-        );
-        let m = tokio::task::spawn_blocking(move || {
-            handle.block_on(fstore_offline::materialize(
-                &defs2,
-                &view,
-                version,
-                now_micros(),
-                &loaded,
-            ))
-        })
-        .await
-        .map_err(|e| ControlError::Materialization {
-            view: name.clone(),
-            message: format!("the materialization task failed: {e}"),
-        })?
-        .map_err(|e| match e {
+        let offline_err = |e: fstore_offline::OfflineError| match e {
             fstore_offline::OfflineError::Storage(s) => ControlError::Storage(s),
             other => ControlError::Materialization {
                 view: name.clone(),
                 message: other.to_string(),
             },
-        })?;
-        let key = snapshot_key(&name, version);
-        let checksum = format!("{:016x}", m.checksum);
-        let size = m.len();
-        let [head, rows] = m.parts;
-        self.store
-            .put_new_parts(&key, vec![head.into(), rows.into()])
-            .await?;
-        let mv = ManifestView {
-            version,
-            key: key.clone(),
-            size_bytes: size,
-            rows: m.rows_written,
-            checksum,
         };
-        let source = target.defs.view(&name).map(|v| v.source.clone());
+        let task_err = |e: tokio::task::JoinError| ControlError::Materialization {
+            view: name.clone(),
+            message: format!("the materialization task failed: {e}"),
+        };
+        // Materializing is CPU-bound for seconds at a time: run it on the blocking pool so
+        // the REST API keeps answering meanwhile.
+        let (defs2, view2, handle) = (
+            target.defs.clone(),
+            name.clone(),
+            tokio::runtime::Handle::current(),
+        );
+        let (m, compacted, why, chain) = match plan {
+            RunPlan::Full(why) => {
+                let m = tokio::task::spawn_blocking(move || {
+                    handle.block_on(fstore_offline::materialize(
+                        &defs2, &view2, version, now, &loaded,
+                    ))
+                })
+                .await
+                .map_err(task_err)?
+                .map_err(offline_err)?;
+                (m, None, why, None)
+            }
+            RunPlan::Incremental(chain) => {
+                let (base, deltas) = self.cache.open_chain(&self.store, &chain.live).await?;
+                let c = chain.clone();
+                let compact_after = self.config.jobs.compact_after;
+                let done = tokio::task::spawn_blocking(move || {
+                    let live = |key: &[u8]| {
+                        deltas
+                            .iter()
+                            .rev()
+                            .find_map(|d| d.get(key))
+                            .or_else(|| base.get(key))
+                            .map(|r| (r.event_micros(), r.created_micros()))
+                    };
+                    let is_new = |path: &str| !c.seen.contains_key(path);
+                    let inc = fstore_offline::Incremental {
+                        base_version: c.live.version,
+                        since_micros: c.as_of,
+                        is_new: &is_new,
+                        live: &live,
+                    };
+                    let m = handle.block_on(fstore_offline::materialize_delta(
+                        &defs2, &view2, version, now, &loaded, &inc,
+                    ))?;
+                    // Compact when the chain grows long, or its deltas approach the base in
+                    // size (each lookup probes every delta; the edge downloads the base anyway).
+                    let rows = c.delta_rows + m.rows_written;
+                    let due = deltas.len() + 1 >= compact_after || rows * 2 > base.len();
+                    if m.rows_written == 0 || !due {
+                        return Ok((m, None));
+                    }
+                    let delta = Snapshot::from_bytes(m.to_vec())?;
+                    let mut layers: Vec<&Snapshot> = deltas.iter().collect();
+                    layers.push(&delta);
+                    let parts = fstore_snapshot::compact(&base, &layers, version, now)?;
+                    let whole = Snapshot::from_bytes(parts.concat())?;
+                    Ok::<_, fstore_offline::OfflineError>((
+                        m,
+                        Some((parts, whole.len(), whole.checksum())),
+                    ))
+                })
+                .await
+                .map_err(task_err)?
+                .map_err(offline_err)?;
+                (done.0, done.1, String::new(), Some(chain))
+            }
+        };
+        let quarantine = self.quarantine(&name, version, &m.rejected).await?;
+        let limit = view
+            .max_rejected
+            .unwrap_or(fstore_spec::RejectLimit::Rows(0));
+        if !limit.allows(m.rows_rejected, m.rows_read) {
+            let first = m.rejected.first().map_or(String::new(), |r| {
+                format!(
+                    "; the first: source file `{}`, row {}: {}",
+                    r.file, r.row, r.reason
+                )
+            });
+            return Err(ControlError::Materialization {
+                view: name.clone(),
+                message: format!(
+                    "{} of {} source rows rejected, over the view's max_rejected of {limit}{first}; every rejected row is listed in {}",
+                    m.rows_rejected,
+                    m.rows_read,
+                    quarantine
+                        .as_deref()
+                        .map_or("the quarantine".into(), |k| self.store_location(k)),
+                ),
+            });
+        }
+        let mode = match (&chain, &compacted) {
+            (None, _) => "full",
+            (Some(_), Some(_)) => "compacted",
+            (Some(_), None) if m.rows_written == 0 => "unchanged",
+            (Some(_), None) => "delta",
+        };
+        let source = view.source.clone();
+        let mut report = MaterializeReport {
+            view: name.clone(),
+            version,
+            key: String::new(),
+            definition_version: target.definition_version,
+            mode: mode.to_string(),
+            base_version: None,
+            files: m.files.len(),
+            rows_read: m.rows_read,
+            rows_rejected: m.rows_rejected,
+            rows_written: m.rows_written,
+            rows_expired: m.rows_expired,
+            size_bytes: 0,
+            duration_ms: 0,
+            manifest_seq: 0,
+            quarantine: quarantine.clone(),
+        };
+        let mut inputs = m.files.clone();
+        let (mv, entities) = match (&chain, compacted) {
+            (Some(c), None) if m.rows_written == 0 => {
+                // Nothing new: the slot stays as it is and no snapshot is written.
+                report.version = c.live.served_version();
+                report.duration_ms = started.elapsed().as_millis() as u64;
+                return Ok(SlotRun {
+                    mv: None,
+                    report,
+                    record: (target.definition_version, serde_json::Value::Null),
+                });
+            }
+            (Some(c), Some((parts, rows, checksum))) => {
+                let key = snapshot_key(&name, version);
+                let size = (parts[0].len() + parts[1].len()) as u64;
+                let [head, body] = parts;
+                self.store
+                    .put_new_parts(&key, vec![head.into(), body.into()])
+                    .await?;
+                let mut all = c.inputs();
+                all.retain(|f| !m.files.iter().any(|n| n.path == f.path));
+                all.extend(m.files.iter().cloned());
+                all.sort_by(|a, b| a.path.cmp(&b.path));
+                inputs = all;
+                let mv = ManifestView {
+                    version,
+                    key,
+                    size_bytes: size,
+                    rows,
+                    checksum: format!("{checksum:016x}"),
+                    deltas: Vec::new(),
+                };
+                (mv, rows)
+            }
+            (chain, _) => {
+                let key = snapshot_key(&name, version);
+                let checksum = format!("{:016x}", m.checksum);
+                let size = m.len();
+                let [head, body] = m.parts.clone();
+                self.store
+                    .put_new_parts(&key, vec![head.into(), body.into()])
+                    .await?;
+                let mv = match chain {
+                    None => ManifestView {
+                        version,
+                        key,
+                        size_bytes: size,
+                        rows: m.rows_written,
+                        checksum,
+                        deltas: Vec::new(),
+                    },
+                    Some(c) => {
+                        report.base_version = Some(c.live.version);
+                        let mut mv = c.live.clone();
+                        mv.deltas.push(fstore_storage::ManifestDelta {
+                            version,
+                            key,
+                            size_bytes: size,
+                            rows: m.rows_written,
+                            checksum,
+                        });
+                        mv
+                    }
+                };
+                (mv, m.rows_written)
+            }
+        };
+        let defer = [
+            m.next_event_micros,
+            chain
+                .as_ref()
+                .and_then(|c| c.defer_until)
+                .filter(|_| mode == "compacted"),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let record = (
             target.definition_version,
             serde_json::json!({
                 "source": source,
                 "definition_version": target.definition_version,
-                "inputs": m.files,
+                "mode": mode,
+                "why_full": (!why.is_empty()).then_some(why),
+                "base_version": report.base_version,
+                "as_of_micros": now,
+                "defer_until_micros": defer,
+                "inputs": inputs,
                 "rows_read": m.rows_read,
-                "rows_written": m.rows_written,
+                "rows_rejected": m.rows_rejected,
+                "rows_written": entities,
                 "rows_expired": m.rows_expired,
+                "quarantine": quarantine,
                 "transforms": steps
                     .iter()
                     .map(|s| serde_json::json!({"transform": s.transform, "sha256": s.sha256}))
                     .collect::<Vec<_>>(),
             }),
         );
-        let report = MaterializeReport {
-            view: name.clone(),
-            version,
-            key,
-            definition_version: target.definition_version,
-            files: m.files.len(),
-            rows_read: m.rows_read,
-            rows_written: m.rows_written,
-            rows_expired: m.rows_expired,
-            size_bytes: size,
-            duration_ms: started.elapsed().as_millis() as u64,
-            manifest_seq: 0,
+        report.key = if mode == "delta" {
+            mv.deltas.last().map(|d| d.key.clone()).unwrap_or_default()
+        } else {
+            mv.key.clone()
         };
-        Ok((mv, report, record))
+        report.size_bytes = if mode == "delta" {
+            mv.deltas.last().map_or(0, |d| d.size_bytes)
+        } else {
+            mv.size_bytes
+        };
+        report.rows_written = entities;
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        Ok(SlotRun {
+            mv: Some(mv),
+            report,
+            record,
+        })
+    }
+
+    /// Writes the rows a run rejected to `quarantine/<slot>/<version>.jsonl` (one JSON object
+    /// per line: file, row, reason), next to the snapshots, and returns its key. Quarantine
+    /// files are evidence and are never pruned.
+    async fn quarantine(
+        &self,
+        slot: &str,
+        version: u64,
+        rejected: &[fstore_offline::RejectedRow],
+    ) -> Result<Option<String>, ControlError> {
+        if rejected.is_empty() {
+            return Ok(None);
+        }
+        let mut body = Vec::with_capacity(rejected.len() * 96);
+        for r in rejected {
+            serde_json::to_writer(&mut body, r).map_err(|e| ControlError::Materialization {
+                view: slot.to_string(),
+                message: format!("cannot write the quarantine: {e}"),
+            })?;
+            body.push(b'\n');
+        }
+        let key = format!("quarantine/{slot}/{version:020}.jsonl");
+        self.store.put_new(&key, body.into()).await?;
+        Ok(Some(key))
+    }
+
+    /// Where object `key` of the snapshot store is, as a path or URL a user can open.
+    fn store_location(&self, key: &str) -> String {
+        format!("{}/{key}", self.store.url().trim_end_matches('/'))
     }
 
     /// What a materialization of `names` produces: each view at its current definition, then
@@ -1238,11 +1584,10 @@ impl ControlPlane {
                 .filter(|r| same_values(r.definition_version))
             {
                 // Retention may have deleted it; an older one may still be kept.
-                if self.store.head(&rec.key).await.is_err() {
-                    continue;
+                if let Some(mv) = self.chain_view(rec).await? {
+                    views.insert(slot.clone(), mv);
+                    break;
                 }
-                views.insert(slot.clone(), manifest_view(rec));
-                break;
             }
         }
         Ok(())
@@ -1271,13 +1616,13 @@ impl ControlPlane {
                         .registry
                         .get_snapshot(&rb.snapshot_view, rb.snapshot_version)
                         .await?;
-                    let kept = match &rec {
-                        Some(r) => self.store.head(&r.key).await.is_ok(),
-                        None => false,
+                    let chain = match rec {
+                        Some(r) => self.chain_view(r).await?,
+                        None => None,
                     };
-                    match rec.filter(|_| kept) {
-                        Some(rec) => {
-                            views.insert(slot.clone(), manifest_view(rec));
+                    match chain {
+                        Some(mv) => {
+                            views.insert(slot.clone(), mv);
                         }
                         None => {
                             tracing::warn!(

@@ -195,6 +195,17 @@ fn top_level(kind: ObjectKind, key: &str, o: Option<&Value>, n: Option<&Value>, 
                 show(n)
             ),
         ),
+        (K::FeatureView, "max_rejected") => out.push(
+            key,
+            o,
+            n,
+            Compatible,
+            format!(
+                "max_rejected {} → {}: changes which runs publish, not their values",
+                show(o),
+                show(n)
+            ),
+        ),
         (K::FeatureView, "entities") => out.push(
             key,
             o,

@@ -10,6 +10,7 @@ mod lineage;
 mod model;
 mod plan;
 mod redact;
+mod reject;
 mod schedule;
 mod yaml;
 
@@ -22,6 +23,7 @@ pub use model::{
 };
 pub use plan::{Action, Change, Plan};
 pub use redact::{redact_url, userinfo_span};
+pub use reject::RejectLimit;
 pub use schedule::{Cron, Schedule};
 pub use yaml::parse_features_yaml;
 

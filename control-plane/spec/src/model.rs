@@ -388,6 +388,9 @@ pub struct FeatureView {
     /// When the control plane's scheduler materializes it; None: the scheduler does not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
+    /// How many bad source rows a run may quarantine and still publish; None: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rejected: Option<crate::RejectLimit>,
     #[serde(default)]
     pub description: String,
     #[serde(default)]

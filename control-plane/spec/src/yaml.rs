@@ -199,6 +199,8 @@ struct RawView {
     ttl: Option<Spanned<String>>,
     #[serde(default)]
     schedule: Option<Spanned<String>>,
+    #[serde(default)]
+    max_rejected: Option<Spanned<String>>,
     features: Vec<RawFeature>,
     #[serde(default)]
     description: String,
@@ -349,6 +351,17 @@ pub fn parse_features_yaml(
                 })
                 .ok()
         });
+        let max_rejected = v.max_rejected.as_ref().and_then(|s| {
+            crate::RejectLimit::parse(s)
+                .map_err(|m| {
+                    errs.push(with_pos(
+                        SpecError::new(format!("feature view `{name}`: max_rejected {m}"))
+                            .key(format!("feature_views.{name}.max_rejected")),
+                        pos(s),
+                    ))
+                })
+                .ok()
+        });
         defs.feature_views.push(FeatureView {
             name,
             entities: v.entities.iter().map(|e| e.to_string()).collect(),
@@ -356,6 +369,7 @@ pub fn parse_features_yaml(
             ttl_seconds,
             features: features_of(v.features, &mut errs),
             schedule,
+            max_rejected,
             description: v.description,
             owner: v.owner,
             tags: v.tags,

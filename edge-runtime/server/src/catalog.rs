@@ -2,24 +2,37 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use fstore_snapshot::{FeatureRef, KeyType, Snapshot};
+use fstore_snapshot::{FeatureRef, KeyType, Row, Snapshot, SnapshotError};
 
 use crate::ApiError;
 use crate::ondemand::{OnDemandSpec, OnDemandView};
 
-/// One view's snapshot, mapped and ready to serve.
+/// One view's snapshot, mapped and ready to serve: a full (base) snapshot and the delta
+/// snapshots layered over it, which answer for the entities they hold.
 #[derive(Debug)]
 pub struct LoadedView {
     /// The manifest's name for this slot: the view (`customer_rfm`), a pinned definition
     /// version (`customer_rfm@v3`) or a service's rollback (`customer_rfm#41`).
     pub name: String,
+    /// The version served: the newest delta's, else the base's.
     pub version: u64,
+    /// The base snapshot's checksum (hex), as the manifest records it.
     pub checksum: String,
+    /// The base (full) snapshot.
     pub snapshot: Snapshot,
+    /// Deltas on top of `snapshot`, newest first (the order a lookup probes them in). Every
+    /// one passed [`fstore_snapshot::check_delta`] against `snapshot`, so a row of any of them
+    /// reads through the base's schema.
+    pub deltas: Vec<Snapshot>,
     pub key_names: Vec<String>,
     pub key_types: Vec<KeyType>,
     /// The local file the snapshot is mapped from (None for in-memory snapshots).
     pub path: Option<PathBuf>,
+    /// The local files the deltas are mapped from, in the order of `deltas` (empty for
+    /// in-memory deltas).
+    pub delta_paths: Vec<PathBuf>,
+    /// Distinct entities served: the base's plus those only its deltas hold.
+    pub entities: u64,
 }
 
 impl LoadedView {
@@ -44,8 +57,81 @@ impl LoadedView {
             key_types: s.keys.iter().map(|k| k.ty).collect(),
             checksum,
             path,
+            entities: snapshot.len(),
             snapshot,
+            deltas: Vec::new(),
+            delta_paths: Vec::new(),
         }
+    }
+
+    /// Layers `deltas` (newest first) over the base, replacing any it had; `paths` are their
+    /// local files in the same order, or empty for in-memory deltas. Refuses deltas that do not
+    /// apply to the base (see [`fstore_snapshot::check_delta`]) or are out of order. Reads
+    /// every delta row once to count entities: call it off the async threads.
+    pub fn with_deltas(
+        mut self,
+        deltas: Vec<Snapshot>,
+        paths: Vec<PathBuf>,
+    ) -> Result<Self, SnapshotError> {
+        if !paths.is_empty() && paths.len() != deltas.len() {
+            return Err(SnapshotError::Layer(format!(
+                "{} delta files for {} deltas",
+                paths.len(),
+                deltas.len()
+            )));
+        }
+        let mut newer = u64::MAX;
+        for d in &deltas {
+            fstore_snapshot::check_delta(&self.snapshot, d)?;
+            let v = d.schema().version;
+            // Newest first decides which row a lookup answers with; a list in the manifest's
+            // order (oldest first) would serve stale values without this check.
+            if v >= newer {
+                return Err(SnapshotError::Layer(format!(
+                    "delta version {v} follows version {newer}: deltas go newest first"
+                )));
+            }
+            newer = v;
+        }
+        // An entity a delta holds and no older layer does is new; the others replace a row.
+        let mut entities = self.snapshot.len();
+        for (i, d) in deltas.iter().enumerate() {
+            let older = &deltas[i + 1..];
+            entities += d
+                .rows()
+                .filter(|r| fstore_snapshot::layered_get(&self.snapshot, older, r.key()).is_none())
+                .count() as u64;
+        }
+        self.version = deltas
+            .first()
+            .map_or(self.snapshot.schema().version, |d| d.schema().version);
+        self.entities = entities;
+        self.deltas = deltas;
+        self.delta_paths = paths;
+        Ok(self)
+    }
+
+    /// The row served for an encoded entity key: the newest delta holding it, else the base.
+    /// With no deltas this is the base's own probe (the delta loop is over an empty slice).
+    #[inline]
+    pub fn get(&self, key: &[u8]) -> Option<Row<'_>> {
+        fstore_snapshot::layered_get(&self.snapshot, &self.deltas, key)
+    }
+
+    /// When the newest layer served was materialized (microseconds since the Unix epoch).
+    pub fn created_at_micros(&self) -> i64 {
+        self.deltas
+            .first()
+            .unwrap_or(&self.snapshot)
+            .schema()
+            .created_at_micros
+    }
+
+    /// Bytes of every file served: the base and its deltas.
+    pub fn size_bytes(&self) -> u64 {
+        self.deltas
+            .iter()
+            .fold(self.snapshot.size_bytes(), |n, d| n + d.size_bytes())
     }
 
     /// Whether a row with event time `event_micros` is older than the view's ttl at `now`.

@@ -18,6 +18,8 @@ pub enum EdgeError {
         expected: String,
         actual: String,
     },
+    #[error("snapshot `{key}` does not match the manifest: {reason}")]
+    ManifestMismatch { key: String, reason: String },
     #[error("i/o on {path}: {source}")]
     Io {
         path: String,

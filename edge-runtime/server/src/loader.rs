@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use fstore_snapshot::{Snapshot, TransformStep};
-use fstore_storage::{Manifest, PointerRead, StorageError, Store, sha256_hex};
+use fstore_storage::{Manifest, ManifestView, PointerRead, StorageError, Store, sha256_hex};
 use fstore_wasm_host::{Host, HostConfig, Limits, LoadError, Transform};
 
 use crate::{Catalog, EdgeError, EdgeState, LoadedView, Metrics, OnDemandSpec};
@@ -214,7 +214,8 @@ impl Loader {
         self.components.loaded()
     }
 
-    /// Deletes cached snapshot files neither the current nor the previous catalog uses.
+    /// Deletes cached snapshot files (bases and deltas) neither the current nor the previous
+    /// catalog uses.
     /// Mapped files stay valid after unlinking, so this never disturbs a request in flight.
     fn clean_cache(&self) {
         let mut keep = HashSet::new();
@@ -225,7 +226,9 @@ impl Loader {
         .into_iter()
         .flatten()
         {
-            keep.extend(c.views().iter().filter_map(|v| v.path.clone()));
+            for v in c.views() {
+                keep.extend(v.path.iter().chain(&v.delta_paths).cloned());
+            }
         }
         let Ok(entries) = std::fs::read_dir(&self.cache_dir) else {
             return;
@@ -256,9 +259,11 @@ impl Loader {
     }
 }
 
-/// Builds the catalog an edge serves for `manifest`: downloads its snapshots into `cache_dir`
-/// (unless already there), verifies and maps them, and loads the components of its on-demand
-/// views into `components`. Views of `current` with the same version and checksum are reused.
+/// Builds the catalog an edge serves for `manifest`: downloads its snapshots (bases and
+/// deltas) into `cache_dir` (unless already there), verifies and maps them, and loads the
+/// components of its on-demand views into `components`. Views of `current` with the same base
+/// (version and checksum) and the same deltas (keys and checksums) are reused; otherwise only
+/// files missing from the cache are downloaded, so a new delta costs the delta alone.
 /// The edge's loader and one-shot readers (`fstore get --version`) both build catalogs here,
 /// so both answer a request the same way. Fails if any snapshot cannot be loaded; an on-demand
 /// view whose component cannot be loaded only makes that view unavailable.
@@ -280,50 +285,12 @@ pub async fn build_catalog(
     for (name, mv) in &manifest.views {
         if let Some(v) = current
             .and_then(|c| c.view(name))
-            .filter(|v| v.version == mv.version && v.checksum == mv.checksum)
+            .filter(|v| same_layers(v, mv, cache_dir))
         {
             views.push(v.clone());
             continue;
         }
-        // Keyed by the snapshot, not the slot: a rollback slot reuses a cached snapshot.
-        let file = cache_dir.join(mv.key.replace('/', "_"));
-        if !file.exists() {
-            store.download(&mv.key, &file).await?;
-        }
-        let path = file.clone();
-        // Mapping verifies the whole body checksum: CPU work, off the async threads.
-        let opened = tokio::task::spawn_blocking(move || Snapshot::open(&path))
-            .await
-            .map_err(|e| EdgeError::Io {
-                path: file.display().to_string(),
-                source: std::io::Error::other(e),
-            })?;
-        let snapshot = match opened {
-            Ok(s) => s,
-            Err(source) => {
-                // A corrupt download must not poison the cache for the next poll.
-                let _ = std::fs::remove_file(&file);
-                return Err(EdgeError::Snapshot {
-                    key: mv.key.clone(),
-                    source,
-                });
-            }
-        };
-        let actual = format!("{:016x}", snapshot.checksum());
-        if actual != mv.checksum {
-            let _ = std::fs::remove_file(&file);
-            return Err(EdgeError::ChecksumMismatch {
-                key: mv.key.clone(),
-                expected: mv.checksum.clone(),
-                actual,
-            });
-        }
-        views.push(Arc::new(LoadedView::named(
-            name.clone(),
-            snapshot,
-            actual,
-            Some(file),
-        )));
+        views.push(Arc::new(load_view(store, cache_dir, name, mv).await?));
     }
     let on_demand = load_on_demand(store, manifest, components, metrics).await;
     let catalog = Catalog::with_on_demand(manifest.seq, views, on_demand, &manifest.services);
@@ -338,6 +305,162 @@ pub async fn build_catalog(
         );
     }
     Ok(catalog)
+}
+
+/// The cache file of object `key`. Keyed by the object, not the slot: a rollback slot reuses a
+/// cached snapshot, and a new delta reuses its cached base.
+fn cache_file(cache_dir: &Path, key: &str) -> PathBuf {
+    cache_dir.join(key.replace('/', "_"))
+}
+
+/// Whether `v` serves exactly what `mv` names: the same base and the same deltas, in order.
+fn same_layers(v: &LoadedView, mv: &ManifestView, cache_dir: &Path) -> bool {
+    v.snapshot.schema().version == mv.version
+        && v.checksum == mv.checksum
+        && v.deltas.len() == mv.deltas.len()
+        && v.delta_paths.len() == mv.deltas.len()
+        // The view holds its deltas newest first, the manifest oldest first.
+        && v
+            .deltas
+            .iter()
+            .zip(&v.delta_paths)
+            .rev()
+            .zip(&mv.deltas)
+            .all(|((d, path), md)| {
+                *path == cache_file(cache_dir, &md.key)
+                    && format!("{:016x}", d.checksum()) == md.checksum
+            })
+}
+
+/// Downloads (unless cached), maps and verifies one slot's base and deltas.
+async fn load_view(
+    store: &Store,
+    cache_dir: &Path,
+    name: &str,
+    mv: &ManifestView,
+) -> Result<LoadedView, EdgeError> {
+    let (base, base_file) = open_cached(store, cache_dir, &mv.key, &mv.checksum, |s| {
+        // A delta served alone would answer NOT_FOUND for every entity it does not hold.
+        match s.base_version() {
+            Some(b) => Err(format!(
+                "it is a delta on top of version {b}, but a manifest's base must be a full \
+                 snapshot"
+            )),
+            None => Ok(()),
+        }
+    })
+    .await?;
+    let mut deltas = Vec::with_capacity(mv.deltas.len());
+    let mut files = Vec::with_capacity(mv.deltas.len());
+    for md in &mv.deltas {
+        let (base_version, version) = (mv.version, md.version);
+        let (delta, file) = open_cached(store, cache_dir, &md.key, &md.checksum, move |d| {
+            if d.base_version() != Some(base_version) {
+                return Err(match d.base_version() {
+                    None => "it is a full snapshot, not a delta".to_string(),
+                    Some(b) => format!(
+                        "it applies on top of version {b}, the manifest's base is {base_version}"
+                    ),
+                });
+            }
+            if d.schema().version != version {
+                return Err(format!(
+                    "it is version {}, the manifest says {version}",
+                    d.schema().version
+                ));
+            }
+            Ok(())
+        })
+        .await?;
+        deltas.push(delta);
+        files.push(file);
+    }
+    // The manifest lists deltas oldest first; lookups probe them newest first.
+    deltas.reverse();
+    files.reverse();
+    let view = LoadedView::named(name.to_string(), base, mv.checksum.clone(), Some(base_file));
+    if deltas.is_empty() {
+        return Ok(view);
+    }
+    let keys: Vec<String> = mv.deltas.iter().rev().map(|d| d.key.clone()).collect();
+    // Checking each delta against the base and counting entities reads every delta row.
+    blocking_io(&mv.key, move || {
+        // Which delta does not layer, so that only its file is dropped from the cache.
+        for ((d, file), key) in deltas.iter().zip(&files).zip(&keys) {
+            if let Err(source) = fstore_snapshot::check_delta(&view.snapshot, d) {
+                let _ = std::fs::remove_file(file);
+                return Err(EdgeError::Snapshot {
+                    key: key.clone(),
+                    source,
+                });
+            }
+        }
+        view.with_deltas(deltas, files)
+            .map_err(|source| EdgeError::Snapshot {
+                key: keys.join(", "),
+                source,
+            })
+    })
+    .await?
+}
+
+/// Downloads object `key` into the cache unless it is there, maps it, and checks its checksum
+/// against the manifest's and then `check` (which says what is wrong). A file failing any
+/// check is removed, so a corrupt download does not poison the cache for the next poll.
+async fn open_cached(
+    store: &Store,
+    cache_dir: &Path,
+    key: &str,
+    checksum: &str,
+    check: impl FnOnce(&Snapshot) -> Result<(), String> + Send + 'static,
+) -> Result<(Snapshot, PathBuf), EdgeError> {
+    let file = cache_file(cache_dir, key);
+    if !file.exists() {
+        store.download(key, &file).await?;
+    }
+    let (path, key_owned, expected) = (file.clone(), key.to_string(), checksum.to_string());
+    // Mapping verifies the whole body checksum: CPU work, off the async threads.
+    let opened = blocking_io(key, move || {
+        let snapshot = Snapshot::open(&path).map_err(|source| EdgeError::Snapshot {
+            key: key_owned.clone(),
+            source,
+        })?;
+        let actual = format!("{:016x}", snapshot.checksum());
+        if actual != expected {
+            return Err(EdgeError::ChecksumMismatch {
+                key: key_owned,
+                expected,
+                actual,
+            });
+        }
+        check(&snapshot).map_err(|reason| EdgeError::ManifestMismatch {
+            key: key_owned,
+            reason,
+        })?;
+        Ok(snapshot)
+    })
+    .await?;
+    match opened {
+        Ok(s) => Ok((s, file)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&file);
+            Err(e)
+        }
+    }
+}
+
+/// Runs loading work (mapping, verifying) off the async threads; a task that panicked is an
+/// i/o error on `key`.
+async fn blocking_io<T: Send + 'static>(
+    key: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, EdgeError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EdgeError::Io {
+            path: key.to_string(),
+            source: std::io::Error::other(e),
+        })
 }
 
 /// Loads the components of every on-demand view of `manifest`, reusing those already

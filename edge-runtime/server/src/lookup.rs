@@ -310,7 +310,7 @@ pub fn execute(
                     }
                 }
             }
-            let row = lv.snapshot.get(kb.as_bytes());
+            let row = lv.get(kb.as_bytes());
             if row.is_some() {
                 stats.found += 1;
             } else {

@@ -290,7 +290,8 @@ impl Metrics {
             let _ = writeln!(s, "fstore_edge_manifest_seq {}", c.seq);
             let _ = writeln!(
                 s,
-                "# HELP fstore_edge_snapshot_version Snapshot version served, per view."
+                "# HELP fstore_edge_snapshot_version Snapshot version served, per view (the \
+                 newest delta's when deltas are applied)."
             );
             let _ = writeln!(s, "# TYPE fstore_edge_snapshot_version gauge");
             for v in c.views() {
@@ -302,11 +303,26 @@ impl Metrics {
             }
             let _ = writeln!(
                 s,
-                "# HELP fstore_edge_snapshot_age_seconds Time since the served snapshot was materialized."
+                "# HELP fstore_edge_snapshot_deltas Delta snapshots applied on top of the full \
+                 snapshot, per view."
+            );
+            let _ = writeln!(s, "# TYPE fstore_edge_snapshot_deltas gauge");
+            for v in c.views() {
+                let _ = writeln!(
+                    s,
+                    "fstore_edge_snapshot_deltas{{view=\"{}\"}} {}",
+                    v.name,
+                    v.deltas.len()
+                );
+            }
+            let _ = writeln!(
+                s,
+                "# HELP fstore_edge_snapshot_age_seconds Time since the newest snapshot served \
+                 (delta or full) was materialized."
             );
             let _ = writeln!(s, "# TYPE fstore_edge_snapshot_age_seconds gauge");
             for v in c.views() {
-                let age = (now - v.snapshot.schema().created_at_micros).max(0) as f64 / 1e6;
+                let age = (now - v.created_at_micros()).max(0) as f64 / 1e6;
                 let _ = writeln!(
                     s,
                     "fstore_edge_snapshot_age_seconds{{view=\"{}\"}} {age}",
@@ -315,24 +331,29 @@ impl Metrics {
             }
             let _ = writeln!(
                 s,
-                "# HELP fstore_edge_entities_loaded Entities in the served snapshot, per view."
+                "# HELP fstore_edge_entities_loaded Distinct entities served, per view (the full \
+                 snapshot's plus those only its deltas hold)."
             );
             let _ = writeln!(s, "# TYPE fstore_edge_entities_loaded gauge");
             for v in c.views() {
                 let _ = writeln!(
                     s,
                     "fstore_edge_entities_loaded{{view=\"{}\"}} {}",
-                    v.name,
-                    v.snapshot.len()
+                    v.name, v.entities
                 );
             }
+            let _ = writeln!(
+                s,
+                "# HELP fstore_edge_snapshot_bytes Bytes of the snapshot files served, per view \
+                 (full snapshot and deltas together)."
+            );
             let _ = writeln!(s, "# TYPE fstore_edge_snapshot_bytes gauge");
             for v in c.views() {
                 let _ = writeln!(
                     s,
                     "fstore_edge_snapshot_bytes{{view=\"{}\"}} {}",
                     v.name,
-                    v.snapshot.size_bytes()
+                    v.size_bytes()
                 );
             }
             render_on_demand(&mut s, c);

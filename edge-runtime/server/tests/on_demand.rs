@@ -324,6 +324,7 @@ fn customers_schema() -> SnapshotSchema {
         ]),
         ttl_seconds: 0,
         created_at_micros: NOW,
+        base_version: None,
     }
 }
 
@@ -953,6 +954,7 @@ impl Published {
             size_bytes: bytes.len() as u64,
             rows: snap.len(),
             checksum: format!("{:016x}", snap.checksum()),
+            deltas: Vec::new(),
         };
         store.put_new(&key, bytes.into()).await.expect("put");
         Self { dir, store, view }

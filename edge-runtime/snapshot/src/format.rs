@@ -5,7 +5,7 @@
 //!      0    8  magic  b"FSTSNAP\0"
 //!      8    2  format version (1)
 //!     10    2  header length (128)
-//!     12    4  flags (0; reserved for deltas and shards)
+//!     12    4  flags (bit 0: FLAG_DELTA; other bits reserved for shards, must be zero)
 //!     16    8  row count
 //!     24    8  schema offset          (JSON, see SnapshotSchema)
 //!     32    8  schema length
@@ -41,6 +41,14 @@ pub const MAGIC: [u8; 8] = *b"FSTSNAP\0";
 pub const FORMAT_VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 128;
 pub const ROW_FIXED: usize = 24;
+
+/// Header flag: the snapshot is a delta (its schema's `base_version` is set). Kept in the header
+/// as well as the schema so a tool that reads only headers can tell a partial snapshot from a
+/// full one without parsing JSON; a reader refuses a file whose flag and schema disagree.
+pub const FLAG_DELTA: u32 = 1;
+/// Every flag this build understands. A bit outside it means a format feature (shards) this
+/// build cannot serve correctly, so the file is refused rather than misread.
+pub const KNOWN_FLAGS: u32 = FLAG_DELTA;
 
 pub(crate) const OFF_VERSION: usize = 8;
 pub(crate) const OFF_HEADER_LEN: usize = 10;

@@ -5,7 +5,12 @@
 //! Both planes use this crate: the control plane writes snapshots ([`SnapshotWriter`]), the edge
 //! maps them ([`Snapshot::open`]) and renders values straight from the mapped bytes
 //! ([`json`]). The byte layout is documented in `ARCHITECTURE.md` and in [`format`].
+//!
+//! A delta snapshot holds only the entities that changed and names its chain's full base
+//! snapshot; readers layer deltas over the base ([`layered_get`]) and the control plane folds a
+//! chain into a new full snapshot ([`compact`]).
 
+mod delta;
 pub mod format;
 pub mod json;
 mod key;
@@ -18,6 +23,7 @@ mod time;
 mod value;
 mod writer;
 
+pub use delta::{check_delta, compact, layered_get};
 pub use key::{KeyBuf, KeyError, KeyPart, decode_key};
 pub use reader::{Row, Snapshot};
 pub use schema::{FeatureRef, FeatureType, Field, KeyType, SnapshotSchema, base_view, view_pin};
@@ -55,4 +61,8 @@ pub enum SnapshotError {
     },
     #[error("row too large: {0} bytes (limit 4 GiB)")]
     RowTooLarge(usize),
+    #[error("snapshot header flags: {0}")]
+    Flags(String),
+    #[error("snapshot cannot be layered on its base: {0}")]
+    Layer(String),
 }

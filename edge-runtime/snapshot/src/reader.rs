@@ -83,7 +83,14 @@ impl Snapshot {
             });
         }
         let header_len = read_u16(b, format::OFF_HEADER_LEN) as usize;
-        let _flags = read_u32(b, format::OFF_FLAGS);
+        let flags = read_u32(b, format::OFF_FLAGS);
+        if flags & !format::KNOWN_FLAGS != 0 {
+            return Err(SnapshotError::Flags(format!(
+                "unknown flag bits {:#x} (this build knows {:#x})",
+                flags & !format::KNOWN_FLAGS,
+                format::KNOWN_FLAGS
+            )));
+        }
         let file_len = read_u64(b, format::OFF_FILE_LEN) as usize;
         if file_len != b.len() || header_len != HEADER_LEN {
             return Err(SnapshotError::Corrupt(format!(
@@ -120,6 +127,20 @@ impl Snapshot {
             serde_json::from_slice(&b[schema_off..schema_off + schema_len])
                 .map_err(|e| SnapshotError::Schema(e.to_string()))?;
         schema.validate()?;
+        // The flag and the schema are written together; disagreement means a tool rewrote one
+        // of them, and serving a delta as a full snapshot (or the reverse) would answer
+        // NOT_FOUND for every entity the delta does not hold.
+        let flag_delta = flags & format::FLAG_DELTA != 0;
+        if flag_delta != schema.base_version.is_some() {
+            return Err(SnapshotError::Flags(match schema.base_version {
+                Some(base) => format!(
+                    "the schema names base version {base} but the header's delta flag is clear"
+                ),
+                None => {
+                    "the header's delta flag is set but the schema names no base version".into()
+                }
+            }));
+        }
         // Every indexed row must lie inside the rows section; checked once here so lookups can
         // slice without further bounds errors.
         let mut seen = 0u64;
@@ -184,11 +205,28 @@ impl Snapshot {
         self.checksum
     }
 
+    /// Whether this snapshot is a delta, holding only the entities that changed since the
+    /// previous snapshot of its chain (its header flag and schema agree; `parse` checked).
+    pub fn is_delta(&self) -> bool {
+        self.schema.base_version.is_some()
+    }
+
+    /// The version of the full snapshot this delta applies on top of; `None` for a full one.
+    pub fn base_version(&self) -> Option<u64> {
+        self.schema.base_version
+    }
+
     /// Finds the row for an encoded entity key.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<Row<'_>> {
+        self.get_hashed(key, key_hash(key))
+    }
+
+    /// [`Snapshot::get`] with the key's [`format::key_hash`] already computed, so a lookup
+    /// through several layers (a base and its deltas) hashes the key once.
+    #[inline]
+    pub fn get_hashed(&self, key: &[u8], hash: u64) -> Option<Row<'_>> {
         let b = self.backing.bytes();
-        let hash = key_hash(key);
         let mut i = (hash as usize) & self.mask;
         loop {
             let at = self.index_off + i * 16;

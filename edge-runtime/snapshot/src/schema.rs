@@ -90,6 +90,12 @@ pub struct SnapshotSchema {
     pub ttl_seconds: u64,
     /// When the snapshot was materialized, microseconds since the Unix epoch.
     pub created_at_micros: i64,
+    /// `Some(v)` marks a delta: it holds only the entities that changed since the slot's last
+    /// snapshot and applies on top of the full snapshot of version `v` of the same view (the
+    /// chain's root; every delta of a chain names the same base). Absent from full snapshots'
+    /// JSON, so their bytes (and checksums) are what they were before deltas existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_version: Option<u64>,
 }
 
 impl SnapshotSchema {
@@ -111,6 +117,16 @@ impl SnapshotSchema {
                     "column `{name}` appears twice"
                 )));
             }
+        }
+        // A delta is materialized after its base, from a sequence that only grows; one that
+        // claims an equal or later base was built from the wrong chain.
+        if let Some(base) = self.base_version
+            && base >= self.version
+        {
+            return Err(SnapshotError::Schema(format!(
+                "delta version {} must be newer than its base version {base}",
+                self.version
+            )));
         }
         Ok(())
     }

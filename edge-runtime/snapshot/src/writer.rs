@@ -204,7 +204,12 @@ impl SnapshotWriter {
             .copy_from_slice(&format::FORMAT_VERSION.to_le_bytes());
         h[format::OFF_HEADER_LEN..format::OFF_HEADER_LEN + 2]
             .copy_from_slice(&(HEADER_LEN as u16).to_le_bytes());
-        h[format::OFF_FLAGS..format::OFF_FLAGS + 4].copy_from_slice(&0u32.to_le_bytes());
+        let flags = if self.schema.base_version.is_some() {
+            format::FLAG_DELTA
+        } else {
+            0
+        };
+        h[format::OFF_FLAGS..format::OFF_FLAGS + 4].copy_from_slice(&flags.to_le_bytes());
         let words: [(usize, u64); 10] = [
             (format::OFF_ROWS, n as u64),
             (format::OFF_SCHEMA, schema_off as u64),

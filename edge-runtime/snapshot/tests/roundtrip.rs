@@ -25,6 +25,7 @@ fn schema(n_features: usize) -> SnapshotSchema {
             .collect(),
         ttl_seconds: 86_400,
         created_at_micros: 1,
+        base_version: None,
     }
 }
 

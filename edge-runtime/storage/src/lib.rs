@@ -5,7 +5,7 @@
 //! Layout under the store's root prefix:
 //! - `snapshots/<view>/<version>.fss`: one immutable snapshot file per view version;
 //! - `manifests/<seq>.json`: one immutable manifest per publish (what every view's live version
-//!   is, and the feature services);
+//!   is, as a full snapshot and the deltas layered over it, and the feature services);
 //! - `live.json`: the pointer to the current manifest, the only object ever overwritten.
 //!
 //! Every manifest still in the store is a version one can read back ([`Store::manifest_at`],
@@ -21,8 +21,8 @@ pub use layout::{
     POINTER_KEY, manifest_key, precompiled_key, sha256_hex, snapshot_key, transform_key,
 };
 pub use manifest::{
-    MANIFEST_FORMAT, Manifest, ManifestOnDemand, ManifestTransform, ManifestView, Pointer,
-    Precompiled,
+    MANIFEST_FORMAT, Manifest, ManifestDelta, ManifestOnDemand, ManifestTransform, ManifestView,
+    Pointer, Precompiled,
 };
 pub use store::{ObjectInfo, PointerRead, Store};
 pub use versions::{PruneReport, PublishedVersion, Versions, parse_snapshot_key};

@@ -5,13 +5,40 @@ use serde::{Deserialize, Serialize};
 
 pub const MANIFEST_FORMAT: u32 = 1;
 
-/// One view's live snapshot as recorded in a manifest.
+/// One view's live snapshot as recorded in a manifest: a full (base) snapshot and the deltas
+/// an edge layers over it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManifestView {
+    /// The base (full) snapshot's version; the version served is [`ManifestView::served_version`].
     pub version: u64,
-    /// Object key of the snapshot, relative to the store root.
+    /// Object key of the base snapshot, relative to the store root.
     pub key: String,
     pub size_bytes: u64,
+    pub rows: u64,
+    /// xxh3-64 body checksum, as written in the snapshot header (hex).
+    pub checksum: String,
+    /// Delta snapshots applied on top of the base, oldest to newest; each names the base's
+    /// version as its own. Absent when empty, so manifests without deltas read and write as
+    /// before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deltas: Vec<ManifestDelta>,
+}
+
+impl ManifestView {
+    /// The version an edge serves for this slot: the newest delta's, else the base's.
+    pub fn served_version(&self) -> u64 {
+        self.deltas.last().map_or(self.version, |d| d.version)
+    }
+}
+
+/// One delta snapshot of a slot's chain, as recorded in a manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestDelta {
+    pub version: u64,
+    /// Object key of the delta snapshot, relative to the store root.
+    pub key: String,
+    pub size_bytes: u64,
+    /// Rows the delta holds (changed or new entities), not the entities served.
     pub rows: u64,
     /// xxh3-64 body checksum, as written in the snapshot header (hex).
     pub checksum: String,

@@ -27,7 +27,7 @@ pub struct PublishedVersion {
     pub created_at: String,
     /// Whether the live pointer names it.
     pub live: bool,
-    /// Each feature view's snapshot version in it.
+    /// Each feature view's served snapshot version in it (its newest delta's, else its base's).
     pub views: BTreeMap<String, u64>,
 }
 
@@ -156,7 +156,7 @@ impl Store {
                 views: m
                     .views
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.version))
+                    .map(|(k, v)| (k.clone(), v.served_version()))
                     .collect(),
                 created_at: m.created_at,
             })
@@ -240,7 +240,7 @@ impl Store {
     }
 
     /// Retention: keeps the newest `keep` published versions (0 keeps everything) and deletes
-    /// older manifests, then every snapshot no kept manifest names.
+    /// older manifests, then every snapshot no kept manifest names (as a base or a delta).
     ///
     /// Never deleted: the live manifest and what it names; manifests above the live one (a
     /// publish in flight); `transforms/` (content-addressed and shared across versions, and the
@@ -269,16 +269,23 @@ impl Store {
 
         // A kept manifest that cannot be read stops the pass: what it names is unknown.
         let kept_manifests = self.read_manifests(&kept).await?;
+        // A slot's base and every delta layered over it are all needed to serve it.
         let referenced: BTreeSet<&str> = kept_manifests
             .iter()
-            .flat_map(|m| m.views.values().map(|v| v.key.as_str()))
+            .flat_map(|m| m.views.values())
+            .flat_map(|v| {
+                std::iter::once(v.key.as_str()).chain(v.deltas.iter().map(|d| d.key.as_str()))
+            })
             .collect();
-        // Newest version of each view any manifest names: snapshots above it are in flight.
+        // Newest version of each view any manifest names, its deltas' included: snapshots
+        // above it are in flight. Leaving deltas out would make a published delta (newer than
+        // its base) look in flight forever, so it would outlive the manifests naming it.
         let mut newest: BTreeMap<String, u64> = BTreeMap::new();
         let mut note = |m: &Manifest| {
             for (view, v) in &m.views {
+                let named = v.deltas.iter().map(|d| d.version).fold(v.version, u64::max);
                 let n = newest.entry(view.clone()).or_insert(0);
-                *n = (*n).max(v.version);
+                *n = (*n).max(named);
             }
         };
         kept_manifests.iter().for_each(&mut note);
@@ -321,7 +328,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{MANIFEST_FORMAT, ManifestView};
+    use crate::{MANIFEST_FORMAT, ManifestDelta, ManifestView};
 
     fn store(dir: &tempfile::TempDir) -> Store {
         Store::from_url(&dir.path().join("objects").to_string_lossy()).expect("store")
@@ -334,12 +341,42 @@ mod tests {
         created_at: &str,
         views: &[(&str, u64)],
     ) -> Manifest {
+        let chains: Vec<(&str, u64, &[u64])> =
+            views.iter().map(|&(v, n)| (v, n, &[][..])).collect();
+        chained(store, seq, created_at, &chains).await
+    }
+
+    /// Writes a snapshot at `key` unless one is there already.
+    async fn put_snapshot(store: &Store, key: &str) {
+        match store.put_new(key, b"snapshot".to_vec().into()).await {
+            Ok(()) | Err(StorageError::AlreadyExists(_)) => {}
+            Err(e) => panic!("writing {key}: {e}"),
+        }
+    }
+
+    /// Writes snapshots for `views` (name, base version, delta versions oldest first) and a
+    /// manifest naming them.
+    async fn chained(
+        store: &Store,
+        seq: u64,
+        created_at: &str,
+        views: &[(&str, u64, &[u64])],
+    ) -> Manifest {
         let mut mv = BTreeMap::new();
-        for &(view, version) in views {
+        for &(view, version, delta_versions) in views {
             let key = snapshot_key(view, version);
-            match store.put_new(&key, b"snapshot".to_vec().into()).await {
-                Ok(()) | Err(StorageError::AlreadyExists(_)) => {}
-                Err(e) => panic!("writing {key}: {e}"),
+            put_snapshot(store, &key).await;
+            let mut deltas = Vec::new();
+            for &v in delta_versions {
+                let key = snapshot_key(view, v);
+                put_snapshot(store, &key).await;
+                deltas.push(ManifestDelta {
+                    version: v,
+                    key,
+                    size_bytes: 8,
+                    rows: 1,
+                    checksum: "0".into(),
+                });
             }
             mv.insert(
                 view.to_string(),
@@ -349,6 +386,7 @@ mod tests {
                     size_bytes: 8,
                     rows: 1,
                     checksum: "0".into(),
+                    deltas,
                 },
             );
         }
@@ -565,6 +603,51 @@ mod tests {
         assert_eq!(r.snapshots, [snapshot_key("a", 3)]);
         assert_eq!(s.manifest_seqs().await.expect("seqs"), [5, 9]);
         assert_eq!(s.live_manifest().await.expect("live").expect("some").seq, 5);
+    }
+
+    #[tokio::test]
+    async fn prune_keeps_the_deltas_kept_manifests_name() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = store(&dir);
+        let publish_chain = async |seq: u64, views: &[(&str, u64, &[u64])]| {
+            let m = chained(&s, seq, "2026-05-01T00:00:00.000Z", views).await;
+            s.publish(&m).await.expect("publish");
+        };
+        // `a`: base 1, then deltas 2 and 3 on it, then compacted into full snapshot 4.
+        // `b`: base 1 with delta 2, then dropped from the definitions.
+        publish_chain(1, &[("a", 1, &[]), ("b", 1, &[2])]).await;
+        publish_chain(2, &[("a", 1, &[2])]).await;
+        publish_chain(3, &[("a", 1, &[2, 3])]).await;
+        publish_chain(4, &[("a", 4, &[])]).await;
+        // A delta in flight: written, no manifest names it yet.
+        s.put_new(&snapshot_key("a", 5), b"new".to_vec().into())
+            .await
+            .expect("put");
+
+        // Manifests 3 and 4 are kept: the base and both deltas 3 names stay.
+        let r = s.prune(2).await.expect("prune");
+        assert_eq!(r.manifests, [1, 2]);
+        // `b`'s delta 2 is settled (a manifest named it), so it goes with its base once no kept
+        // manifest names it, rather than passing for a materialization in flight.
+        assert_eq!(r.snapshots, [snapshot_key("b", 1), snapshot_key("b", 2)]);
+        for v in 1..=5 {
+            assert!(exists(&s, &snapshot_key("a", v)).await, "a/{v} was deleted");
+        }
+
+        // Only the compacted snapshot is named now: the chain goes, the delta in flight stays.
+        let r = s.prune(1).await.expect("prune");
+        assert_eq!(r.manifests, [3]);
+        assert_eq!(
+            r.snapshots,
+            [
+                snapshot_key("a", 1),
+                snapshot_key("a", 2),
+                snapshot_key("a", 3)
+            ]
+        );
+        for v in [4, 5] {
+            assert!(exists(&s, &snapshot_key("a", v)).await, "a/{v} was deleted");
+        }
     }
 
     #[tokio::test]

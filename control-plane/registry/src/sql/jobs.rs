@@ -34,7 +34,7 @@ const ENQUEUE_ATTEMPTS: usize = 3;
 const RUN_COLUMNS: &str = "id, view_name, run_status, run_trigger, attempt, scheduled_for, \
      actor, requested_at, not_before, started_at, finished_at, run_owner, lease_until, \
      cancel_requested, rows_read, rows_written, rows_rejected, snapshot_version, manifest_seq, \
-     run_error";
+     run_error, run_mode, entities, quarantine";
 
 /// `t` as stored, provided it keeps the fixed width that text comparison relies on: chrono
 /// writes years past 9999 (or before 0) with a sign, which would sort before every other time.
@@ -124,6 +124,9 @@ fn job_run(row: &AnyRow) -> Result<JobRun, RegistryError> {
         snapshot_version: opt_u64(row, "snapshot_version", "a run's snapshot version")?,
         manifest_seq: opt_u64(row, "manifest_seq", "a run's manifest sequence")?,
         error: get(row, "run_error")?,
+        mode: get(row, "run_mode")?,
+        entities: opt_u64(row, "entities", "a run's entities")?,
+        quarantine: get(row, "quarantine")?,
     })
 }
 
@@ -355,6 +358,7 @@ impl SqlRegistry {
         let rows_rejected = count(o.rows_rejected, "the rows rejected")?;
         let snapshot_version = count(o.snapshot_version, "the snapshot version")?;
         let manifest_seq = count(o.manifest_seq, "the manifest sequence")?;
+        let entities = count(o.entities, "the entities")?;
         let Ok(id) = i64::try_from(id) else {
             return Ok(false);
         };
@@ -365,7 +369,8 @@ impl SqlRegistry {
             "UPDATE job_runs SET run_status = $1, finished_at = $2, rows_read = $3, \
              rows_written = $4, rows_rejected = $5, snapshot_version = $6, manifest_seq = $7, \
              run_error = COALESCE($9, CASE WHEN $1 = 'cancelled' \
-             THEN 'cancelled by ' || cancel_actor END) \
+             THEN 'cancelled by ' || cancel_actor END), \
+             run_mode = $11, entities = $12, quarantine = $13 \
              WHERE id = $8 AND run_owner = $10 AND run_status = 'running'",
         )
         .bind(o.status.as_str())
@@ -378,6 +383,9 @@ impl SqlRegistry {
         .bind(id)
         .bind(o.error.as_deref())
         .bind(owner)
+        .bind(o.mode.as_deref())
+        .bind(entities)
+        .bind(o.quarantine.as_deref())
         .execute(&self.pool)
         .await
         .map_err(db(format!("recording the outcome of run {id}")))?
