@@ -650,3 +650,154 @@ async fn deltas_pushes_compaction_and_quarantine_answer_like_full_runs() {
     assert_eq!(run["rows_rejected"], 3);
     assert!(run["quarantine"].as_str().is_some(), "{run}");
 }
+
+/// The same path on the production backends: a PostgreSQL registry, and the lake and the
+/// published snapshots in an S3 bucket (moto). A push lands as a new object in the bucket's
+/// lake and is served as a delta; a bad file is quarantined in the bucket and publishes
+/// nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_and_quarantine_on_postgres_and_s3() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let t0 = chrono::Utc::now().timestamp_micros();
+    let s3 = fstore_tests::S3Server::start("fstore-inc");
+    let lake = s3.store("s3://fstore-inc/lake");
+    let lines: Vec<String> = (1..=50)
+        .map(|c| profile(c, t0 - 10 * HOUR, "NL", c as f64))
+        .collect();
+    lake.put_new(
+        "profiles/date=2026-01-01/base.jsonl",
+        (lines.join("\n") + "\n").into_bytes().into(),
+    )
+    .await
+    .expect("upload");
+    let yaml = r#"
+entities:
+  - name: customer
+    join_keys: [{name: customer_id, type: int64}]
+sources:
+  - name: profiles
+    path: s3://fstore-inc/lake/profiles/
+    format: jsonl
+    timestamp_field: updated_at
+feature_views:
+  - name: profile
+    entities: [customer]
+    source: profiles
+    ttl: 3650d
+    features:
+      - {name: country, type: string}
+      - {name: score, type: float64}
+"#;
+    std::fs::write(dir.join("features.yaml"), yaml).expect("yaml");
+    let db = fstore_tests::TempDb::create();
+    let mut env: Vec<(&str, String)> = s3.env();
+    env.push(("FSTORE_DATABASE_URL", db.url.clone()));
+    env.push(("FSTORE_STORE_URL", "s3://fstore-inc/published".into()));
+    env.push(("FSTORE_LOG", "warn".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for args in [&["apply", "-f", "features.yaml"][..], &["materialize"]] {
+        let (ok, _, err) = fstore(args, &env, dir);
+        assert!(ok, "{args:?}: {err}");
+    }
+    let (cp, edge) = control_plane_and_edge(&env, dir, &[]).await;
+    let score = |v: &Value, row: usize| v["results"][row]["values"][1].clone();
+    let lookup = |ids: Vec<i64>| {
+        let edge = edge.url.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(format!("{edge}/v1/features"))
+                .json(&json!({"features": ["profile:country", "profile:score"], "entities": {"customer_id": ids}}))
+                .send()
+                .await
+                .expect("lookup");
+            r.json::<Value>().await.expect("json")
+        }
+    };
+    assert_eq!(score(&lookup(vec![7]).await, 0), json!(7.0));
+
+    let r = post(
+        &format!("{}/v1/push", cp.url),
+        json!({"source": "profiles", "rows": [
+            {"customer_id": 7, "updated_at": rfc3339(t0), "country": "BE", "score": 70.5},
+            {"customer_id": 51, "updated_at": rfc3339(t0), "country": "BE", "score": 51.5},
+            {"customer_id": 8, "updated_at": rfc3339(t0), "score": [1]}
+        ]}),
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 200);
+    let push: Value = r.json().await.expect("json");
+    assert_eq!(push["accepted"], 2, "{push}");
+    assert_eq!(push["rejected"][0]["row"], 2, "{push}");
+    assert_eq!(push["views"][0]["mode"], "delta", "{push}");
+    let file = push["files"][0].as_str().expect("file");
+    assert!(
+        file.starts_with("s3://fstore-inc/lake/profiles/date="),
+        "{file}"
+    );
+    let listed = lake.list("profiles/").await.expect("list");
+    assert_eq!(
+        listed.len(),
+        2,
+        "the push is a new object in the lake: {listed:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while score(&lookup(vec![7]).await, 0) != json!(70.5) {
+        assert!(Instant::now() < deadline, "the pushed row was never served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let v = lookup(vec![7, 51, 8]).await;
+    assert_eq!(
+        (score(&v, 0), score(&v, 1), score(&v, 2)),
+        (json!(70.5), json!(51.5), json!(8.0))
+    );
+
+    // A bad file: quarantined in the bucket, nothing published, the live snapshot stays.
+    lake.put_new(
+        "profiles/date=2026-01-02/bad.jsonl",
+        b"{\"customer_id\": null, \"updated_at\": \"2026-01-02T00:00:00Z\", \"country\": \"NL\", \"score\": 1}\n"
+            .to_vec()
+            .into(),
+    )
+    .await
+    .expect("upload");
+    let published = s3.store("s3://fstore-inc/published");
+    let live = published
+        .live_manifest()
+        .await
+        .expect("live")
+        .expect("some");
+    let r = post(
+        &format!("{}/v1/materialize", cp.url),
+        json!({"mode": "auto"}),
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 422);
+    let v: Value = r.json().await.expect("json");
+    let msg = v["error"]["message"].as_str().expect("message");
+    assert!(msg.contains("1 of 1 source rows rejected"), "{msg}");
+    let after = published
+        .live_manifest()
+        .await
+        .expect("live")
+        .expect("some");
+    assert_eq!(after.seq, live.seq, "nothing published");
+    let q = published.list("quarantine/profile/").await.expect("list");
+    assert_eq!(q.len(), 1, "{q:?}");
+    let text = published.get_bytes(&q[0]).await.expect("get");
+    let line: Value =
+        serde_json::from_slice(text.split(|b| *b == b'\n').next().expect("line")).expect("json");
+    assert_eq!(line["row"], 1);
+    assert!(
+        line["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("bad.jsonl")),
+        "{line}"
+    );
+    assert!(
+        line["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("customer_id")),
+        "{line}"
+    );
+}
