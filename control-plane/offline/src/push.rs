@@ -17,7 +17,8 @@ use fstore_storage::Store;
 use serde_json::Value as Json;
 
 use crate::OfflineError;
-use crate::glob::{fixed_prefix, glob_match, has_glob};
+use crate::glob::glob_match;
+use crate::source::{Target, locate};
 
 /// Most rows one push may carry: a push is answered in one request, so it stays small; a
 /// stream sends many pushes.
@@ -69,11 +70,7 @@ fn push_columns(defs: &Definitions, source: &Source) -> Result<Vec<PushColumn>, 
                 Some(c) => {
                     c.required |= required;
                     // The most specific type any view needs, as one view's CSV parse does.
-                    if c.ty == DataType::Utf8
-                        || (c.ty == DataType::Float64 && ty == DataType::Int64)
-                    {
-                        c.ty = ty;
-                    }
+                    crate::table::narrow(&mut c.ty, ty);
                 }
                 None => out.push(PushColumn { name, ty, required }),
             }
@@ -82,8 +79,9 @@ fn push_columns(defs: &Definitions, source: &Source) -> Result<Vec<PushColumn>, 
     Ok(out)
 }
 
-/// Where pushed files go: the store of `source` and the key prefix under it. A source that is
-/// one file or a database has nowhere to append to; a glob must match the files written.
+/// Where pushed files go: the store of `source`, the key prefix under it, and the glob the
+/// files must match, resolved as a load resolves the source. A source that is one file or a
+/// database has nowhere to append to.
 fn push_location(source: &Source) -> Result<(Store, String, Option<String>), String> {
     if source.format == SourceFormat::Postgres {
         return Err(format!(
@@ -91,48 +89,26 @@ fn push_location(source: &Source) -> Result<(Store, String, Option<String>), Str
             source.name
         ));
     }
-    let path = source.path.as_str();
-    let (root, rest) = match path.split_once("://") {
-        Some((scheme, rest)) if scheme != "file" => {
-            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-            (format!("{scheme}://{bucket}"), key.to_string())
+    let (root, target) = locate(&source.path)?;
+    let (prefix, glob) = match target {
+        Target::Prefix(p) => (p, None),
+        Target::Glob { list, pattern } => {
+            let prefix = if list.is_empty() || list.ends_with('/') {
+                list
+            } else {
+                format!("{list}/")
+            };
+            (prefix, Some(pattern))
         }
-        _ => {
-            let local = path.strip_prefix("file://").unwrap_or(path);
-            let fixed = if has_glob(local) {
-                fixed_prefix(local)
-            } else {
-                local.to_string()
-            };
-            let dir = if fixed.is_empty() {
-                "."
-            } else {
-                fixed.as_str()
-            };
-            if !std::path::Path::new(dir).is_dir() {
-                return Err(format!(
-                    "source `{}` is the single file `{path}`; pushed rows are appended as new files, so its path must be a directory, a prefix or a glob",
-                    source.name
-                ));
-            }
-            let pattern = local[fixed.len()..].trim_start_matches('/').to_string();
-            let store = Store::from_url(dir).map_err(|e| e.to_string())?;
-            let glob = has_glob(local).then_some(pattern);
-            return Ok((store, String::new(), glob));
+        Target::File(_) => {
+            return Err(format!(
+                "source `{}` is the single file `{}`; pushed rows are appended as new files, so its path must be a directory, a prefix or a glob",
+                source.name, source.path
+            ));
         }
     };
     let store = Store::from_url(&root).map_err(|e| e.to_string())?;
-    if has_glob(&rest) {
-        let prefix = fixed_prefix(&rest);
-        return Ok((store, prefix, Some(rest)));
-    }
-    if !rest.is_empty() && !rest.ends_with('/') {
-        return Err(format!(
-            "source `{}` is the single object `{path}`; pushed rows are appended as new files, so its path must be a prefix (ending in `/`) or a glob",
-            source.name
-        ));
-    }
-    Ok((store, rest, None))
+    Ok((store, prefix, glob))
 }
 
 fn extension(format: SourceFormat) -> &'static str {
@@ -418,6 +394,32 @@ pub async fn push_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn source(path: &str, format: &str) -> Source {
+        let y = format!(
+            "entities:\n  - name: c\n    join_keys: [{{name: id, type: int64}}]\nsources:\n  - name: s\n    path: {path}\n    format: {format}\n    timestamp_field: ts\nfeature_views:\n  - name: v\n    entities: [c]\n    source: s\n    features:\n      - {{name: x, type: int64}}\n"
+        );
+        let d = fstore_spec::parse_features_yaml(&y, None).expect("valid");
+        d.sources[0].clone()
+    }
+
+    #[test]
+    fn pushes_go_under_the_source_prefix_or_glob() {
+        let at = |path: &str| {
+            push_location(&source(path, "parquet")).map(|(_, prefix, glob)| (prefix, glob))
+        };
+        assert_eq!(at("s3://b/lake/orders/"), Ok(("lake/orders/".into(), None)));
+        // A glob's fixed part is a folder: files go below it, and must match the glob.
+        assert_eq!(
+            at("s3://b/lake/**/*.parquet"),
+            Ok(("lake/".into(), Some("lake/**/*.parquet".into())))
+        );
+        let one = at("s3://b/lake/orders.parquet").expect_err("one object");
+        assert!(one.contains("single file"), "{one}");
+        let pg = push_location(&source("postgres://h/db\n    query: SELECT 1", "postgres"))
+            .expect_err("pg");
+        assert!(pg.contains("PostgreSQL"), "{pg}");
+    }
 
     #[test]
     fn cells_are_checked_against_their_type() {

@@ -109,7 +109,7 @@ fn format_name(format: SourceFormat) -> &'static str {
 
 /// What a source path names, relative to the root of the store it lives in.
 #[derive(Debug, PartialEq)]
-enum Target {
+pub(crate) enum Target {
     /// One object.
     File(String),
     /// Every object of the source's format under a prefix.
@@ -233,7 +233,7 @@ fn join_display(root: &str, key: &str) -> String {
 /// `s3://bucket/a/*.parquet` into (`s3://bucket`, a glob listing `a`); a local file into its
 /// directory and name; a local directory into itself and an empty prefix. Local roots must
 /// exist (opening a local store would otherwise create them).
-fn locate(path: &str) -> Result<(String, Target), String> {
+pub(crate) fn locate(path: &str) -> Result<(String, Target), String> {
     if let Some((scheme, rest)) = path.split_once("://")
         && scheme != "file"
     {

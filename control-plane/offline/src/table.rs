@@ -89,6 +89,15 @@ fn csv_type(f: &FeatureDef) -> DataType {
     }
 }
 
+/// Several features (or views) may read one column (a count of it, a sum of it): CSV text is
+/// parsed as the most specific type any of them needs, since integers also read as floats and
+/// anything reads as text, but not the other way round. Narrows `have` by `want`.
+pub(crate) fn narrow(have: &mut DataType, want: DataType) {
+    if *have == DataType::Utf8 || (*have == DataType::Float64 && want == DataType::Int64) {
+        *have = want;
+    }
+}
+
 /// Required column names, and every column with its type.
 pub(crate) type SourceColumns = (Vec<String>, Vec<(String, DataType)>);
 
@@ -108,15 +117,8 @@ pub(crate) fn source_columns(
         .iter()
         .map(|k| (k.name.clone(), key_target(k.ty)))
         .collect();
-    // Several features may read one column (a count of it, a sum of it): parse CSV text as
-    // the most specific type any of them needs, since integers also read as floats and
-    // anything reads as text, but not the other way round.
     let mut add = |c: &str, t: DataType| match typed.iter_mut().find(|(x, _)| x == c) {
-        Some((_, have)) => {
-            if *have == DataType::Utf8 || (*have == DataType::Float64 && t == DataType::Int64) {
-                *have = t;
-            }
-        }
+        Some((_, have)) => narrow(have, t),
         None => typed.push((c.to_string(), t)),
     };
     add(&source.timestamp_field, ts.clone());

@@ -1077,9 +1077,7 @@ impl ControlPlane {
             let Some(mv) = new_views.get(&r.view) else {
                 continue;
             };
-            if r.mode != "unchanged" {
-                self.cache.retain(&r.view, mv);
-            }
+            self.cache.retain(&r.view, mv);
             // A delta's own checksum, not its chain base's.
             let checksum = match mv.deltas.last() {
                 Some(d) if d.version == r.version => d.checksum.clone(),
@@ -1231,7 +1229,7 @@ impl ControlPlane {
             name.clone(),
             tokio::runtime::Handle::current(),
         );
-        let (m, compacted, why, chain) = match plan {
+        let (mut m, compacted, why, chain) = match plan {
             RunPlan::Full(why) => {
                 let m = tokio::task::spawn_blocking(move || {
                     handle.block_on(fstore_offline::materialize(
@@ -1244,16 +1242,14 @@ impl ControlPlane {
                 (m, None, why, None)
             }
             RunPlan::Incremental(chain) => {
-                let (base, deltas) = self.cache.open_chain(&self.store, &chain.live).await?;
+                let (base, mut deltas) = self.cache.open_chain(&self.store, &chain.live).await?;
+                // Newest first, the order a lookup probes them in.
+                deltas.reverse();
                 let c = chain.clone();
                 let compact_after = self.config.jobs.compact_after;
                 let done = tokio::task::spawn_blocking(move || {
                     let live = |key: &[u8]| {
-                        deltas
-                            .iter()
-                            .rev()
-                            .find_map(|d| d.get(key))
-                            .or_else(|| base.get(key))
+                        fstore_snapshot::layered_get(&base, &deltas, key)
                             .map(|r| (r.event_micros(), r.created_micros()))
                     };
                     let is_new = |path: &str| !c.seen.contains_key(path);
@@ -1274,14 +1270,11 @@ impl ControlPlane {
                         return Ok((m, None));
                     }
                     let delta = Snapshot::from_bytes(m.to_vec())?;
-                    let mut layers: Vec<&Snapshot> = deltas.iter().collect();
+                    // compact() takes the layers oldest first.
+                    let mut layers: Vec<&Snapshot> = deltas.iter().rev().collect();
                     layers.push(&delta);
                     let parts = fstore_snapshot::compact(&base, &layers, version, now)?;
-                    let whole = Snapshot::from_bytes(parts.concat())?;
-                    Ok::<_, fstore_offline::OfflineError>((
-                        m,
-                        Some((parts, whole.len(), whole.checksum())),
-                    ))
+                    Ok::<_, fstore_offline::OfflineError>((m, Some(parts)))
                 })
                 .await
                 .map_err(task_err)?
@@ -1337,6 +1330,7 @@ impl ControlPlane {
             quarantine: quarantine.clone(),
         };
         let mut inputs = m.files.clone();
+        let key = snapshot_key(&name, version);
         let (mv, entities) = match (&chain, compacted) {
             (Some(c), None) if m.rows_written == 0 => {
                 // Nothing new: the slot stays as it is and no snapshot is written.
@@ -1348,9 +1342,11 @@ impl ControlPlane {
                     record: (target.definition_version, serde_json::Value::Null),
                 });
             }
-            (Some(c), Some((parts, rows, checksum))) => {
-                let key = snapshot_key(&name, version);
+            (Some(c), Some(parts)) => {
                 let size = (parts[0].len() + parts[1].len()) as u64;
+                let rows = fstore_snapshot::format::row_count(&parts[0]).unwrap_or_default();
+                let checksum =
+                    fstore_snapshot::format::body_checksum(&parts[0]).unwrap_or_default();
                 let [head, body] = parts;
                 self.store
                     .put_new_parts(&key, vec![head.into(), body.into()])
@@ -1362,26 +1358,28 @@ impl ControlPlane {
                 inputs = all;
                 let mv = ManifestView {
                     version,
-                    key,
+                    key: key.clone(),
                     size_bytes: size,
                     rows,
                     checksum: format!("{checksum:016x}"),
                     deltas: Vec::new(),
                 };
+                report.size_bytes = size;
                 (mv, rows)
             }
             (chain, _) => {
-                let key = snapshot_key(&name, version);
                 let checksum = format!("{:016x}", m.checksum);
                 let size = m.len();
-                let [head, body] = m.parts.clone();
+                // Moved out, not copied: a full snapshot can be hundreds of MiB.
+                let [head, body] = std::mem::take(&mut m.parts);
                 self.store
                     .put_new_parts(&key, vec![head.into(), body.into()])
                     .await?;
+                report.size_bytes = size;
                 let mv = match chain {
                     None => ManifestView {
                         version,
-                        key,
+                        key: key.clone(),
                         size_bytes: size,
                         rows: m.rows_written,
                         checksum,
@@ -1392,7 +1390,7 @@ impl ControlPlane {
                         let mut mv = c.live.clone();
                         mv.deltas.push(fstore_storage::ManifestDelta {
                             version,
-                            key,
+                            key: key.clone(),
                             size_bytes: size,
                             rows: m.rows_written,
                             checksum,
@@ -1435,16 +1433,7 @@ impl ControlPlane {
                     .collect::<Vec<_>>(),
             }),
         );
-        report.key = if mode == "delta" {
-            mv.deltas.last().map(|d| d.key.clone()).unwrap_or_default()
-        } else {
-            mv.key.clone()
-        };
-        report.size_bytes = if mode == "delta" {
-            mv.deltas.last().map_or(0, |d| d.size_bytes)
-        } else {
-            mv.size_bytes
-        };
+        report.key = key;
         report.rows_written = entities;
         report.duration_ms = started.elapsed().as_millis() as u64;
         Ok(SlotRun {

@@ -116,3 +116,9 @@ pub(crate) fn header_checksum(header: &[u8]) -> u64 {
 pub fn body_checksum(bytes: &[u8]) -> Option<u64> {
     (bytes.len() >= HEADER_LEN).then(|| read_u64(bytes, OFF_BODY_SUM))
 }
+
+/// The row count a snapshot's header records, read without loading the snapshot; `None` when
+/// `bytes` is too short to hold a header.
+pub fn row_count(bytes: &[u8]) -> Option<u64> {
+    (bytes.len() >= HEADER_LEN).then(|| read_u64(bytes, OFF_ROWS))
+}
