@@ -429,6 +429,7 @@ impl Stack {
                 store_url: dir.path().join("objects").to_string_lossy().into_owned(),
                 max_body_bytes,
                 retain_versions: fstore_control::DEFAULT_RETAIN_VERSIONS,
+                alerts: fstore_control::AlertSettings::default(),
                 // The tests materialize when they mean to; no scheduler runs behind them.
                 jobs: fstore_control::JobSettings {
                     enabled: false,

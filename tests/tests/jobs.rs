@@ -418,6 +418,7 @@ feature_views:
             store_url: dir.join("objects").to_string_lossy().into_owned(),
             max_body_bytes: 1 << 20,
             retain_versions: 0,
+            alerts: fstore_control::AlertSettings::default(),
             jobs: fstore_control::JobSettings {
                 enabled: false,
                 ..fstore_control::JobSettings::default()

@@ -15,7 +15,7 @@ pub struct JobsArgs {
     /// Only runs of this view.
     #[arg(long)]
     view: Option<String>,
-    /// Only runs with this status: queued, running, succeeded, failed, cancelled.
+    /// Only runs with this status: queued, running, succeeded, failed, rejected, cancelled.
     #[arg(long)]
     status: Option<String>,
     #[arg(long, default_value_t = 20)]
@@ -67,7 +67,7 @@ pub async fn jobs(g: &Global, a: JobsArgs) -> anyhow::Result<()> {
                 .map(|s| {
                     RunStatus::parse(s).with_context(|| {
                         format!(
-                            "`{s}` is not a status: queued, running, succeeded, failed, cancelled"
+                            "`{s}` is not a status: queued, running, succeeded, failed, rejected, cancelled"
                         )
                     })
                 })

@@ -4,6 +4,7 @@
 mod catalog;
 pub mod datagen;
 mod jobs;
+mod quality;
 mod quickstart;
 
 use std::path::PathBuf;
@@ -58,6 +59,47 @@ pub struct Global {
         default_value_t = DEFAULT_RETAIN_VERSIONS
     )]
     pub retain_versions: usize,
+    /// Webhooks that receive alerts as JSON (`{"event", "alert"}`); comma-separated or
+    /// repeated.
+    #[arg(
+        long = "alert-webhook",
+        global = true,
+        env = "FSTORE_ALERT_WEBHOOKS",
+        value_delimiter = ','
+    )]
+    pub alert_webhooks: Vec<String>,
+    /// Webhooks that receive alerts as Slack messages (Slack incoming webhooks, Mattermost).
+    #[arg(
+        long = "alert-slack-webhook",
+        global = true,
+        env = "FSTORE_ALERT_SLACK_WEBHOOKS",
+        value_delimiter = ','
+    )]
+    pub alert_slack_webhooks: Vec<String>,
+}
+
+impl Global {
+    /// Where alerts go, from the webhook flags.
+    pub fn alert_settings(&self) -> fstore_control::AlertSettings {
+        let hooks = |urls: &[String], format| {
+            urls.iter()
+                .filter(|u| !u.trim().is_empty())
+                .map(move |u| fstore_control::Webhook {
+                    url: u.trim().to_string(),
+                    format,
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut webhooks = hooks(&self.alert_webhooks, fstore_control::WebhookFormat::Json);
+        webhooks.extend(hooks(
+            &self.alert_slack_webhooks,
+            fstore_control::WebhookFormat::Slack,
+        ));
+        fstore_control::AlertSettings {
+            webhooks,
+            ..fstore_control::AlertSettings::default()
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,6 +201,13 @@ pub enum Command {
     Delete(catalog::DeleteArgs),
     /// Materialization runs: list them, queue one, cancel one.
     Jobs(jobs::JobsArgs),
+    /// Feature quality: a view's statistics, rule results and drift.
+    Quality {
+        #[command(subcommand)]
+        what: quality::QualityCommand,
+    },
+    /// Alerts raised by quality rules, drift and serving anomalies, newest first.
+    Alerts(quality::AlertsArgs),
     /// Run a server.
     Serve {
         #[command(subcommand)]
@@ -264,6 +313,7 @@ fn control_config(g: &Global) -> ControlConfig {
         store_url: g.store_url.clone(),
         max_body_bytes: 8 << 20,
         retain_versions: g.retain_versions,
+        alerts: g.alert_settings(),
         jobs: fstore_control::JobSettings {
             enabled: false,
             ..fstore_control::JobSettings::default()
@@ -372,6 +422,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let reports = cp.materialize(&views, &whoami(), mode).await;
             bar.finish_and_clear();
+            // A one-shot command: let the alerts it raised reach their webhooks first.
+            cp.flush_alerts(std::time::Duration::from_secs(30)).await;
             for r in reports? {
                 if r.mode == "unchanged" {
                     println!("{}: unchanged since version {}", r.view, r.version);
@@ -567,6 +619,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rollback(a) => catalog::rollback(&g, a).await?,
         Command::Delete(a) => catalog::delete(&g, a).await?,
         Command::Jobs(a) => jobs::jobs(&g, a).await?,
+        Command::Quality { what } => quality::quality(&g, what).await?,
+        Command::Alerts(a) => quality::alerts(&g, a).await?,
     }
     Ok(())
 }

@@ -77,6 +77,7 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
             store_url: dir.join("objects").to_string_lossy().into_owned(),
             max_body_bytes: 8 << 20,
             retain_versions: fstore_control::DEFAULT_RETAIN_VERSIONS,
+            alerts: fstore_control::AlertSettings::default(),
             jobs: fstore_control::JobSettings::default(),
         })
         .await?,

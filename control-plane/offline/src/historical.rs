@@ -410,6 +410,26 @@ pub fn read_entity_rows(bytes: bytes::Bytes, csv: bool) -> Result<RecordBatch, O
     arrow::compute::concat_batches(&schema, &batches).map_err(|e| err(e.to_string()))
 }
 
+/// Calls `each` with every value of column `name` read as a feature of type `ty` (a training
+/// set's column, say); false when the batch has no such column.
+pub fn feature_column_values(
+    batch: &RecordBatch,
+    name: &str,
+    ty: FeatureType,
+    each: &mut dyn FnMut(Value<'_>),
+) -> Result<bool, OfflineError> {
+    let Some(array) = batch.column_by_name(name) else {
+        return Ok(false);
+    };
+    let array = normalize(array, &target_type(ty), &format!("column `{name}`")).map_err(err)?;
+    let col =
+        Col::of(&array).ok_or_else(|| err(format!("column `{name}` cannot be read as {ty}")))?;
+    for row in 0..array.len() {
+        each(col.value(row));
+    }
+    Ok(true)
+}
+
 /// Writes a training set as Parquet (zstd) or, when `csv`, as CSV with a header.
 pub fn write_training_set(batch: &RecordBatch, csv: bool) -> Result<Vec<u8>, OfflineError> {
     let mut out = Vec::new();

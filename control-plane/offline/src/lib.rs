@@ -20,7 +20,8 @@ mod transform;
 mod view;
 
 pub use historical::{
-    HistoricalRequest, TrainingSet, historical, read_entity_rows, views_needed, write_training_set,
+    HistoricalRequest, TrainingSet, feature_column_values, historical, read_entity_rows,
+    views_needed, write_training_set,
 };
 pub use materialize::{Incremental, Materialized, materialize, materialize_delta};
 pub use pit::{EventIndex, Group, concat_columns, gather, point_in_time_join};

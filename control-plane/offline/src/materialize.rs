@@ -35,6 +35,11 @@ pub struct Materialized {
     /// The earliest event time read that lies after the run's as-of time: such rows are not
     /// served yet, and an incremental chain must be recomputed in full once they are due.
     pub next_event_micros: Option<i64>,
+    /// Plain views: entities written that had more than one row in what was read, so their
+    /// served row was picked from several (the `unique_keys` rule's figure).
+    pub duplicate_keys: u64,
+    /// The encoded keys of the first few such entities.
+    pub duplicate_samples: Vec<Vec<u8>>,
 }
 
 impl Materialized {
@@ -52,6 +57,9 @@ impl Materialized {
         self.parts.concat()
     }
 }
+
+/// How many duplicated keys a run keeps as examples.
+const DUPLICATE_SAMPLES: usize = 5;
 
 pub(crate) fn ttl_micros(view: &FeatureView) -> i64 {
     i64::try_from(view.ttl_seconds)
@@ -190,6 +198,7 @@ async fn run(
     let mut kept: Vec<u32> = Vec::with_capacity(index.groups());
     let mut queries: Vec<Option<Query<'_>>> = Vec::new();
     let mut expired = 0u64;
+    let (mut duplicate_keys, mut duplicate_samples) = (0u64, Vec::new());
     for g in index.iter() {
         let Some(row) = g.latest_at(now_micros, ttl) else {
             expired += 1;
@@ -211,6 +220,13 @@ async fn run(
             }
         }
         kept.push(row);
+        if plain && g.rows.len() > 1 {
+            duplicate_keys += 1;
+            if duplicate_samples.len() < DUPLICATE_SAMPLES {
+                encode_key(&key_cols, row as usize, &mut kb);
+                duplicate_samples.push(kb.as_bytes().to_vec());
+            }
+        }
         if view.is_aggregate() {
             queries.push(Some(Query {
                 start: g.start,
@@ -282,6 +298,8 @@ async fn run(
         rows_written: written,
         rows_expired: expired,
         next_event_micros,
+        duplicate_keys,
+        duplicate_samples,
         // Rejected rows never reached the index: they are neither kept nor superseded.
         rows_superseded: table.event.len() as u64 - distinct,
         rows_rejected: table.rejected.len() as u64,

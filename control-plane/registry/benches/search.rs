@@ -116,6 +116,7 @@ fn feature(name: &str, description: &str, ty: FeatureType, pii: bool) -> Feature
         aggregation: None,
         window_seconds: None,
         unit_seconds: None,
+        checks: Vec::new(),
         description: description.into(),
         owner: String::new(),
         tags: if pii { vec!["pii".into()] } else { vec![] },
@@ -143,6 +144,8 @@ fn definitions(generation: usize) -> Definitions {
             steps: vec![],
             schedule: None,
             max_rejected: None,
+            checks: Vec::new(),
+            drift: None,
         })
         .collect();
     let feature_services = (0..VIEWS / 10)

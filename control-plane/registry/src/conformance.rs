@@ -53,6 +53,302 @@ pub async fn run_all(reg: &dyn Registry) {
     job_runs_cancel(reg).await;
     job_runs_expire(reg).await;
     job_runs_list(reg).await;
+    quality_reports(reg).await;
+    quality_distributions(reg).await;
+    alerts_open_repeat_resolve(reg).await;
+    serving_samples(reg).await;
+}
+
+fn quality_record(view: &str, version: u64, published: bool) -> crate::QualityRecord {
+    crate::QualityRecord {
+        view: view.into(),
+        version,
+        run_id: Some(version * 10),
+        published,
+        created_at: format!("2026-01-01T00:00:{version:02}.000000Z"),
+        report: serde_json::json!({"stats": {"rows": version}}),
+    }
+}
+
+/// Reports are listed newest first, filtered to published ones on request, replaced when a
+/// version is recorded again, and read back one at a time.
+async fn quality_reports(reg: &dyn Registry) {
+    for (v, published) in [(1, true), (2, false), (3, true)] {
+        reg.record_quality(&quality_record("q_view", v, published))
+            .await
+            .expect("the registry call succeeds");
+    }
+    reg.record_quality(&quality_record("other_view", 1, true))
+        .await
+        .expect("the registry call succeeds");
+    let all = reg
+        .quality_reports("q_view", false, 10)
+        .await
+        .expect("the registry call succeeds");
+    assert_eq!(
+        all.iter().map(|r| r.version).collect::<Vec<_>>(),
+        vec![3, 2, 1]
+    );
+    assert_eq!(all[1], quality_record("q_view", 2, false));
+    let published = reg
+        .quality_reports("q_view", true, 10)
+        .await
+        .expect("the registry call succeeds");
+    assert_eq!(
+        published.iter().map(|r| r.version).collect::<Vec<_>>(),
+        vec![3, 1]
+    );
+    assert_eq!(
+        reg.quality_reports("q_view", false, 1)
+            .await
+            .expect("the registry call succeeds")
+            .len(),
+        1
+    );
+    assert!(reg.quality_reports("q_view", false, 5000).await.is_err());
+    let mut again = quality_record("q_view", 2, true);
+    again.report = serde_json::json!({"replaced": true});
+    reg.record_quality(&again)
+        .await
+        .expect("the registry call succeeds");
+    assert_eq!(
+        reg.quality_report("q_view", 2)
+            .await
+            .expect("the registry call succeeds"),
+        Some(again)
+    );
+    assert_eq!(
+        reg.quality_report("q_view", 9)
+            .await
+            .expect("the registry call succeeds"),
+        None
+    );
+    assert_eq!(
+        reg.quality_report("q_view", u64::MAX)
+            .await
+            .expect("the registry call succeeds"),
+        None
+    );
+}
+
+/// Distributions are stored per view and key, replaced, and pruned to a kept set.
+async fn quality_distributions(reg: &dyn Registry) {
+    let d = |n: u64| serde_json::json!({"features": {"x": {"kind": "numeric", "values": [n]}}});
+    for k in ["snapshot:1", "snapshot:2", "training_set:a.parquet"] {
+        reg.put_distributions("d_view", k, &d(1))
+            .await
+            .expect("the registry call succeeds");
+    }
+    reg.put_distributions("d_view", "snapshot:2", &d(2))
+        .await
+        .expect("the registry call succeeds");
+    reg.put_distributions("d_other", "snapshot:1", &d(7))
+        .await
+        .expect("the registry call succeeds");
+    assert_eq!(
+        reg.distributions("d_view", "snapshot:2")
+            .await
+            .expect("the registry call succeeds"),
+        Some(d(2))
+    );
+    assert_eq!(
+        reg.distributions("d_view", "snapshot:9")
+            .await
+            .expect("the registry call succeeds"),
+        None
+    );
+    let gone = reg
+        .prune_distributions(
+            "d_view",
+            &["snapshot:2".into(), "training_set:a.parquet".into()],
+        )
+        .await
+        .expect("the registry call succeeds");
+    assert_eq!(gone, 1);
+    assert_eq!(
+        reg.distributions("d_view", "snapshot:1")
+            .await
+            .expect("the registry call succeeds"),
+        None
+    );
+    assert!(
+        reg.distributions("d_view", "training_set:a.parquet")
+            .await
+            .expect("the registry call succeeds")
+            .is_some()
+    );
+    // Another view's are untouched.
+    assert_eq!(
+        reg.distributions("d_other", "snapshot:1")
+            .await
+            .expect("the registry call succeeds"),
+        Some(d(7))
+    );
+    assert_eq!(
+        reg.prune_distributions("d_view", &[])
+            .await
+            .expect("the registry call succeeds"),
+        2
+    );
+}
+
+fn new_alert(fingerprint: &str, summary: &str) -> crate::NewAlert {
+    crate::NewAlert {
+        fingerprint: fingerprint.into(),
+        kind: "check".into(),
+        view: Some("a_view".into()),
+        severity: "error".into(),
+        summary: summary.into(),
+        details: serde_json::json!({"observed": 3}),
+    }
+}
+
+/// One open alert per fingerprint: raising it again counts an occurrence; resolving closes
+/// it once; raising it after that opens a new episode. Deliveries append; the list filters.
+async fn alerts_open_repeat_resolve(reg: &dyn Registry) {
+    let (a, opened) = reg
+        .open_alert(&new_alert("check:a_view:x:range", "first"))
+        .await
+        .expect("the registry call succeeds");
+    assert!(opened);
+    assert_eq!((a.status.as_str(), a.occurrences), ("open", 1));
+    assert_eq!(a.resolved_at, None);
+    let (b, opened) = reg
+        .open_alert(&new_alert("check:a_view:x:range", "second"))
+        .await
+        .expect("the registry call succeeds");
+    assert!(!opened, "the same problem while open is one alert");
+    assert_eq!(
+        (b.id, b.occurrences, b.summary.as_str()),
+        (a.id, 2, "second")
+    );
+    let (other, opened) = reg
+        .open_alert(&new_alert("check:a_view:y:not_null", "y"))
+        .await
+        .expect("the registry call succeeds");
+    assert!(opened);
+    assert_ne!(other.id, a.id);
+
+    reg.record_delivery(a.id, &serde_json::json!({"target": "hook", "ok": false}))
+        .await
+        .expect("the registry call succeeds");
+    reg.record_delivery(a.id, &serde_json::json!({"target": "hook", "ok": true}))
+        .await
+        .expect("the registry call succeeds");
+    assert!(
+        reg.record_delivery(u64::from(u32::MAX), &serde_json::json!({}))
+            .await
+            .is_err()
+    );
+
+    let resolved = reg
+        .resolve_alert("check:a_view:x:range")
+        .await
+        .expect("the registry call succeeds")
+        .expect("the registry call succeeds");
+    assert_eq!(resolved.id, a.id);
+    assert_eq!(resolved.status, "resolved");
+    assert!(resolved.resolved_at.is_some());
+    assert_eq!(resolved.deliveries.len(), 2);
+    assert_eq!(resolved.deliveries[1]["ok"], true);
+    assert_eq!(
+        reg.resolve_alert("check:a_view:x:range")
+            .await
+            .expect("the registry call succeeds"),
+        None,
+        "resolved once"
+    );
+    assert_eq!(
+        reg.resolve_alert("never:raised")
+            .await
+            .expect("the registry call succeeds"),
+        None
+    );
+
+    let (again, opened) = reg
+        .open_alert(&new_alert("check:a_view:x:range", "back"))
+        .await
+        .expect("the registry call succeeds");
+    assert!(
+        opened,
+        "a problem that returns after resolving is a new alert"
+    );
+    assert!(again.id > a.id);
+
+    let q = |status: Option<&str>| crate::AlertQuery {
+        status: status.map(str::to_string),
+        view: Some("a_view".into()),
+        limit: 0,
+    };
+    let open = reg
+        .alerts(&q(Some("open")))
+        .await
+        .expect("the registry call succeeds");
+    assert_eq!(
+        open.iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![again.id, other.id]
+    );
+    let closed = reg
+        .alerts(&q(Some("resolved")))
+        .await
+        .expect("the registry call succeeds");
+    assert_eq!(closed.iter().map(|a| a.id).collect::<Vec<_>>(), vec![a.id]);
+    assert_eq!(
+        reg.alerts(&q(None))
+            .await
+            .expect("the registry call succeeds")
+            .len(),
+        3
+    );
+    assert!(reg.alerts(&q(Some("closed"))).await.is_err());
+    assert!(reg.open_alert(&new_alert(" ", "blank")).await.is_err());
+}
+
+/// Samples come back oldest first from a time on, per view or all, and prune by time.
+async fn serving_samples(reg: &dyn Registry) {
+    let s = |edge: &str, view: &str, sec: u32, nf: u64| crate::ServingSample {
+        edge: edge.into(),
+        view: view.into(),
+        at: format!("2026-01-01T00:00:{sec:02}.000000Z"),
+        window_ms: 1000,
+        lookups: 100,
+        not_found: nf,
+        errors: 0,
+        p50_us: Some(120),
+        p99_us: None,
+    };
+    reg.record_serving(&[
+        s("e1", "v1", 1, 1),
+        s("e2", "v1", 2, 2),
+        s("e1", "v2", 3, 3),
+    ])
+    .await
+    .expect("the registry call succeeds");
+    reg.record_serving(&[])
+        .await
+        .expect("the registry call succeeds");
+    let v1 = reg
+        .serving_samples(Some("v1"), "2026-01-01T00:00:00.000000Z")
+        .await
+        .expect("the registry call succeeds");
+    assert_eq!(v1, vec![s("e1", "v1", 1, 1), s("e2", "v1", 2, 2)]);
+    let later = reg
+        .serving_samples(None, "2026-01-01T00:00:02.000000Z")
+        .await
+        .expect("the registry call succeeds");
+    assert_eq!(later.len(), 2);
+    assert_eq!(
+        reg.prune_serving("2026-01-01T00:00:03.000000Z")
+            .await
+            .expect("the registry call succeeds"),
+        2
+    );
+    assert_eq!(
+        reg.serving_samples(None, "2000-01-01T00:00:00.000000Z")
+            .await
+            .expect("the registry call succeeds"),
+        vec![s("e1", "v2", 3, 3)]
+    );
 }
 
 /// Heartbeats insert, then replace by id (keeping `first_seen`); the list is sorted by id;
@@ -71,6 +367,8 @@ async fn edge_heartbeats(reg: &dyn Registry) {
         .collect(),
         ready: seq.is_some(),
         interval_ms: 5_000,
+        serving: Default::default(),
+        serving_window_ms: 0,
         started_at: "2026-11-28T10:00:00.000000Z".into(),
     };
     assert!(reg.edges().await.expect("edges").is_empty());
@@ -130,6 +428,7 @@ fn feature(name: &str, ty: FeatureType) -> FeatureDef {
         aggregation: None,
         window_seconds: None,
         unit_seconds: None,
+        checks: Vec::new(),
         description: String::new(),
         owner: String::new(),
         tags: vec![],
@@ -145,6 +444,8 @@ fn view(name: &str, entity: &str, features: Vec<FeatureDef>) -> FeatureView {
         features,
         schedule: None,
         max_rejected: None,
+        checks: Vec::new(),
+        drift: None,
         description: format!("{name} features"),
         owner: String::new(),
         tags: vec!["core".into()],

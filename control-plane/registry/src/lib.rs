@@ -35,12 +35,14 @@
 mod catalog;
 #[doc(hidden)]
 pub mod conformance;
+mod quality;
 mod sql;
 mod target;
 
 use std::sync::Arc;
 
 pub use fstore_spec::{Definitions, ObjectKind};
+pub use quality::{Alert, AlertQuery, NewAlert, QualityRecord, ServingSample, ViewSignals};
 
 /// The registry's operations; every backend must pass [`conformance::run_all`].
 #[async_trait::async_trait]
@@ -248,6 +250,71 @@ pub trait Registry: Send + Sync + 'static {
 
     /// Releases the named lock if `holder` has it.
     async fn unlock(&self, name: &str, holder: &str) -> Result<(), RegistryError>;
+
+    /// Stores the quality report of a snapshot (replacing one stored for the same version).
+    async fn record_quality(&self, r: &QualityRecord) -> Result<(), RegistryError>;
+
+    /// A view's quality reports, newest version first; only published ones when asked.
+    async fn quality_reports(
+        &self,
+        view: &str,
+        published_only: bool,
+        limit: usize,
+    ) -> Result<Vec<QualityRecord>, RegistryError>;
+
+    async fn quality_report(
+        &self,
+        view: &str,
+        version: u64,
+    ) -> Result<Option<QualityRecord>, RegistryError>;
+
+    /// Stores value distributions under `key` for a view (replacing what was there).
+    async fn put_distributions(
+        &self,
+        view: &str,
+        key: &str,
+        distributions: &serde_json::Value,
+    ) -> Result<(), RegistryError>;
+
+    async fn distributions(
+        &self,
+        view: &str,
+        key: &str,
+    ) -> Result<Option<serde_json::Value>, RegistryError>;
+
+    /// Deletes a view's distributions except those under `keep`; returns how many went.
+    async fn prune_distributions(&self, view: &str, keep: &[String]) -> Result<u64, RegistryError>;
+
+    /// Opens an alert for a problem, or, when one is open for its fingerprint, counts another
+    /// occurrence on it (taking the new summary and details). Returns the alert and whether
+    /// it was opened by this call, which is when it should be announced.
+    async fn open_alert(&self, a: &NewAlert) -> Result<(Alert, bool), RegistryError>;
+
+    /// Resolves the open alert of a fingerprint; returns it as resolved, or None when none was
+    /// open (so only one of several replicas resolving at once announces it).
+    async fn resolve_alert(&self, fingerprint: &str) -> Result<Option<Alert>, RegistryError>;
+
+    async fn alerts(&self, q: &AlertQuery) -> Result<Vec<Alert>, RegistryError>;
+
+    /// Appends one delivery attempt to an alert's record.
+    async fn record_delivery(
+        &self,
+        id: u64,
+        delivery: &serde_json::Value,
+    ) -> Result<(), RegistryError>;
+
+    async fn record_serving(&self, samples: &[ServingSample]) -> Result<(), RegistryError>;
+
+    /// Serving samples received at or after `since` (RFC 3339), of one view or all, oldest
+    /// first.
+    async fn serving_samples(
+        &self,
+        view: Option<&str>,
+        since: &str,
+    ) -> Result<Vec<ServingSample>, RegistryError>;
+
+    /// Deletes serving samples received before `before`; returns how many went.
+    async fn prune_serving(&self, before: &str) -> Result<u64, RegistryError>;
 }
 
 /// The error of a run failed by [`Registry::expire_leases`].
@@ -266,15 +333,19 @@ pub enum RunStatus {
     #[default]
     Failed,
     Cancelled,
+    /// Computed, but an `error` quality rule stopped its publish. Not retried: the same data
+    /// would fail the same way.
+    Rejected,
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 5] = [
+    pub const ALL: [RunStatus; 6] = [
         RunStatus::Queued,
         RunStatus::Running,
         RunStatus::Succeeded,
         RunStatus::Failed,
         RunStatus::Cancelled,
+        RunStatus::Rejected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -284,6 +355,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
+            RunStatus::Rejected => "rejected",
         }
     }
 
@@ -425,6 +497,17 @@ pub struct EdgeHeartbeat {
     pub interval_ms: u64,
     /// When the edge process started (RFC 3339).
     pub started_at: String,
+    /// Serving figures per view since the edge's previous report. Not stored with the edge:
+    /// the control plane keeps them as [`ServingSample`]s.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub serving: std::collections::BTreeMap<String, ViewSignals>,
+    /// The span `serving` covers, in milliseconds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub serving_window_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// An edge as last heard from.

@@ -8,14 +8,15 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Executor, Row};
 
 mod jobs;
+mod quality;
 
 use crate::catalog::{self, Candidate, Doc};
 use crate::target::{Target, sqlite_file_url};
 use crate::{
-    ApplyOutcome, ChangeEntry, ChangelogQuery, Definitions, EdgeHeartbeat, EdgeRecord, Enqueued,
-    JobRun, NewChange, NewRun, ObjectKind, ObjectVersion, Registry, RegistryError, Rollback,
-    RollbackBinding, RunOutcome, RunQuery, RunStatus, SearchQuery, SearchResults, SnapshotRecord,
-    StoredObject,
+    Alert, AlertQuery, ApplyOutcome, ChangeEntry, ChangelogQuery, Definitions, EdgeHeartbeat,
+    EdgeRecord, Enqueued, JobRun, NewAlert, NewChange, NewRun, ObjectKind, ObjectVersion,
+    QualityRecord, Registry, RegistryError, Rollback, RollbackBinding, RunOutcome, RunQuery,
+    RunStatus, SearchQuery, SearchResults, ServingSample, SnapshotRecord, StoredObject,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -492,6 +493,18 @@ impl Args {
             };
         }
         q.fetch_all(pool).await
+    }
+
+    /// Runs a statement that returns no rows; returns how many rows it changed.
+    async fn execute(self, sql: String, pool: &AnyPool) -> Result<u64, sqlx::Error> {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in self.0 {
+            q = match a {
+                Arg::Text(s) => q.bind(s),
+                Arg::Int(i) => q.bind(i),
+            };
+        }
+        Ok(q.execute(pool).await?.rows_affected())
     }
 }
 
@@ -1317,6 +1330,8 @@ impl Registry for SqlRegistry {
                         ready: get::<i64>(row, "ready")? != 0,
                         interval_ms: to_u64(get(row, "interval_ms")?, "a heartbeat interval")?,
                         started_at: get(row, "started_at")?,
+                        serving: Default::default(),
+                        serving_window_ms: 0,
                         id,
                     },
                     first_seen: get(row, "first_seen")?,
@@ -1408,5 +1423,83 @@ impl Registry for SqlRegistry {
 
     async fn unlock(&self, name: &str, holder: &str) -> Result<(), RegistryError> {
         self.unlock_impl(name, holder).await
+    }
+
+    async fn record_quality(&self, r: &QualityRecord) -> Result<(), RegistryError> {
+        self.record_quality_impl(r).await
+    }
+
+    async fn quality_reports(
+        &self,
+        view: &str,
+        published_only: bool,
+        limit: usize,
+    ) -> Result<Vec<QualityRecord>, RegistryError> {
+        self.quality_reports_impl(view, published_only, limit).await
+    }
+
+    async fn quality_report(
+        &self,
+        view: &str,
+        version: u64,
+    ) -> Result<Option<QualityRecord>, RegistryError> {
+        self.quality_report_impl(view, version).await
+    }
+
+    async fn put_distributions(
+        &self,
+        view: &str,
+        key: &str,
+        distributions: &serde_json::Value,
+    ) -> Result<(), RegistryError> {
+        self.put_distributions_impl(view, key, distributions).await
+    }
+
+    async fn distributions(
+        &self,
+        view: &str,
+        key: &str,
+    ) -> Result<Option<serde_json::Value>, RegistryError> {
+        self.distributions_impl(view, key).await
+    }
+
+    async fn prune_distributions(&self, view: &str, keep: &[String]) -> Result<u64, RegistryError> {
+        self.prune_distributions_impl(view, keep).await
+    }
+
+    async fn open_alert(&self, a: &NewAlert) -> Result<(Alert, bool), RegistryError> {
+        self.open_alert_impl(a).await
+    }
+
+    async fn resolve_alert(&self, fingerprint: &str) -> Result<Option<Alert>, RegistryError> {
+        self.resolve_alert_impl(fingerprint).await
+    }
+
+    async fn alerts(&self, q: &AlertQuery) -> Result<Vec<Alert>, RegistryError> {
+        self.alerts_impl(q).await
+    }
+
+    async fn record_delivery(
+        &self,
+        id: u64,
+        delivery: &serde_json::Value,
+    ) -> Result<(), RegistryError> {
+        self.record_delivery_impl(id, delivery).await
+    }
+
+    async fn record_serving(&self, samples: &[ServingSample]) -> Result<(), RegistryError> {
+        self.record_serving_impl(samples).await
+    }
+
+    async fn serving_samples(
+        &self,
+        view: Option<&str>,
+        since: &str,
+    ) -> Result<Vec<ServingSample>, RegistryError> {
+        self.serving_samples_impl(view, since).await
+    }
+
+    async fn prune_serving(&self, before: &str) -> Result<u64, RegistryError> {
+        self.prune_serving_impl(before).await
     }
 }

@@ -563,7 +563,7 @@ async fn jobs(
         .map(|s| {
             fstore_registry::RunStatus::parse(s).ok_or_else(|| {
                 ControlError::BadRequest(format!(
-                    "`status={s}`: use queued, running, succeeded, failed or cancelled"
+                    "`status={s}`: use queued, running, succeeded, failed, rejected or cancelled"
                 ))
             })
         })
@@ -575,6 +575,66 @@ async fn jobs(
             before_id: p.before,
             limit: p.limit.unwrap_or(50),
         })
+        .await?;
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct QualityParams {
+    version: Option<u64>,
+}
+
+/// `GET /v1/quality/{view}`: the latest quality report of a view (or `?version=`), with its
+/// statistics, change against the previous version, checks, drift and recent history.
+async fn quality(
+    State(cp): State<Shared>,
+    Path(view): Path<String>,
+    q: Result<Query<QualityParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ControlError> {
+    let p = query(q)?;
+    Ok(Json(cp.quality(&view, p.version).await?).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AlertsParams {
+    status: Option<String>,
+    view: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/alerts`: alerts newest first, with every delivery attempt.
+async fn alerts(
+    State(cp): State<Shared>,
+    q: Result<Query<AlertsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ControlError> {
+    let p = query(q)?;
+    let items = cp
+        .alerts(&fstore_registry::AlertQuery {
+            status: p.status,
+            view: p.view,
+            limit: p.limit.unwrap_or(100),
+        })
+        .await?;
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ServingParams {
+    view: Option<String>,
+    minutes: Option<i64>,
+}
+
+/// `GET /v1/serving`: what edges report serving, per view, over the last `minutes` (15).
+async fn serving(
+    State(cp): State<Shared>,
+    q: Result<Query<ServingParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ControlError> {
+    let p = query(q)?;
+    let items = cp
+        .serving(p.view.as_deref(), p.minutes.unwrap_or(15))
         .await?;
     Ok(Json(serde_json::json!({ "items": items })).into_response())
 }
@@ -683,6 +743,9 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route("/v1/jobs", get(jobs).post(trigger_job))
         .route("/v1/jobs/{id}", get(job))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/v1/quality/{view}", get(quality))
+        .route("/v1/alerts", get(alerts))
+        .route("/v1/serving", get(serving))
         .route("/metrics", get(metrics))
         .route("/v1/edges/heartbeat", post(heartbeat))
         .route(

@@ -541,7 +541,9 @@ impl ControlPlane {
                 "`views` lists over 10000 slots".into(),
             ));
         }
-        Ok(self.registry().record_heartbeat(h).await?)
+        crate::serving::validate_serving(h)?;
+        self.registry().record_heartbeat(h).await?;
+        self.record_serving(h).await
     }
 
     /// Tells every edge that is up that version `seq` was published, so it polls now rather

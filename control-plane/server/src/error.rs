@@ -36,6 +36,15 @@ pub enum ControlError {
         message: String,
         details: serde_json::Value,
     },
+    /// An `error` quality rule failed: the snapshot was computed, checked and not published;
+    /// the live one stays. `details` lists every failing rule.
+    #[error("`{view}` snapshot {version} was not published: {message}")]
+    QualityRejected {
+        view: String,
+        version: u64,
+        message: String,
+        details: serde_json::Value,
+    },
     #[error("registry: {0}")]
     Registry(#[from] fstore_registry::RegistryError),
     #[error("object storage: {0}")]
@@ -51,9 +60,9 @@ impl ControlError {
             ControlError::NotFound { .. } | ControlError::VersionNotFound(_) => {
                 StatusCode::NOT_FOUND
             }
-            ControlError::Materialization { .. } | ControlError::TrainingSet(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ControlError::Materialization { .. }
+            | ControlError::TrainingSet(_)
+            | ControlError::QualityRejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ControlError::Conflict { .. } => StatusCode::CONFLICT,
             // A value the caller gave that the registry cannot take (a search limit...).
             ControlError::Registry(fstore_registry::RegistryError::Invalid(_)) => {
@@ -72,6 +81,7 @@ impl ControlError {
             ControlError::VersionNotFound(_) => "version_not_found",
             ControlError::Materialization { .. } => "materialization_failed",
             ControlError::TrainingSet(_) => "training_set_failed",
+            ControlError::QualityRejected { .. } => "quality_rejected",
             ControlError::Conflict { code, .. } | ControlError::Invalid { code, .. } => code,
             ControlError::Registry(fstore_registry::RegistryError::Invalid(_)) => "bad_request",
             ControlError::Registry(_) => "registry_error",
@@ -104,9 +114,9 @@ impl IntoResponse for ControlError {
         };
         let details = match &self {
             ControlError::InvalidDefinitions(errs) => serde_json::to_value(errs).ok(),
-            ControlError::Conflict { details, .. } | ControlError::Invalid { details, .. } => {
-                Some(details.clone())
-            }
+            ControlError::Conflict { details, .. }
+            | ControlError::Invalid { details, .. }
+            | ControlError::QualityRejected { details, .. } => Some(details.clone()),
             _ => None,
         };
         (

@@ -108,6 +108,7 @@ struct ViewFigures {
     succeeded: u64,
     failed: u64,
     cancelled: u64,
+    rejected: u64,
     seconds_sum: f64,
 }
 
@@ -121,6 +122,7 @@ impl JobMetrics {
         match status {
             RunStatus::Succeeded => v.succeeded += 1,
             RunStatus::Cancelled => v.cancelled += 1,
+            RunStatus::Rejected => v.rejected += 1,
             _ => v.failed += 1,
         }
         v.seconds_sum += seconds;
@@ -139,6 +141,7 @@ impl JobMetrics {
                 ("succeeded", f.succeeded),
                 ("failed", f.failed),
                 ("cancelled", f.cancelled),
+                ("rejected", f.rejected),
             ] {
                 out.push_str(&format!(
                     "fstore_job_runs_total{{view=\"{}\",status=\"{status}\"}} {n}\n",
@@ -153,7 +156,7 @@ impl JobMetrics {
                 label(view),
                 f.seconds_sum,
                 label(view),
-                f.succeeded + f.failed + f.cancelled
+                f.succeeded + f.failed + f.cancelled + f.rejected
             ));
         }
         out.push_str(&format!(
@@ -610,6 +613,17 @@ pub(crate) fn outcome_of(
                 quarantine: own.and_then(|r| r.quarantine.clone()),
             }
         }
+        // Not a failure to retry: the same data would break the same rules.
+        Err(
+            e @ ControlError::QualityRejected {
+                view: v, version, ..
+            },
+        ) if v == view => RunOutcome {
+            status: RunStatus::Rejected,
+            snapshot_version: Some(*version),
+            error: Some(e.to_string()),
+            ..RunOutcome::default()
+        },
         Err(e) => RunOutcome {
             status: RunStatus::Failed,
             error: Some(e.to_string()),

@@ -2,6 +2,7 @@
 //! into snapshots, publishes them to object storage, and exposes all of it over REST. It is
 //! never on the lookup path: edges read only object storage.
 
+mod alerts;
 mod api;
 mod catalog;
 mod changes;
@@ -11,9 +12,12 @@ mod incremental;
 mod jobs;
 mod openapi;
 mod push;
+mod quality;
 mod service;
+mod serving;
 mod transforms;
 
+pub use alerts::{AlertSettings, Webhook, WebhookFormat};
 pub use api::{router, serve};
 pub use catalog::{
     EdgeStatus, FeaturePage, FeatureVersion, Freshness, HistoryEntry, MISSED_HEARTBEATS, ServiceUse,
@@ -25,8 +29,10 @@ pub use incremental::RunMode;
 pub use jobs::{JobMetrics, JobSettings, Triggered};
 pub use openapi::openapi;
 pub use push::{PushReport, PushRequest, PushedView};
+pub use quality::QualityView;
 pub use service::{
     ApplyOptions, ApplyReport, ControlConfig, ControlPlane, DEFAULT_RETAIN_VERSIONS,
     HistoricalParams, HistoricalReport, HistoricalView, MaterializeReport,
 };
+pub use serving::ServingSummary;
 pub use transforms::Transforms;

@@ -72,14 +72,18 @@ fn catalog_paths(kinds: &Value) -> Value {
                     "required": ["id", "region", "address", "views", "ready", "interval_ms", "started_at"],
                     "properties": {"id": {"type": "string"}, "region": {"type": "string"}, "address": {"type": "string"},
                         "manifest_seq": {"type": ["integer", "null"]}, "views": {"type": "object", "additionalProperties": {"type": "integer"}},
-                        "ready": {"type": "boolean"}, "interval_ms": {"type": "integer"}, "started_at": {"type": "string"}}}}}})),
+                        "ready": {"type": "boolean"}, "interval_ms": {"type": "integer"}, "started_at": {"type": "string"},
+                        "serving": {"type": "object", "description": "per view since the previous report", "additionalProperties": {"type": "object",
+                            "properties": {"lookups": {"type": "integer"}, "not_found": {"type": "integer"}, "errors": {"type": "integer"},
+                                "p50_ms": {"type": ["number", "null"]}, "p99_ms": {"type": ["number", "null"]}}}},
+                        "serving_window_ms": {"type": "integer"}}}}}})),
                 "recorded (204)")},
             "/metrics": {"get": {"summary": "Prometheus text: job runs and durations of this replica, each view's freshness",
                 "responses": {"200": {"description": "metrics", "content": {"text/plain": {}}}}}},
             "/v1/jobs": {
-                "get": op("Materialization runs, newest first: status (queued, running, succeeded, failed, cancelled), trigger, attempt, times, rows, snapshot, error",
+                "get": op("Materialization runs, newest first: status (queued, running, succeeded, failed, rejected by a quality rule, cancelled), trigger, attempt, times, rows, snapshot, error",
                     json!([{"name": "view", "in": "query", "schema": {"type": "string"}},
-                        {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]}},
+                        {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "rejected", "cancelled"]}},
                         {"name": "before", "in": "query", "schema": {"type": "integer"}, "description": "runs with a smaller id (paging)"},
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}}]),
                     None, "runs"),
@@ -185,12 +189,30 @@ pub fn openapi() -> Value {
                 "code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}}
         }}}
     });
-    if let (Some(paths), Value::Object(more)) =
-        (doc["paths"].as_object_mut(), catalog_paths(&kinds))
-    {
-        paths.extend(more);
+    for more in [catalog_paths(&kinds), quality_paths()] {
+        if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), more) {
+            paths.extend(more);
+        }
     }
     doc
+}
+
+/// Quality reports, alerts and serving signals.
+fn quality_paths() -> Value {
+    json!({
+        "/v1/quality/{view}": {"get": op("A view's latest quality report (or one version's): per-feature statistics (count, null rate, min, max, mean, stddev, quantiles, histogram, distinct, top values), change against the previous published version, every rule's result with observed value and sample offending keys, drift figures, and recent history; 404 before any run was evaluated",
+            json!([path_param("view", "feature view (or slot)"), {"name": "version", "in": "query", "schema": {"type": "integer"}}]),
+            None, "the report")},
+        "/v1/alerts": {"get": op("Alerts newest first (quality checks, drift, serving anomalies), one per open problem, with occurrences and every webhook delivery attempt",
+            json!([{"name": "status", "in": "query", "schema": {"type": "string", "enum": ["open", "resolved"]}},
+                {"name": "view", "in": "query", "schema": {"type": "string"}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}]),
+            None, "alerts")},
+        "/v1/serving": {"get": op("What edges report serving per view over the last minutes: lookups per second, not-found and error rates, p50/p99 latency, and every report",
+            json!([{"name": "view", "in": "query", "schema": {"type": "string"}},
+                {"name": "minutes", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 60, "default": 15}}]),
+            None, "per-view serving figures")}
+    })
 }
 
 #[cfg(test)]
@@ -209,6 +231,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(paths.len(), 27);
+        assert_eq!(paths.len(), 30);
     }
 }

@@ -30,6 +30,8 @@ pub struct ControlConfig {
     pub retain_versions: usize,
     /// The scheduler, worker and job-run settings.
     pub jobs: crate::jobs::JobSettings,
+    /// Where alerts are delivered.
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 /// The default of [`ControlConfig::retain_versions`]: enough to step back through a few weeks
@@ -166,7 +168,7 @@ fn local_path(location: &str) -> std::path::PathBuf {
     std::path::PathBuf::from(location.strip_prefix("file://").unwrap_or(location))
 }
 
-async fn read_location(location: &str) -> Result<bytes::Bytes, ControlError> {
+pub(crate) async fn read_location(location: &str) -> Result<bytes::Bytes, ControlError> {
     match remote(location) {
         Some((root, key)) => Ok(Store::from_url(&root)?.get_bytes(&key).await?),
         None => tokio::fs::read(local_path(location))
@@ -195,14 +197,14 @@ async fn write_location(location: &str, bytes: Vec<u8>) -> Result<(), ControlErr
     }
 }
 
-fn is_csv(location: &str) -> bool {
+pub(crate) fn is_csv(location: &str) -> bool {
     location.to_ascii_lowercase().ends_with(".csv")
 }
 
 /// The control plane's operations, free of HTTP: the REST handlers and the CLI both call these.
 pub struct ControlPlane {
-    registry: Arc<dyn Registry>,
-    store: Store,
+    pub(crate) registry: Arc<dyn Registry>,
+    pub(crate) store: Store,
     /// One publish at a time per process; across processes the manifest sequence (allocated
     /// by the registry) and the conditional pointer update keep publishes ordered.
     publish: tokio::sync::Mutex<()>,
@@ -213,7 +215,9 @@ pub struct ControlPlane {
     /// This instance's name in registry locks: unique even for two instances in one process.
     holder: String,
     /// Local copies of live snapshots, for incremental runs.
-    cache: SnapshotCache,
+    pub(crate) cache: SnapshotCache,
+    /// Opens, resolves and announces alerts.
+    pub(crate) alerter: crate::alerts::Alerter,
     pub config: ControlConfig,
 }
 
@@ -241,6 +245,8 @@ struct SlotRun {
     mv: Option<ManifestView>,
     report: MaterializeReport,
     record: (u64, serde_json::Value),
+    /// The quality gate's verdict on what it publishes.
+    quality: Option<crate::quality::Verdict>,
 }
 
 /// One snapshot a materialization computes.
@@ -342,6 +348,14 @@ fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// The key column types of a view's entities, for rendering sample keys.
+fn profile_key_types(
+    defs: &Definitions,
+    view: &fstore_spec::FeatureView,
+) -> Vec<fstore_snapshot::KeyType> {
+    defs.view_keys(view).into_iter().map(|f| f.ty).collect()
+}
+
 fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
@@ -349,6 +363,7 @@ fn now_micros() -> i64 {
 impl ControlPlane {
     pub async fn open(config: ControlConfig) -> Result<Self, ControlError> {
         config.jobs.validate().map_err(ControlError::BadRequest)?;
+        config.alerts.validate().map_err(ControlError::BadRequest)?;
         let registry = fstore_registry::open(&config.database_url).await?;
         let store = Store::from_url(&config.store_url)?;
         let instance = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -358,6 +373,7 @@ impl ControlPlane {
             std::env::temp_dir().join(format!("fstore-control-{}-{instance}", std::process::id())),
         );
         Ok(Self {
+            alerter: crate::alerts::Alerter::new(registry.clone(), config.alerts.clone()),
             registry,
             store,
             publish: tokio::sync::Mutex::new(()),
@@ -1012,6 +1028,7 @@ impl ControlPlane {
         let mut reports = Vec::new();
         let mut new_views = BTreeMap::new();
         let mut lineage = BTreeMap::new();
+        let mut verdicts = BTreeMap::new();
         let live_before = self.store.live_manifest().await?;
         for target in targets {
             let pinned = target.slot.contains('@');
@@ -1023,6 +1040,9 @@ impl ControlPlane {
                     if let Some(mv) = run.mv {
                         new_views.insert(target.slot.clone(), mv);
                         lineage.insert(target.slot.clone(), run.record);
+                    }
+                    if let Some(v) = run.quality {
+                        verdicts.insert(target.slot.clone(), v);
                     }
                     reports.push(run.report);
                 }
@@ -1099,6 +1119,13 @@ impl ControlPlane {
                     lineage,
                 })
                 .await?;
+            if let Some(v) = verdicts.get(&r.view) {
+                // Published already: a report that cannot be recorded costs the report and
+                // its alerts, not the publish.
+                if let Err(e) = self.settle_quality(&r.view, r.version, v, true).await {
+                    tracing::warn!(view = %r.view, error = %e, "could not record a quality report");
+                }
+            }
         }
         self.registry
             .record_change(&NewChange {
@@ -1229,17 +1256,22 @@ impl ControlPlane {
             name.clone(),
             tokio::runtime::Handle::current(),
         );
-        let (mut m, compacted, why, chain) = match plan {
+        let checked = view.clone();
+        let (mut m, compacted, why, chain, profile) = match plan {
             RunPlan::Full(why) => {
-                let m = tokio::task::spawn_blocking(move || {
-                    handle.block_on(fstore_offline::materialize(
+                let (m, profile) = tokio::task::spawn_blocking(move || {
+                    let m = handle.block_on(fstore_offline::materialize(
                         &defs2, &view2, version, now, &loaded,
-                    ))
+                    ))?;
+                    // Profiled from the encoded snapshot, exactly as edges will read it.
+                    let snap = Snapshot::from_bytes(m.to_vec())?;
+                    let profile = crate::quality::profile_layers(&checked, &[&snap]);
+                    Ok::<_, fstore_offline::OfflineError>((m, Some(profile)))
                 })
                 .await
                 .map_err(task_err)?
                 .map_err(offline_err)?;
-                (m, None, why, None)
+                (m, None, why, None, profile)
             }
             RunPlan::Incremental(chain) => {
                 let (base, mut deltas) = self.cache.open_chain(&self.store, &chain.live).await?;
@@ -1266,20 +1298,30 @@ impl ControlPlane {
                     // size (each lookup probes every delta; the edge downloads the base anyway).
                     let rows = c.delta_rows + m.rows_written;
                     let due = deltas.len() + 1 >= compact_after || rows * 2 > base.len();
-                    if m.rows_written == 0 || !due {
-                        return Ok((m, None));
+                    if m.rows_written == 0 {
+                        return Ok((m, None, None));
                     }
                     let delta = Snapshot::from_bytes(m.to_vec())?;
+                    if !due {
+                        // What edges will serve: the new delta over the chain.
+                        let mut served: Vec<&Snapshot> = vec![&delta];
+                        served.extend(deltas.iter());
+                        served.push(&base);
+                        let profile = crate::quality::profile_layers(&checked, &served);
+                        return Ok((m, None, Some(profile)));
+                    }
                     // compact() takes the layers oldest first.
                     let mut layers: Vec<&Snapshot> = deltas.iter().rev().collect();
                     layers.push(&delta);
                     let parts = fstore_snapshot::compact(&base, &layers, version, now)?;
-                    Ok::<_, fstore_offline::OfflineError>((m, Some(parts)))
+                    let compacted = Snapshot::from_bytes(parts.concat())?;
+                    let profile = crate::quality::profile_layers(&checked, &[&compacted]);
+                    Ok::<_, fstore_offline::OfflineError>((m, Some(parts), Some(profile)))
                 })
                 .await
                 .map_err(task_err)?
                 .map_err(offline_err)?;
-                (done.0, done.1, String::new(), Some(chain))
+                (done.0, done.1, String::new(), Some(chain), done.2)
             }
         };
         let quarantine = self.quarantine(&name, version, &m.rejected).await?;
@@ -1305,6 +1347,46 @@ impl ControlPlane {
                 ),
             });
         }
+        let verdict = match profile {
+            None => None,
+            Some(profile) => {
+                let profile = profile.map_err(|e| ControlError::Materialization {
+                    view: name.clone(),
+                    message: format!("cannot profile the snapshot: {e}"),
+                })?;
+                let types: Vec<fstore_snapshot::KeyType> = profile_key_types(&target.defs, view);
+                let facts = fstore_quality::RunFacts {
+                    now_micros: now,
+                    duplicate_keys: m.duplicate_keys,
+                    duplicate_samples: m
+                        .duplicate_samples
+                        .iter()
+                        .map(|k| fstore_quality::render_key(&types, k))
+                        .collect(),
+                };
+                let verdict = self.judge(&name, view, version, &profile, &facts).await?;
+                let blocking = verdict.blocking();
+                if !blocking.is_empty() {
+                    let message = blocking
+                        .iter()
+                        .map(|r| r.message.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    let details = serde_json::json!({
+                        "version": version,
+                        "failing": blocking,
+                    });
+                    self.settle_quality(&name, version, &verdict, false).await?;
+                    return Err(ControlError::QualityRejected {
+                        view: name.clone(),
+                        version,
+                        message,
+                        details,
+                    });
+                }
+                Some(verdict)
+            }
+        };
         let mode = match (&chain, &compacted) {
             (None, _) => "full",
             (Some(_), Some(_)) => "compacted",
@@ -1340,6 +1422,7 @@ impl ControlPlane {
                     mv: None,
                     report,
                     record: (target.definition_version, serde_json::Value::Null),
+                    quality: None,
                 });
             }
             (Some(c), Some(parts)) => {
@@ -1440,6 +1523,7 @@ impl ControlPlane {
             mv: Some(mv),
             report,
             record,
+            quality: verdict,
         })
     }
 

@@ -195,6 +195,13 @@ fn top_level(kind: ObjectKind, key: &str, o: Option<&Value>, n: Option<&Value>, 
                 show(n)
             ),
         ),
+        (K::FeatureView, "checks" | "drift") => out.push(
+            key,
+            o,
+            n,
+            Compatible,
+            format!("{key} changed: changes which runs publish or alert, not their values"),
+        ),
         (K::FeatureView, "max_rejected") => out.push(
             key,
             o,
@@ -294,6 +301,10 @@ fn features(o: Option<&Value>, n: Option<&Value>, out: &mut Changes) {
 fn feature_field(path: &str, key: &str, o: Option<&Value>, n: Option<&Value>, out: &mut Changes) {
     let (reason, compatibility) = match key {
         "description" | "owner" | "tags" => ("changed".to_string(), Compatible),
+        "checks" => (
+            "quality checks changed: they decide which runs publish, not the values".into(),
+            Compatible,
+        ),
         "type" => (format!("type {} → {}", show(o), show(n)), Breaking),
         "sql" => ("computed by a different sql expression".into(), Breaking),
         "window_seconds" | "unit_seconds" => {

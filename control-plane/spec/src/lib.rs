@@ -9,6 +9,7 @@ mod duration;
 mod lineage;
 mod model;
 mod plan;
+mod quality;
 mod redact;
 mod reject;
 mod schedule;
@@ -22,6 +23,7 @@ pub use model::{
     OnDemandView, RequestSource, ResolvedTransform, Source, SourceFormat, Transform,
 };
 pub use plan::{Action, Change, Plan};
+pub use quality::{Baseline, Check, Drift, Rule, Scope, Severity};
 pub use redact::{redact_url, userinfo_span};
 pub use reject::RejectLimit;
 pub use schedule::{Cron, Schedule};

@@ -178,6 +178,9 @@ pub struct FeatureDef {
     /// What `recency` and `age` count in: a duration in seconds (default one day).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit_seconds: Option<u64>,
+    /// Quality rules on this feature's values in every snapshot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::Check>,
     #[serde(default)]
     pub description: String,
     /// Who answers for this feature, when not the view's owner (empty: the view's).
@@ -391,6 +394,12 @@ pub struct FeatureView {
     /// How many bad source rows a run may quarantine and still publish; None: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rejected: Option<crate::RejectLimit>,
+    /// Quality rules on the whole snapshot (row count, freshness, duplicate keys).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::Check>,
+    /// The drift test of its features against a baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<crate::Drift>,
     #[serde(default)]
     pub description: String,
     #[serde(default)]

@@ -7,9 +7,10 @@ use fstore_snapshot::{FeatureRef, FeatureType, Field, KeyType};
 use marked_yaml::Spanned;
 use serde::Deserialize;
 
+use crate::quality::{RawCheck, RawDrift, check_of, drift_of};
 use crate::{
     Aggregation, Definitions, Entity, FeatureDef, FeatureService, FeatureView, OnDemandView,
-    RequestSource, Schedule, Source, SourceFormat, SpecError, Transform, parse_duration,
+    RequestSource, Schedule, Scope, Source, SourceFormat, SpecError, Transform, parse_duration,
 };
 
 #[derive(Deserialize)]
@@ -151,6 +152,8 @@ struct RawFeature {
     #[serde(default)]
     unit: Option<Spanned<String>>,
     #[serde(default)]
+    checks: Vec<Spanned<RawCheck>>,
+    #[serde(default)]
     description: String,
     #[serde(default)]
     owner: String,
@@ -172,6 +175,17 @@ impl RawFeature {
         };
         let window_seconds = duration("window", &self.window)?;
         let unit_seconds = duration("unit", &self.unit)?;
+        let mut checks = Vec::with_capacity(self.checks.len());
+        for c in &self.checks {
+            let at = pos(c);
+            let check = check_of(c, Scope::Feature, Some(self.ty)).map_err(|m| {
+                with_pos(
+                    SpecError::new(format!("feature `{}`: check {m}", &*self.name)),
+                    at,
+                )
+            })?;
+            checks.push(check);
+        }
         Ok(FeatureDef {
             name: self.name.to_string(),
             ty: self.ty,
@@ -182,6 +196,7 @@ impl RawFeature {
             aggregation: self.aggregation,
             window_seconds,
             unit_seconds,
+            checks,
             description: self.description,
             owner: self.owner,
             tags: self.tags,
@@ -201,6 +216,10 @@ struct RawView {
     schedule: Option<Spanned<String>>,
     #[serde(default)]
     max_rejected: Option<Spanned<String>>,
+    #[serde(default)]
+    checks: Vec<Spanned<RawCheck>>,
+    #[serde(default)]
+    drift: Option<Spanned<RawDrift>>,
     features: Vec<RawFeature>,
     #[serde(default)]
     description: String,
@@ -362,6 +381,38 @@ pub fn parse_features_yaml(
                 })
                 .ok()
         });
+        let mut checks = Vec::new();
+        for c in &v.checks {
+            let at = pos(c);
+            match check_of(c, Scope::View, None) {
+                Ok(c) => checks.push(c),
+                Err(m) => errs.push(with_pos(
+                    SpecError::new(format!("feature view `{name}`: check {m}"))
+                        .key(format!("feature_views.{name}.checks")),
+                    at,
+                )),
+            }
+        }
+        let drift = v.drift.as_ref().and_then(|d| {
+            let at = pos(d);
+            let names: Vec<&str> = v.features.iter().map(|f| f.name.as_str()).collect();
+            drift_of(d, &names)
+                .map(|mut d| {
+                    // A training set is found like a source file: relative to features.yaml.
+                    if let crate::Baseline::TrainingSet(path) = &d.baseline {
+                        d.baseline = crate::Baseline::TrainingSet(resolve_path(path, base_dir));
+                    }
+                    d
+                })
+                .map_err(|m| {
+                    errs.push(with_pos(
+                        SpecError::new(format!("feature view `{name}`: drift {m}"))
+                            .key(format!("feature_views.{name}.drift")),
+                        at,
+                    ))
+                })
+                .ok()
+        });
         defs.feature_views.push(FeatureView {
             name,
             entities: v.entities.iter().map(|e| e.to_string()).collect(),
@@ -370,6 +421,8 @@ pub fn parse_features_yaml(
             features: features_of(v.features, &mut errs),
             schedule,
             max_rejected,
+            checks,
+            drift,
             description: v.description,
             owner: v.owner,
             tags: v.tags,
@@ -776,5 +829,197 @@ feature_services:
         let d = parse_features_yaml(GOOD, None).expect("valid");
         let json = serde_json::to_string(&d.sources[0]).expect("json");
         assert!(!json.contains("query"), "{json}");
+    }
+
+    const CHECKED: &str = r#"
+entities:
+  - name: customer
+    join_keys: [{name: customer_id, type: int64}]
+sources:
+  - name: stats
+    path: data/stats.parquet
+    timestamp_field: event_timestamp
+feature_views:
+  - name: customer_rfm
+    entities: [customer]
+    source: stats
+    checks:
+      - min_rows: 1000
+      - max_row_change: 20%
+        severity: warn
+      - freshness: 2d
+      - unique_keys: true
+    drift:
+      baseline: previous
+      psi: 0.2
+      ks: 0.1
+    features:
+      - name: monetary
+        type: float64
+        checks:
+          - not_null: true
+          - range: {min: 0}
+          - max_mean_change: "0.5"
+            severity: warn
+      - name: segment
+        type: string
+        checks:
+          - allowed: [gold, silver, bronze]
+          - regex: "^[a-z]+$"
+          - max_null_rate: 1%
+"#;
+
+    #[test]
+    fn parses_checks_and_drift() {
+        use crate::{Baseline, Rule, Severity};
+        let d = parse_features_yaml(CHECKED, Some(std::path::Path::new("/repo"))).expect("valid");
+        let v = &d.feature_views[0];
+        let rules: Vec<&Rule> = v.checks.iter().map(|c| &c.rule).collect();
+        assert_eq!(
+            rules,
+            [
+                &Rule::MinRows { rows: 1000 },
+                &Rule::MaxRowChange { ratio: 0.2 },
+                &Rule::Freshness { seconds: 172_800 },
+                &Rule::UniqueKeys
+            ]
+        );
+        assert_eq!(
+            v.checks[0].severity,
+            Severity::Error,
+            "error is the default"
+        );
+        assert_eq!(v.checks[1].severity, Severity::Warn);
+        let m = &v.features[0].checks;
+        assert_eq!(
+            m[1].rule,
+            Rule::Range {
+                min: Some(0.0),
+                max: None
+            }
+        );
+        assert_eq!(m[2].rule, Rule::MaxMeanChange { ratio: 0.5 });
+        assert_eq!(
+            v.features[1].checks[2].rule,
+            Rule::MaxNullRate { ratio: 0.01 }
+        );
+        let drift = v.drift.as_ref().expect("drift");
+        assert_eq!(drift.baseline, Baseline::Previous);
+        assert_eq!(
+            (drift.psi, drift.ks, drift.js),
+            (Some(0.2), Some(0.1), None)
+        );
+        assert_eq!(drift.severity, Severity::Warn, "drift alerts by default");
+
+        let with_training = CHECKED.replace("baseline: previous", "training_set: train.csv");
+        let d = parse_features_yaml(&with_training, Some(std::path::Path::new("/repo")))
+            .expect("valid");
+        assert_eq!(
+            d.feature_views[0].drift.as_ref().expect("drift").baseline,
+            Baseline::TrainingSet("/repo/train.csv".into())
+        );
+        // Definitions round-trip through the registry's JSON.
+        let json = serde_json::to_string(&d).expect("json");
+        let back: Definitions = serde_json::from_str(&json).expect("parses back");
+        assert_eq!(back, d);
+    }
+
+    #[test]
+    fn wrong_checks_are_refused_where_written() {
+        for (from, to, says, key) in [
+            (
+                "      - min_rows: 1000",
+                "      - min_rows: 1000\n        unique_keys: true",
+                "more than one rule",
+                "feature_views.customer_rfm.checks",
+            ),
+            (
+                "          - not_null: true",
+                "          - min_rows: 3",
+                "rule of the whole view",
+                "",
+            ),
+            (
+                "      - unique_keys: true",
+                "      - unique: true",
+                "rule of one feature",
+                "feature_views.customer_rfm.checks",
+            ),
+            (
+                "          - max_null_rate: 1%",
+                "          - range: {min: 0}",
+                "does not apply to a string",
+                "",
+            ),
+            (
+                "          - regex: \"^[a-z]+$\"",
+                "          - regex: \"([a-z\"",
+                "does not compile",
+                "",
+            ),
+            (
+                "          - range: {min: 0}",
+                "          - regex: \"x\"",
+                "does not apply to a float64",
+                "",
+            ),
+            (
+                "          - range: {min: 0}",
+                "          - range: {min: 5, max: 1}",
+                "above max",
+                "",
+            ),
+            (
+                "          - max_null_rate: 1%",
+                "          - max_null_rate: lots",
+                "not a ratio",
+                "",
+            ),
+            (
+                "          - allowed: [gold, silver, bronze]",
+                "          - allowed: []",
+                "no values",
+                "",
+            ),
+            (
+                "          - not_null: true",
+                "          - not_nul: true",
+                "not_nul",
+                "",
+            ),
+            (
+                "      ks: 0.1",
+                "      ks: -1",
+                "zero or more",
+                "feature_views.customer_rfm.drift",
+            ),
+            (
+                "      psi: 0.2\n      ks: 0.1",
+                "      severity: warn",
+                "no threshold",
+                "feature_views.customer_rfm.drift",
+            ),
+            (
+                "      baseline: previous",
+                "      baseline: latest",
+                "neither `previous`",
+                "",
+            ),
+            (
+                "      baseline: previous",
+                "      psi_max: 1",
+                "psi_max",
+                "",
+            ),
+        ] {
+            assert!(CHECKED.contains(from), "{from}");
+            let text = CHECKED.replace(from, to);
+            let e = first_err(&text);
+            assert!(e.message.contains(says), "{to}: {e}");
+            assert!(e.location.is_some(), "{to}: {e} has no position");
+            if !key.is_empty() {
+                assert_eq!(e.key.as_deref(), Some(key), "{to}: {e}");
+            }
+        }
     }
 }

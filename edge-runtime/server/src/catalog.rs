@@ -1,11 +1,13 @@
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use fstore_snapshot::{FeatureRef, KeyType, Row, Snapshot, SnapshotError};
 
-use crate::ApiError;
+use crate::metrics::ViewCounters;
 use crate::ondemand::{OnDemandSpec, OnDemandView};
+use crate::{ApiError, Metrics};
 
 /// One view's snapshot, mapped and ready to serve: a full (base) snapshot and the delta
 /// snapshots layered over it, which answer for the entities they hold.
@@ -191,6 +193,10 @@ pub struct Catalog {
     /// Services the manifest names but this catalog cannot serve, with the reason.
     pub broken_services: Vec<(String, String)>,
     pub loaded_at: std::time::SystemTime,
+    /// The serving counters of every view (in the order of `views`) then every on-demand
+    /// view (in the order of `on_demand`), resolved once, with the id of the [`Metrics`]
+    /// they came from: a request then only indexes and adds.
+    signals: OnceLock<(u64, Box<[Arc<ViewCounters>]>)>,
 }
 
 impl Catalog {
@@ -243,6 +249,7 @@ impl Catalog {
             services: HashMap::new(),
             broken_services: Vec::new(),
             loaded_at: std::time::SystemTime::now(),
+            signals: OnceLock::new(),
         };
         for (name, refs) in services {
             match c.resolve(refs.iter().map(|r| (r.view.as_str(), r.feature.as_str()))) {
@@ -290,6 +297,26 @@ impl Catalog {
         self.on_demand
             .iter()
             .filter_map(|v| Some((v.name.as_str(), v.unavailable.as_deref()?)))
+    }
+
+    /// The serving counters of this catalog's views in `metrics`: those of view `i` at `i`,
+    /// those of on-demand view `i` at `views().len() + i`. Resolved on the first call (the
+    /// loader makes it when building the catalog) and kept; a call with other metrics than
+    /// the first (tests only) resolves afresh.
+    pub(crate) fn signals(&self, metrics: &Metrics) -> Cow<'_, [Arc<ViewCounters>]> {
+        let resolve = || -> Box<[Arc<ViewCounters>]> {
+            self.views
+                .iter()
+                .map(|v| metrics.view(&v.name))
+                .chain(self.on_demand.iter().map(|v| metrics.view(&v.name)))
+                .collect()
+        };
+        let (id, signals) = self.signals.get_or_init(|| (metrics.id, resolve()));
+        if *id == metrics.id {
+            Cow::Borrowed(signals)
+        } else {
+            Cow::Owned(resolve().into_vec())
+        }
     }
 
     pub fn service(&self, name: &str) -> Option<&Arc<[ResolvedFeature]>> {

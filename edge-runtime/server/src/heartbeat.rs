@@ -28,6 +28,33 @@ pub struct Heartbeat {
     pub interval_ms: u64,
     /// When this process started (RFC 3339 UTC): a restart shows as a new time.
     pub started_at: String,
+    /// Serving figures per view since the previous report (not cumulative): a lost report
+    /// loses its interval's figures, which anomaly detection tolerates.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub serving: BTreeMap<String, ViewSignals>,
+    /// The span `serving` covers, in milliseconds.
+    #[serde(default)]
+    pub serving_window_ms: u64,
+}
+
+/// How one view (stored or on-demand, by base name: `view@v3` reports as `view`) was served
+/// over a heartbeat's interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewSignals {
+    /// Entities looked up in the view, one per entity per request reading it (for an
+    /// on-demand view, entities it was computed for).
+    pub lookups: u64,
+    /// Of `lookups`, those the view has no row for (never counted for on-demand views).
+    pub not_found: u64,
+    /// Entities whose on-demand features could not be computed (on-demand views only).
+    pub errors: u64,
+    /// Median and 99th percentile latency of the requests that read the view, in
+    /// milliseconds: the upper bound of the histogram bucket holding the quantile (buckets
+    /// are log-spaced, 8 per power of ten from 1 µs to 10 s), so at most about a third above
+    /// the true value. None when no request was timed.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
 }
 
 pub(crate) struct Heartbeats {
@@ -109,7 +136,21 @@ impl Heartbeats {
             ready: catalog.is_some(),
             interval_ms: self.interval.as_millis() as u64,
             started_at: self.started_at.clone(),
+            serving: BTreeMap::new(),
+            serving_window_ms: 0,
         }
+    }
+
+    /// The next report: [`Heartbeats::current`] with the serving figures since the previous
+    /// report, which this takes. If it is not delivered, those figures are lost, never
+    /// folded into the next report: each report covers its own window, so a control plane
+    /// computing rates is not misled by a report spanning an outage.
+    pub(crate) fn report(&self) -> Heartbeat {
+        let mut hb = self.current();
+        let (serving, window) = self.state.metrics.take_signals();
+        hb.serving = serving;
+        hb.serving_window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        hb
     }
 
     pub(crate) async fn run(self) {
@@ -118,7 +159,7 @@ impl Heartbeats {
             let sent = self
                 .client
                 .post(&self.url)
-                .json(&self.current())
+                .json(&self.report())
                 .send()
                 .await
                 .and_then(reqwest::Response::error_for_status);

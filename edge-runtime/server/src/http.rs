@@ -81,13 +81,17 @@ async fn lookup_handler(
             )
         })?;
         let mut out = Vec::with_capacity(2048);
-        let stats = lookup::execute(
+        let stats = lookup::execute_observed(
             catalog,
             &body,
             format,
             state.max_entities,
             now_micros(),
             &mut out,
+            lookup::Observe {
+                metrics: &state.metrics,
+                started: start,
+            },
         )?;
         state.metrics.record_lookup(stats.found, stats.not_found);
         Ok::<_, ApiError>(out)

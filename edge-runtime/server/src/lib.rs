@@ -18,8 +18,8 @@ pub use config::EdgeConfig;
 pub use error::{ApiError, EdgeError};
 /// The WebAssembly host on-demand views run in (its configuration is part of [`EdgeConfig`]).
 pub use fstore_wasm_host as wasm;
-pub use heartbeat::Heartbeat;
+pub use heartbeat::{Heartbeat, ViewSignals};
 pub use http::{EdgeState, router, serve};
 pub use loader::{Components, Loader, build_catalog};
-pub use metrics::{Metrics, OnDemandMetrics};
+pub use metrics::{Metrics, OnDemandMetrics, ViewCounters};
 pub use ondemand::{OnDemandSpec, OnDemandView};

@@ -294,6 +294,8 @@ pub async fn build_catalog(
     }
     let on_demand = load_on_demand(store, manifest, components, metrics).await;
     let catalog = Catalog::with_on_demand(manifest.seq, views, on_demand, &manifest.services);
+    // Resolved here, off the request path, so no request takes the metrics' lock.
+    let _ = catalog.signals(metrics);
     for (name, why) in &catalog.broken_services {
         tracing::warn!(service = %name, reason = %why, "feature service cannot be served");
     }

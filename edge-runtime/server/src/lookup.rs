@@ -4,13 +4,16 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
 
 use fstore_snapshot::{KeyBuf, KeyType, Row, Value, json};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use crate::metrics::view_latency_bucket;
 use crate::ondemand::{self, OnDemandView, RequestInput, RequestSource};
-use crate::{ApiError, Catalog, ResolvedFeature};
+use crate::{ApiError, Catalog, Metrics, ResolvedFeature};
 
 /// A value of `entities` or `request_context` as the caller sent it: a join key (integer or
 /// string) or request data for on-demand views (any JSON value but an object).
@@ -191,6 +194,15 @@ pub fn parse(body: &[u8]) -> Result<LookupRequest<'_>, ApiError> {
 /// Feast's timestamp for "none" (join keys, missing rows), as a JSON string literal.
 const EPOCH_JSON: &[u8] = b"\"1970-01-01T00:00:00Z\"";
 
+/// Where [`execute_observed`] records per-view serving signals.
+#[derive(Debug, Clone, Copy)]
+pub struct Observe<'m> {
+    pub metrics: &'m Metrics,
+    /// When the request started: each view it reads gets the time from here to the end of
+    /// rendering as the request's latency.
+    pub started: Instant,
+}
+
 /// Parses `body`, looks everything up in `catalog` and renders the response into `out`.
 pub fn execute(
     catalog: &Catalog,
@@ -199,6 +211,42 @@ pub fn execute(
     max_entities: usize,
     now_micros: i64,
     out: &mut Vec<u8>,
+) -> Result<LookupStats, ApiError> {
+    execute_inner(catalog, body, format, max_entities, now_micros, out, None)
+}
+
+/// [`execute`], also counting the request in the serving signals of every view it read (see
+/// [`Metrics::take_signals`]): per stored view, its entities and those not found; per
+/// on-demand view, its entities and those that could not be computed; per view, the request's
+/// latency. Only a request answered in full is counted, as [`LookupStats`] only are.
+pub fn execute_observed(
+    catalog: &Catalog,
+    body: &[u8],
+    format: Format,
+    max_entities: usize,
+    now_micros: i64,
+    out: &mut Vec<u8>,
+    observe: Observe<'_>,
+) -> Result<LookupStats, ApiError> {
+    execute_inner(
+        catalog,
+        body,
+        format,
+        max_entities,
+        now_micros,
+        out,
+        Some(observe),
+    )
+}
+
+fn execute_inner(
+    catalog: &Catalog,
+    body: &[u8],
+    format: Format,
+    max_entities: usize,
+    now_micros: i64,
+    out: &mut Vec<u8>,
+    observe: Option<Observe<'_>>,
 ) -> Result<LookupStats, ApiError> {
     let req = parse(body)?;
     let resolved_owned;
@@ -377,7 +425,50 @@ pub fn execute(
         Format::Fstore => render_fstore(&ctx, &req, out),
         Format::Feast => render_feast(&ctx, &req, out),
     }
+    if let Some(o) = observe {
+        record_signals(&ctx, o);
+    }
     Ok(stats)
+}
+
+/// Counts a request answered in full in the serving signals of the views it read. No
+/// allocation: the catalog holds its views' counters, resolved when it was built.
+fn record_signals(ctx: &Ctx<'_, '_>, o: Observe<'_>) {
+    let n = ctx.n;
+    // A request for no entity read nothing.
+    if n == 0 {
+        return;
+    }
+    let signals = ctx.catalog.signals(o.metrics);
+    let bucket = view_latency_bucket(o.started.elapsed());
+    let stored = ctx.catalog.views().len();
+    // The counters of each view read, in order: stored views, then on-demand ones.
+    let touched = ctx
+        .views
+        .iter()
+        .map(|(vi, _)| *vi)
+        .chain(ctx.runs.iter().map(|r| stored + r.view));
+    for (k, i) in touched.clone().enumerate() {
+        let Some(c) = signals.get(i) else { continue };
+        if i < stored {
+            let rows = ctx.rows.get(k * n..(k + 1) * n).unwrap_or_default();
+            let not_found = rows.iter().filter(|r| r.is_none()).count();
+            c.record_lookups(n as u64, not_found as u64);
+        } else if let Some(run) = k.checked_sub(ctx.views.len()).and_then(|r| ctx.runs.get(r)) {
+            let errors = run.results.iter().filter(|r| r.is_err()).count();
+            c.record_lookups(n as u64, 0);
+            c.record_errors(errors as u64);
+        }
+        // One latency sample per request and view, even when two slots of the request
+        // (`view` and `view@v3`) count under the same view.
+        let seen = touched
+            .clone()
+            .take(k)
+            .any(|j| signals.get(j).is_some_and(|d| Arc::ptr_eq(c, d)));
+        if !seen {
+            c.record_latency(bucket);
+        }
+    }
 }
 
 /// The positions in `cols` of view `vi`'s join keys.

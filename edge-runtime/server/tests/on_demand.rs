@@ -907,6 +907,76 @@ fn transform_metrics_are_in_the_prometheus_text() {
 }
 
 #[test]
+fn serving_signals_count_transform_errors_per_on_demand_view() {
+    let c = catalog(vec![next_offer(), hostile("error")]);
+    let m = fstore_edge::Metrics::default();
+    // Customers 1 and 2 exist, 3 does not: the source view has one entity not found per
+    // request, the failing view an error per entity.
+    let body = json!({"features": ["next_offer:offer", "hostile_error:y"],
+                      "entities": {"customer_id": [1, 2, 3]},
+                      "request_context": {"cart_value": 60, "channel": "web"}});
+    for _ in 0..2 {
+        let mut out = Vec::new();
+        let stats = fstore_edge::lookup::execute_observed(
+            &c,
+            body.to_string().as_bytes(),
+            Format::Fstore,
+            100,
+            NOW,
+            &mut out,
+            fstore_edge::lookup::Observe {
+                metrics: &m,
+                started: Instant::now(),
+            },
+        )
+        .expect("lookup");
+        assert_eq!(
+            stats.transform_errors,
+            3,
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+    let (serving, _) = m.take_signals();
+    let get = |v: &str| {
+        let s = serving
+            .get(v)
+            .unwrap_or_else(|| panic!("`{v}` not in {serving:?}"));
+        (s.lookups, s.not_found, s.errors)
+    };
+    assert_eq!(
+        get("customers"),
+        (6, 2, 0),
+        "probed once per entity for both views"
+    );
+    assert_eq!(get("next_offer"), (6, 0, 0));
+    assert_eq!(get("hostile_error"), (6, 0, 6));
+    assert!(
+        serving
+            .values()
+            .all(|s| s.p50_ms.is_some() && s.p50_ms <= s.p99_ms)
+    );
+    // The same as on-demand metrics count them.
+    assert_eq!(
+        c.on_demand("hostile_error")
+            .expect("view")
+            .metrics
+            .errors("guest_error"),
+        6
+    );
+    let text = m.render(Some(&c), "test");
+    for line in [
+        "fstore_edge_view_errors_total{view=\"hostile_error\"} 6",
+        "fstore_edge_view_errors_total{view=\"next_offer\"} 0",
+        "fstore_edge_view_lookups_total{view=\"customers\"} 6",
+        "fstore_edge_view_not_found_total{view=\"customers\"} 2",
+    ] {
+        assert!(text.contains(line), "`{line}` missing from:\n{text}");
+    }
+    assert!(m.take_signals().0.is_empty());
+}
+
+#[test]
 fn requests_without_on_demand_features_are_answered_as_before() {
     let c = catalog(vec![next_offer(), hostile("loop")]);
     // Request data sent along with stored features only: ignored, and nothing runs.
