@@ -1,7 +1,7 @@
 //! Profiling a snapshot: one pass over its rows gathers every feature's statistics and the
 //! per-row outcomes of the rules that look at single values.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use fstore_snapshot::{FeatureType, KeyType, Row, SnapshotSchema, Value};
 use fstore_spec::{FeatureView, Rule};
@@ -13,8 +13,6 @@ use crate::{QualityError, render_key};
 /// Quantiles and histograms come from a uniform sample of this many values per feature, so
 /// profiling stays linear in memory for any snapshot; below it they are exact.
 const SAMPLE: usize = 100_000;
-/// Distinct values are counted exactly up to this many, then estimated (k minimum values).
-const DISTINCT_K: usize = 16_384;
 /// Distinct strings counted for the top values and the categorical distribution; values first
 /// seen after the table is full are counted together as "other".
 const CATEGORIES: usize = 10_000;
@@ -72,7 +70,7 @@ pub struct FeatureStats {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub histogram: Option<Histogram>,
     pub distinct: u64,
-    /// Whether `distinct` is an estimate (more distinct values than are counted exactly).
+    /// Whether `distinct` is an estimate (over 4,096 distinct values: HyperLogLog).
     #[serde(default)]
     pub distinct_approximate: bool,
     /// Strings and bools: the most frequent values, most frequent first.
@@ -138,7 +136,7 @@ struct Column {
     max: f64,
     sample: Vec<f64>,
     seen_numeric: u64,
-    distinct: Kmv,
+    distinct: Distinct,
     categories: HashMap<String, u64>,
     other: u64,
     rules: Vec<(usize, RowRule)>,
@@ -219,7 +217,7 @@ impl Profiler {
                 max: f64::NEG_INFINITY,
                 sample: Vec::new(),
                 seen_numeric: 0,
-                distinct: Kmv::default(),
+                distinct: Distinct::default(),
                 categories: HashMap::new(),
                 other: 0,
                 rules,
@@ -259,12 +257,17 @@ impl Profiler {
                 col.count += 1;
                 col.distinct.insert(value_hash(&value));
                 if is_categorical(col.ty) {
-                    let text = text_of(&value);
+                    // Looked up by reference: most values were seen before and need no copy.
+                    let text: &str = match value {
+                        Value::String(s) => s,
+                        Value::Bool(true) => "true",
+                        _ => "false",
+                    };
                     let room = col.categories.len() < CATEGORIES;
-                    match col.categories.get_mut(&text) {
+                    match col.categories.get_mut(text) {
                         Some(n) => *n += 1,
                         None if room => {
-                            col.categories.insert(text, 1);
+                            col.categories.insert(text.to_string(), 1);
                         }
                         None => col.other += 1,
                     }
@@ -339,7 +342,7 @@ impl Profiler {
         let mut features = Vec::with_capacity(self.columns.len());
         for mut col in self.columns {
             let has_numbers = !col.sample.is_empty();
-            col.sample.sort_by(f64::total_cmp);
+            col.sample.sort_unstable_by(f64::total_cmp);
             let quantiles = has_numbers.then(|| {
                 let q = |p| quantile(&col.sample, p);
                 Quantiles {
@@ -472,7 +475,7 @@ impl DistributionBuilder {
                 counts: self.counts,
             };
         }
-        self.numbers.sort_by(f64::total_cmp);
+        self.numbers.sort_unstable_by(f64::total_cmp);
         Distribution::Numeric {
             values: thin(&self.numbers),
         }
@@ -547,43 +550,69 @@ fn value_hash(v: &Value<'_>) -> u64 {
             let bytes: Vec<u8> = l.iter().flat_map(|x| x.to_bits().to_le_bytes()).collect();
             xxh3_64(&bytes)
         }
-        other => xxh3_64(text_of(other).as_bytes()),
+        // Distinct types never meet in one column, so equal bytes across types do not matter.
+        Value::Int64(x) | Value::Timestamp(x) => xxh3_64(&x.to_le_bytes()),
+        Value::Bool(b) => xxh3_64(&[u8::from(*b)]),
+        Value::Null => 0,
     }
 }
 
-/// K minimum values: exact while it has seen fewer than K distinct hashes, then estimates the
-/// distinct count from how densely the smallest K hashes fill the hash space.
+/// Distinct values: counted exactly (a set of hashes) up to [`DISTINCT_EXACT`], then
+/// estimated by HyperLogLog with 2^14 registers (about 0.8 % standard error), whose insert is
+/// one hash split and one compare, so profiling stays linear however many values are distinct.
 #[derive(Default)]
-struct Kmv {
-    smallest: BTreeSet<u64>,
-    full: bool,
+struct Distinct {
+    exact: HashSet<u64>,
+    registers: Vec<u8>,
 }
 
-impl Kmv {
+const DISTINCT_EXACT: usize = 4_096;
+const HLL_BITS: u32 = 14;
+
+impl Distinct {
     fn insert(&mut self, h: u64) {
-        if self.smallest.len() < DISTINCT_K {
-            self.smallest.insert(h);
+        if self.registers.is_empty() {
+            self.exact.insert(h);
+            if self.exact.len() > DISTINCT_EXACT {
+                self.registers = vec![0; 1 << HLL_BITS];
+                for h in std::mem::take(&mut self.exact) {
+                    self.observe(h);
+                }
+            }
             return;
         }
-        let Some(&largest) = self.smallest.last() else {
-            return;
-        };
-        if h < largest && self.smallest.insert(h) {
-            self.smallest.pop_last();
-            self.full = true;
-        } else if h > largest {
-            self.full = true;
+        self.observe(h);
+    }
+
+    fn observe(&mut self, h: u64) {
+        let index = (h >> (64 - HLL_BITS)) as usize;
+        let rank = ((h << HLL_BITS) | (1 << (HLL_BITS - 1))).leading_zeros() as u8 + 1;
+        if let Some(r) = self.registers.get_mut(index)
+            && rank > *r
+        {
+            *r = rank;
         }
     }
 
     fn estimate(&self) -> (u64, bool) {
-        match (self.full, self.smallest.last()) {
-            (true, Some(&kth)) => {
-                let fraction = (kth as f64 + 1.0) / (u64::MAX as f64 + 1.0);
-                (((DISTINCT_K - 1) as f64 / fraction).round() as u64, true)
-            }
-            _ => (self.smallest.len() as u64, false),
+        if self.registers.is_empty() {
+            return (self.exact.len() as u64, false);
         }
+        let m = self.registers.len() as f64;
+        let sum: f64 = self
+            .registers
+            .iter()
+            .map(|r| 2f64.powi(-i32::from(*r)))
+            .sum();
+        let raw = 0.7213 / (1.0 + 1.079 / m) * m * m / sum;
+        let zeros = self.registers.iter().filter(|r| **r == 0).count() as f64;
+        // Small cardinalities: linear counting is the better estimate.
+        let e = if raw <= 2.5 * m && zeros > 0.0 {
+            m * (m / zeros).ln()
+        } else {
+            raw
+        };
+        (e.round() as u64, true)
     }
 }
 
@@ -728,7 +757,7 @@ pub(crate) mod tests {
 
     #[test]
     fn many_distinct_values_are_estimated_closely() {
-        let mut k = Kmv::default();
+        let mut k = Distinct::default();
         for i in 0..200_000u64 {
             k.insert(xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes()));
         }
