@@ -12,28 +12,16 @@ fn view(snap: &Snapshot) -> FeatureView {
         .features
         .iter()
         .enumerate()
-        .map(|(i, f)| FeatureDef {
-            name: f.name.clone(),
-            ty: f.ty,
-            column: None,
-            transform: None,
-            output: None,
-            sql: None,
-            aggregation: None,
-            window_seconds: None,
-            unit_seconds: None,
+        .map(|(i, f)| {
+            let mut def = FeatureDef::new(&f.name, f.ty);
             // Every other feature carries a per-row rule, as a well-guarded view would.
-            checks: if i % 2 == 0 {
-                vec![Check {
+            if i % 2 == 0 {
+                def.checks = vec![Check {
                     rule: Rule::NotNull,
                     severity: Severity::Warn,
-                }]
-            } else {
-                Vec::new()
-            },
-            description: String::new(),
-            owner: String::new(),
-            tags: Vec::new(),
+                }];
+            }
+            def
         })
         .collect();
     FeatureView {

@@ -661,21 +661,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn view(yaml_checks_amount: Vec<fstore_spec::Check>) -> FeatureView {
-        let feature = |name: &str, ty| fstore_spec::FeatureDef {
-            name: name.into(),
-            ty,
-            column: None,
-            transform: None,
-            output: None,
-            sql: None,
-            aggregation: None,
-            window_seconds: None,
-            unit_seconds: None,
-            checks: Vec::new(),
-            description: String::new(),
-            owner: String::new(),
-            tags: Vec::new(),
-        };
+        let feature = fstore_spec::FeatureDef::new;
         let mut amount = feature("amount", FeatureType::Float64);
         amount.checks = yaml_checks_amount;
         FeatureView {

@@ -107,19 +107,9 @@ const TEMPLATES: [(&str, &str, FeatureType); 20] = [
 
 fn feature(name: &str, description: &str, ty: FeatureType, pii: bool) -> FeatureDef {
     FeatureDef {
-        name: name.into(),
-        ty,
-        column: None,
-        transform: None,
-        output: None,
-        sql: None,
-        aggregation: None,
-        window_seconds: None,
-        unit_seconds: None,
-        checks: Vec::new(),
         description: description.into(),
-        owner: String::new(),
         tags: if pii { vec!["pii".into()] } else { vec![] },
+        ..FeatureDef::new(name, ty)
     }
 }
 

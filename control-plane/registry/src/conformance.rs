@@ -418,21 +418,7 @@ fn entity(name: &str, key: &str, ty: KeyType) -> Entity {
 }
 
 fn feature(name: &str, ty: FeatureType) -> FeatureDef {
-    FeatureDef {
-        name: name.into(),
-        ty,
-        column: None,
-        transform: None,
-        output: None,
-        sql: None,
-        aggregation: None,
-        window_seconds: None,
-        unit_seconds: None,
-        checks: Vec::new(),
-        description: String::new(),
-        owner: String::new(),
-        tags: vec![],
-    }
+    FeatureDef::new(name, ty)
 }
 
 fn view(name: &str, entity: &str, features: Vec<FeatureDef>) -> FeatureView {

@@ -267,6 +267,26 @@ impl Aggregation {
 }
 
 impl FeatureDef {
+    /// A feature read from the source column of its own name, with nothing else declared:
+    /// the starting point code builds definitions from (tests, benchmarks, generators).
+    pub fn new(name: &str, ty: FeatureType) -> Self {
+        Self {
+            name: name.into(),
+            ty,
+            column: None,
+            transform: None,
+            output: None,
+            sql: None,
+            aggregation: None,
+            window_seconds: None,
+            unit_seconds: None,
+            checks: Vec::new(),
+            description: String::new(),
+            owner: String::new(),
+            tags: Vec::new(),
+        }
+    }
+
     pub fn column(&self) -> &str {
         self.column.as_deref().unwrap_or(&self.name)
     }
