@@ -25,7 +25,7 @@ snap_bytes=$(stat -c %s "$tmp"/objects/snapshots/*/*.fss)
 
 echo "== fstore serve edge (cold start: copy into the cache, map, verify, swap in)"
 start=$(date +%s%N)
-"$fstore" --store "$tmp/objects" serve edge --addr "$EDGE" --cache-dir "$tmp/cache" 2>"$tmp/edge.log" &
+"$fstore" --store "$tmp/objects" serve edge --addr "$EDGE" --cache-dir "$tmp/cache" --auth off 2>"$tmp/edge.log" &
 pid=$!
 until curl -sf "http://$EDGE/readyz" >/dev/null; do
   kill -0 "$pid" 2>/dev/null || { cat "$tmp/edge.log"; exit 1; }

@@ -51,6 +51,8 @@ pub fn fstore(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> (bool, String,
 pub fn spawn_server(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Proc {
     let mut child = Command::new(fstore_bin())
         .args(args)
+        // Tests of other features run servers open; the access tests pass FSTORE_AUTH=on.
+        .env("FSTORE_AUTH", "off")
         .envs(env.iter().copied())
         .current_dir(cwd)
         .stdout(Stdio::null())
@@ -431,6 +433,7 @@ impl Stack {
                 retain_versions: fstore_control::DEFAULT_RETAIN_VERSIONS,
                 alerts: fstore_control::AlertSettings::default(),
                 // The tests materialize when they mean to; no scheduler runs behind them.
+                auth: false,
                 jobs: fstore_control::JobSettings {
                     enabled: false,
                     ..fstore_control::JobSettings::default()

@@ -419,6 +419,7 @@ feature_views:
             max_body_bytes: 1 << 20,
             retain_versions: 0,
             alerts: fstore_control::AlertSettings::default(),
+            auth: false,
             jobs: fstore_control::JobSettings {
                 enabled: false,
                 ..fstore_control::JobSettings::default()

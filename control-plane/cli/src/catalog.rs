@@ -151,6 +151,26 @@ pub struct DeleteArgs {
 }
 
 /// A definition kind as people type it: `view`, `feature_view`, `feature-views`, `service`...
+impl HistoryArgs {
+    /// The definition whose history is read.
+    pub(crate) fn target(&self) -> anyhow::Result<(ObjectKind, &str)> {
+        Ok((object_kind(&self.kind)?, &self.name))
+    }
+}
+
+impl RollbackArgs {
+    pub(crate) fn service(&self) -> &str {
+        &self.service
+    }
+}
+
+impl DeleteArgs {
+    /// The definition deleted.
+    pub(crate) fn target(&self) -> anyhow::Result<(ObjectKind, &str)> {
+        Ok((object_kind(&self.kind)?, &self.name))
+    }
+}
+
 fn object_kind(s: &str) -> anyhow::Result<ObjectKind> {
     NodeKind::parse(s)
         .with_context(|| format!("`{s}` is not a kind"))?

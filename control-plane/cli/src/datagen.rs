@@ -422,7 +422,7 @@ feature_views:
     description: What the CRM knows about a customer, as of each timestamp.
     owner: crm@example.com
     features:
-      - {name: country, type: string, tags: [pii]}
+      - {name: country, type: string, tags: [pii], mask: hash, description: "Country of residence; consumers without read_pii see a keyed hash."}
       - {name: signup_at, type: timestamp}
       - {name: signup_channel, type: string}
       - {name: style_vector, type: "list<float64>", description: Taste embedding from the CRM.}

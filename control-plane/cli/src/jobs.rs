@@ -35,6 +35,22 @@ enum JobsCommand {
     Cancel { id: u64 },
 }
 
+impl JobsArgs {
+    /// What a token needs to run this: `materialize` to queue or cancel, else `describe`.
+    pub(crate) fn needs(&self) -> (fstore_access::Action, fstore_access::ResourceKind, String) {
+        use fstore_access::{Action, ResourceKind};
+        match &self.cmd {
+            Some(JobsCommand::Run { view }) => {
+                (Action::Materialize, ResourceKind::FeatureView, view.clone())
+            }
+            Some(JobsCommand::Cancel { .. }) => {
+                (Action::Materialize, ResourceKind::Project, String::new())
+            }
+            _ => (Action::Describe, ResourceKind::Project, String::new()),
+        }
+    }
+}
+
 fn print(v: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())

@@ -1,6 +1,7 @@
 //! The `fstore` command: apply definitions, materialize, look features up, run the servers,
 //! and the quickstart that does all of it on embedded defaults.
 
+mod access;
 mod catalog;
 pub mod datagen;
 mod jobs;
@@ -76,6 +77,10 @@ pub struct Global {
         value_delimiter = ','
     )]
     pub alert_slack_webhooks: Vec<String>,
+    /// Act as this token's holder, with its permissions (`fst_…`); without one, the CLI acts
+    /// as the local user, an admin of the registry it opens.
+    #[arg(long, global = true, env = "FSTORE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 impl Global {
@@ -208,6 +213,45 @@ pub enum Command {
     },
     /// Alerts raised by quality rules, drift and serving anomalies, newest first.
     Alerts(quality::AlertsArgs),
+    /// API tokens: create (shown once), list, revoke.
+    Token {
+        #[command(subcommand)]
+        what: access::TokenCommand,
+    },
+    /// Roles: the built-in ones and custom ones made of permissions.
+    Role {
+        #[command(subcommand)]
+        what: access::RoleCommand,
+    },
+    /// The hash-chained audit log: list it, verify it.
+    Audit {
+        #[command(subcommand)]
+        what: access::AuditCommand,
+    },
+    /// The control plane's public key (for edges), and who you act as.
+    Auth {
+        #[command(subcommand)]
+        what: access::AuthCommand,
+    },
+    /// Right to erasure: remove one customer from the offline files and the next snapshot.
+    Erase {
+        /// `join_key=value`, e.g. customer_id=123.
+        #[arg(long)]
+        entity: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete raw data older than each source's `retention` now (the control plane also does
+    /// it daily).
+    Retention {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compliance: the PII report.
+    Compliance {
+        #[command(subcommand)]
+        what: access::ComplianceCommand,
+    },
     /// Run a server.
     Serve {
         #[command(subcommand)]
@@ -249,6 +293,10 @@ pub enum ServeCommand {
         /// be this many.
         #[arg(long, env = "FSTORE_COMPACT_AFTER", default_value_t = 8)]
         compact_after: usize,
+        /// `on`: every call but health, metrics and the API description needs a token
+        /// (`fstore token create`). `off` lets anyone act as admin: for a laptop only.
+        #[arg(long, env = "FSTORE_AUTH", default_value = "on", value_parser = ["on", "off"])]
+        auth: String,
     },
     /// An edge runtime reading snapshots from the object store.
     Edge {
@@ -279,6 +327,16 @@ pub enum ServeCommand {
         /// The URL clients reach this edge at, when not the address it listens on.
         #[arg(long, env = "FSTORE_EDGE_ADVERTISE")]
         advertise: Option<String>,
+        /// `on`: lookups need a token listed in the control plane's signed access document.
+        #[arg(long, env = "FSTORE_AUTH", default_value = "on", value_parser = ["on", "off"])]
+        auth: String,
+        /// The control plane's public key (`fstore auth public-key`), which the access
+        /// document must verify with. Needed with `--auth on`.
+        #[arg(long, env = "FSTORE_AUTH_PUBLIC_KEY")]
+        auth_public_key: Option<String>,
+        /// The token (role `edge`) heartbeats and audit records are sent with.
+        #[arg(long, env = "FSTORE_CONTROL_PLANE_TOKEN", hide_env_values = true)]
+        control_plane_token: Option<String>,
     },
 }
 
@@ -318,6 +376,9 @@ fn control_config(g: &Global) -> ControlConfig {
             enabled: false,
             ..fstore_control::JobSettings::default()
         },
+        // One-shot verbs check `--token` themselves (see `access`); only a server takes
+        // requests from others.
+        auth: false,
     }
 }
 
@@ -350,7 +411,13 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    fstore_control::with_origin(format!("cli:{host}"), None, run_command(cli)).await
+}
+
+async fn run_command(cli: Cli) -> anyhow::Result<()> {
     let g = cli.global;
+    access::authorize_command(&g, &cli.command).await?;
     match cli.command {
         Command::Apply {
             file,
@@ -371,17 +438,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let defs =
                 ControlPlane::parse(&text, base.as_deref()).map_err(|e| explain(&file, e))?;
             let cp = open_control(&g).await?;
+            let principal = access::principal(&g, &cp).await?;
             let opts = fstore_control::ApplyOptions {
                 dry_run,
                 force,
-                author: whoami(),
+                author: if g.token.is_some() {
+                    principal.actor.clone()
+                } else {
+                    whoami()
+                },
                 message,
+                principal: Some(principal),
             };
+            // The preview before a real apply is checked like the apply (each change), so a
+            // refusal names the change it lacks; `--dry-run` alone needs `describe`.
             let dry = fstore_control::ApplyOptions {
                 dry_run: true,
+                principal: if dry_run {
+                    opts.principal.clone()
+                } else {
+                    None
+                },
                 ..opts.clone()
             };
             let planned = cp.apply(&defs, &dry).await.map_err(|e| explain(&file, e))?;
+            if let (false, Some(p)) = (dry_run, &opts.principal) {
+                cp.authorize_plan(p, &planned.plan, &defs).await?;
+            }
             print!("{}", planned.plan.render());
             for w in &planned.warnings {
                 println!("warning: {w}");
@@ -467,9 +550,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let edge = edge
                 .or_else(|| std::env::var("FSTORE_EDGE_URL").ok())
                 .unwrap_or_else(|| "http://127.0.0.1:6566".into());
-            let resp = reqwest::Client::new()
+            let mut req = reqwest::Client::new()
                 .post(format!("{}/v1/features", edge.trim_end_matches('/')))
-                .json(&body)
+                .json(&body);
+            if let Some(t) = &g.token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req
                 .send()
                 .await
                 .with_context(|| format!("calling the edge at {edge}"))?;
@@ -507,6 +594,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 job_lease,
                 job_tick,
                 compact_after,
+                auth,
             } => {
                 if job_attempts == 0
                     || job_lease.is_zero()
@@ -529,6 +617,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     backoff: job_backoff,
                     compact_after,
                 };
+                config.auth = auth == "on";
+                if !config.auth {
+                    tracing::warn!("authentication is off: every caller acts as admin");
+                }
                 let cp = Arc::new(open_with(&g, config).await?);
                 let listener = tokio::net::TcpListener::bind(&addr)
                     .await
@@ -549,8 +641,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 control_plane,
                 edge_id,
                 advertise,
+                auth,
+                auth_public_key,
+                control_plane_token,
             } => {
                 let mut cfg = fstore_edge::EdgeConfig::new(g.store_url.clone());
+                cfg.auth_public_key = match (auth.as_str(), auth_public_key) {
+                    ("off", _) => None,
+                    (_, Some(k)) if !k.trim().is_empty() => Some(k.trim().to_string()),
+                    _ => bail!(
+                        "authentication is on, so the edge needs the control plane's public \
+                         key: pass --auth-public-key (print it with `fstore auth public-key`), \
+                         or --auth off to serve anyone"
+                    ),
+                };
+                cfg.control_plane_token = control_plane_token;
                 cfg.poll_interval = poll_interval;
                 if let Some(d) = cache_dir {
                     cfg.cache_dir = d;
@@ -581,6 +686,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             timestamp_column,
         } => {
             let cp = open_control(&g).await?;
+            let principal = access::principal(&g, &cp).await?;
             let bar = spinner("joining");
             let report = cp
                 .historical(&fstore_control::HistoricalParams {
@@ -590,6 +696,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     out,
                     full_feature_names,
                     timestamp_column,
+                    principal: Some(principal),
                 })
                 .await;
             bar.finish_and_clear();
@@ -621,6 +728,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs(a) => jobs::jobs(&g, a).await?,
         Command::Quality { what } => quality::quality(&g, what).await?,
         Command::Alerts(a) => quality::alerts(&g, a).await?,
+        Command::Token { what } => access::token(&g, what).await?,
+        Command::Role { what } => access::role(&g, what).await?,
+        Command::Audit { what } => access::audit(&g, what).await?,
+        Command::Auth { what } => access::auth(&g, what).await?,
+        Command::Erase { entity, json } => access::erase(&g, &entity, json).await?,
+        Command::Retention { json } => access::retention(&g, json).await?,
+        Command::Compliance { what } => access::compliance(&g, what).await?,
     }
     Ok(())
 }
@@ -742,8 +856,15 @@ pub fn lookup_body(
     Ok(body)
 }
 
+/// Who the change log and audit log record this process's changes as, once a `--token` has
+/// been checked (`token:<name>`); otherwise the local user.
+pub(crate) static ACTOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 pub(crate) fn whoami() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "cli".into())
+    ACTOR
+        .get()
+        .cloned()
+        .unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "cli".into()))
 }
 
 pub(crate) fn spinner(msg: &str) -> indicatif::ProgressBar {

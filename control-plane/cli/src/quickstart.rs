@@ -79,6 +79,7 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
             retain_versions: fstore_control::DEFAULT_RETAIN_VERSIONS,
             alerts: fstore_control::AlertSettings::default(),
             jobs: fstore_control::JobSettings::default(),
+            auth: true,
         })
         .await?,
     );
@@ -109,7 +110,17 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
         );
     }
 
-    // 4. Servers.
+    // 4. Tokens, then the servers: authentication is on, as it is everywhere.
+    let me = fstore_control::Principal::local("quickstart");
+    let admin = cp
+        .create_token(&me, "quickstart-admin", "admin", None)
+        .await?;
+    let consumer = cp
+        .create_token(&me, "quickstart-consumer", "consumer", None)
+        .await?;
+    let edge_token = cp
+        .create_token(&me, "quickstart-edge", "edge", None)
+        .await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
@@ -129,10 +140,26 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
     // Reports to the control plane, so `fstore lineage` and `GET /v1/edges` show it.
     cfg.control_plane_url = Some(control_url.clone());
     cfg.edge_id = Some("quickstart-edge".into());
+    cfg.auth_public_key = Some(cp.public_key().await?);
+    cfg.control_plane_token = Some(edge_token.token.clone());
     let edge = tokio::spawn(fstore_edge::serve(cfg, el, wait(stop_rx.clone())));
     println!("4. control plane on {control_url}, edge on {edge_url}");
+    println!(
+        "   tokens (shown once; `fstore token list` lists them, `fstore token revoke` ends them):"
+    );
+    println!("     admin     {}", admin.token);
+    println!("     consumer  {}", consumer.token);
 
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .default_headers(
+            [(
+                reqwest::header::AUTHORIZATION,
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", consumer.token))?,
+            )]
+            .into_iter()
+            .collect(),
+        )
+        .build()?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(r) = client.get(format!("{edge_url}/readyz")).send().await
@@ -203,10 +230,12 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "   try it:  curl -s {edge_url}/v1/features -d '{{\"feature_service\":\"segmentation_v1\",\"entities\":{{\"customer_id\":[1000]}}}}'"
+        "   try it:  curl -s {edge_url}/v1/features -H 'Authorization: Bearer {}' -d '{{\"feature_service\":\"segmentation_v1\",\"entities\":{{\"customer_id\":[1000]}}}}'",
+        consumer.token
     );
     println!(
-        "   Feast:   curl -s {edge_url}/get-online-features -d '{{\"features\":[\"customer_rfm:recency_days\"],\"entities\":{{\"customer_id\":[1000]}}}}'"
+        "   Feast:   curl -s {edge_url}/get-online-features -H 'Authorization: Bearer {}' -d '{{\"features\":[\"customer_rfm:recency_days\"],\"entities\":{{\"customer_id\":[1000]}}}}'",
+        consumer.token
     );
 
     // 7. A training set, point-in-time correct: each labelled row gets the features as they
@@ -223,6 +252,7 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
             out: out.to_string_lossy().into_owned(),
             full_feature_names: false,
             timestamp_column: "event_timestamp".into(),
+            principal: None,
         })
         .await?;
     println!(
@@ -262,7 +292,8 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
         dir.display()
     );
     println!(
-        "            curl -s '{control_url}/v1/lineage/source/orders?direction=downstream&format=dot'"
+        "            curl -s -H 'Authorization: Bearer {}' '{control_url}/v1/lineage/source/orders?direction=downstream&format=dot'",
+        admin.token
     );
 
     if !args.exit {

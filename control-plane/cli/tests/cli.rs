@@ -65,8 +65,21 @@ fn wrong_input_to_every_verb_is_a_clear_error() {
     );
     assert!(!ok && err.contains("calling the edge"), "{err}");
 
-    let (ok, err) = fstore(d, &["serve", "edge", "--addr", "not-an-address"]);
+    let (ok, err) = fstore(
+        d,
+        &["serve", "edge", "--addr", "not-an-address", "--auth", "off"],
+    );
     assert!(!ok && err.contains("binding"), "{err}");
+    let (ok, err) = fstore(d, &["serve", "edge", "--addr", "127.0.0.1:0"]);
+    assert!(!ok && err.contains("--auth-public-key"), "{err}");
+    let (ok, err) = fstore(d, &["serve", "edge", "--auth", "maybe"]);
+    assert!(!ok && err.contains("maybe"), "{err}");
+    let (ok, err) = fstore(d, &["token", "create", "--role", "nope", "--name", "x"]);
+    assert!(!ok && err.contains("role `nope` does not exist"), "{err}");
+    let (ok, err) = fstore(d, &["role", "create", "r", "--permission", "fly"]);
+    assert!(!ok && err.contains("unknown action `fly`"), "{err}");
+    let (ok, err) = fstore(d, &["--token", "nope", "versions"]);
+    assert!(!ok && err.contains("not valid"), "{err}");
     let (ok, err) = fstore(d, &["serve", "edge", "--poll-interval", "soon"]);
     assert!(!ok && err.contains("soon"), "{err}");
     let (ok, err) = fstore(
@@ -78,6 +91,8 @@ fn wrong_input_to_every_verb_is_a_clear_error() {
             "edge",
             "--addr",
             "127.0.0.1:0",
+            "--auth",
+            "off",
         ],
     );
     assert!(!ok && err.contains("unsupported scheme"), "{err}");

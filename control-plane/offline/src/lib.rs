@@ -6,9 +6,11 @@
 mod aggregate;
 mod changes;
 mod columns;
+mod erase;
 mod glob;
 mod historical;
 mod jsonl;
+mod mask;
 mod materialize;
 mod partition;
 mod pit;
@@ -19,10 +21,12 @@ mod table;
 mod transform;
 mod view;
 
+pub use erase::{ErasedFile, ExpiredFile, KeyValue, erase_rows, expire_partitions};
 pub use historical::{
     HistoricalRequest, TrainingSet, feature_column_values, historical, read_entity_rows,
     views_needed, write_training_set,
 };
+pub use mask::mask_columns;
 pub use materialize::{Incremental, Materialized, materialize, materialize_delta};
 pub use pit::{EventIndex, Group, concat_columns, gather, point_in_time_join};
 pub use push::{MAX_PUSH_ROWS, PushRejected, PushWritten, push_rows};

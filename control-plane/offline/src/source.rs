@@ -717,6 +717,7 @@ mod tests {
             query: None,
             timestamp_field: "ts".into(),
             created_timestamp_field: None,
+            retention_seconds: None,
             description: String::new(),
             owner: String::new(),
             tags: vec![],

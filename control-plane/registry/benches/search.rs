@@ -168,6 +168,7 @@ fn definitions(generation: usize) -> Definitions {
             query: None,
             timestamp_field: "order_ts".into(),
             created_timestamp_field: None,
+            retention_seconds: None,
             description: "Every order".into(),
             owner: String::new(),
             tags: vec![],

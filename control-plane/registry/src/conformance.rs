@@ -57,6 +57,292 @@ pub async fn run_all(reg: &dyn Registry) {
     quality_distributions(reg).await;
     alerts_open_repeat_resolve(reg).await;
     serving_samples(reg).await;
+    tokens(reg).await;
+    roles_and_settings(reg).await;
+    audit_chain(reg).await;
+    audit_chain_concurrent(reg).await;
+}
+
+fn token_record(id: &str, name: &str, role: &str) -> crate::TokenRecord {
+    crate::TokenRecord {
+        id: id.into(),
+        name: name.into(),
+        role: role.into(),
+        secret_sha256: format!("sha-of-{id}"),
+        created_at: format!("2026-01-01T00:00:0{}.000000Z", id.len() % 10),
+        created_by: "local:test".into(),
+        expires_at: None,
+        revoked_at: None,
+        revoked_by: None,
+    }
+}
+
+/// Tokens are stored with their hash, listed, found by id, and revoked by id or name; a name
+/// is unique among active tokens only, so a revoked name can be reused.
+async fn tokens(reg: &dyn Registry) {
+    let ok = "the registry call succeeds";
+    assert!(reg.tokens().await.expect(ok).is_empty());
+    let mut web = token_record("aa01", "web", "consumer");
+    web.expires_at = Some("2027-01-01T00:00:00.000000Z".into());
+    reg.create_token(&web).await.expect(ok);
+    reg.create_token(&token_record("bb02", "ops", "admin"))
+        .await
+        .expect(ok);
+    let dup = reg
+        .create_token(&token_record("cc03", "web", "admin"))
+        .await;
+    assert!(
+        matches!(dup, Err(RegistryError::Duplicate(_))),
+        "an active name is unique: {dup:?}"
+    );
+    assert_eq!(reg.token("aa01").await.expect(ok), Some(web.clone()));
+    assert_eq!(reg.token("zz99").await.expect(ok), None);
+    let revoked = reg
+        .revoke_token("web", "local:test")
+        .await
+        .expect(ok)
+        .expect("revoked by name");
+    assert_eq!(revoked.id, "aa01");
+    assert!(revoked.revoked_at.is_some());
+    assert_eq!(revoked.revoked_by.as_deref(), Some("local:test"));
+    assert_eq!(reg.revoke_token("web", "x").await.expect(ok), None, "once");
+    assert!(
+        reg.revoke_token("bb02", "x").await.expect(ok).is_some(),
+        "by id"
+    );
+    reg.create_token(&token_record("cc03", "web", "admin"))
+        .await
+        .expect("a revoked token's name can be reused");
+    let all = reg.tokens().await.expect(ok);
+    assert_eq!(all.len(), 3);
+    assert_eq!(
+        all.iter().filter(|t| t.revoked_at.is_none()).count(),
+        1,
+        "{all:?}"
+    );
+}
+
+async fn roles_and_settings(reg: &dyn Registry) {
+    let ok = "the registry call succeeds";
+    let role = crate::RoleRecord {
+        name: "support".into(),
+        description: "reads PII".into(),
+        permissions: serde_json::json!([{"actions": ["read_online", "read_pii"]}]),
+        created_at: "2026-01-01T00:00:00.000000Z".into(),
+        created_by: "local:test".into(),
+    };
+    assert!(!reg.put_role(&role).await.expect(ok));
+    let mut changed = role.clone();
+    changed.description = "reads PII, changed".into();
+    assert!(reg.put_role(&changed).await.expect(ok), "replaced");
+    let mut other = role.clone();
+    other.name = "analyst".into();
+    reg.put_role(&other).await.expect(ok);
+    let roles = reg.roles().await.expect(ok);
+    assert_eq!(
+        roles.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["analyst", "support"]
+    );
+    assert_eq!(roles[1], changed);
+    assert!(reg.delete_role("analyst").await.expect(ok));
+    assert!(!reg.delete_role("analyst").await.expect(ok));
+
+    assert_eq!(reg.setting("signing_key").await.expect(ok), None);
+    assert_eq!(reg.init_setting("signing_key", "a").await.expect(ok), "a");
+    assert_eq!(
+        reg.init_setting("signing_key", "b").await.expect(ok),
+        "a",
+        "the first value stays"
+    );
+    assert_eq!(
+        reg.setting("signing_key").await.expect(ok).as_deref(),
+        Some("a")
+    );
+}
+
+fn audit_event(actor: &str, action: &str, origin_seq: Option<u64>) -> crate::NewAuditEvent {
+    crate::NewAuditEvent {
+        at: "2026-03-01T10:00:00.000000Z".into(),
+        actor: actor.into(),
+        action: action.into(),
+        resource: "feature_view/customer_rfm".into(),
+        detail: serde_json::json!({"features": ["email"], "entities": 2}),
+        origin: if origin_seq.is_some() {
+            "edge:e1"
+        } else {
+            "control-plane"
+        }
+        .into(),
+        remote: Some("127.0.0.1".into()),
+        origin_seq,
+    }
+}
+
+/// Records chain from the genesis hash, each hash covering the one before; a resent edge
+/// record is recorded once; filters and paging work.
+async fn audit_chain(reg: &dyn Registry) {
+    let ok = "the registry call succeeds";
+    // Earlier tests changed definitions: each change is in the chain already.
+    let start = reg.audit_head().await.expect(ok);
+    let changes = reg
+        .audit(&crate::AuditQuery {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .expect(ok);
+    assert_eq!(
+        changes.len() as u64,
+        start.seq,
+        "one record per change so far"
+    );
+    assert!(start.seq > 0, "applies are audited");
+    let mut prev = crate::AUDIT_GENESIS.to_string();
+    for r in &changes {
+        assert_eq!(r.prev_hash, prev);
+        assert_eq!(r.hash, r.expected_hash());
+        prev = r.hash.clone();
+    }
+    assert_eq!(prev, start.hash);
+    let applied = changes
+        .iter()
+        .find(|r| r.actor == "alice" && r.resource == "feature_service/churn_v1")
+        .expect("the change log's applies are audited");
+    assert_eq!(applied.action, "create");
+    assert!(
+        applied.detail.contains("changelog_seq"),
+        "{}",
+        applied.detail
+    );
+
+    let base = start.seq;
+    let first = reg
+        .append_audit(&[
+            audit_event("token:web", "read_pii", Some(1)),
+            audit_event("token:web", "read_pii", Some(2)),
+            audit_event("local:ann", "apply", None),
+        ])
+        .await
+        .expect(ok);
+    assert_eq!(
+        first.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [base + 1, base + 2, base + 3]
+    );
+    assert_eq!(first[0].prev_hash, start.hash);
+    for w in first.windows(2) {
+        assert_eq!(w[1].prev_hash, w[0].hash);
+    }
+    for r in &first {
+        assert_eq!(r.hash, r.expected_hash());
+    }
+    // The edge resends 2 with a new 3: only 3 is new.
+    let again = reg
+        .append_audit(&[
+            audit_event("token:web", "read_pii", Some(2)),
+            audit_event("token:web", "read_pii", Some(3)),
+        ])
+        .await
+        .expect(ok);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].seq, base + 4);
+    assert_eq!(again[0].prev_hash, first[2].hash);
+    let head = reg.audit_head().await.expect(ok);
+    assert_eq!((head.seq, &head.hash), (base + 4, &again[0].hash));
+
+    let q = |f: &dyn Fn(&mut crate::AuditQuery)| {
+        let mut q = crate::AuditQuery {
+            after: Some(base),
+            ..Default::default()
+        };
+        f(&mut q);
+        q
+    };
+    let all = reg.audit(&q(&|_| {})).await.expect(ok);
+    assert_eq!(all.len(), 4);
+    assert_eq!(&all[..3], &first[..]);
+    let seqs = |v: Vec<crate::AuditRecord>| v.iter().map(|r| r.seq - base).collect::<Vec<_>>();
+    let by_actor = reg
+        .audit(&q(&|q| q.actor = Some("local:ann".into())))
+        .await
+        .expect(ok);
+    assert_eq!(seqs(by_actor), [3]);
+    let pii = reg
+        .audit(&q(&|q| q.action = Some("read_pii".into())))
+        .await
+        .expect(ok);
+    assert_eq!(seqs(pii), [1, 2, 4]);
+    let views = reg
+        .audit(&q(&|q| q.resource = Some("feature_view/".into())))
+        .await
+        .expect(ok);
+    assert_eq!(views.len(), 4);
+    let none = reg
+        .audit(&q(&|q| q.resource = Some("feature_service/".into())))
+        .await
+        .expect(ok);
+    assert!(none.is_empty());
+    let page = reg
+        .audit(&q(&|q| {
+            q.after = Some(base + 1);
+            q.limit = 2
+        }))
+        .await
+        .expect(ok);
+    assert_eq!(seqs(page), [2, 3]);
+    let later = reg
+        .audit(&q(&|q| q.since = Some("2026-03-02T00:00:00Z".into())))
+        .await
+        .expect(ok);
+    assert!(later.is_empty());
+    assert!(matches!(
+        reg.audit(&q(&|q| q.limit = 10_001)).await,
+        Err(RegistryError::Invalid(_))
+    ));
+    assert!(reg.append_audit(&[]).await.expect(ok).is_empty());
+}
+
+/// Appenders racing each other still make one unbroken chain.
+async fn audit_chain_concurrent(reg: &dyn Registry) {
+    let before = reg.audit_head().await.expect("head").seq;
+    let batches: Vec<Vec<crate::NewAuditEvent>> = (0..8)
+        .map(|i| {
+            (0..3)
+                .map(|j| audit_event(&format!("racer{i}"), &format!("step{j}"), None))
+                .collect()
+        })
+        .collect();
+    let results = futures::future::join_all(batches.iter().map(|b| reg.append_audit(b))).await;
+    for r in results {
+        assert_eq!(r.expect("concurrent append succeeds").len(), 3);
+    }
+    let all = reg
+        .audit(&crate::AuditQuery {
+            after: Some(before),
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(all.len(), 24);
+    let mut prev = reg
+        .audit(&crate::AuditQuery {
+            after: Some(before - 1),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("list")[0]
+        .hash
+        .clone();
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(r.seq, before + 1 + i as u64);
+        assert_eq!(r.prev_hash, prev);
+        assert_eq!(r.hash, r.expected_hash());
+        prev = r.hash.clone();
+    }
+    // Each batch stayed in one piece: a racer's three steps are consecutive.
+    for w in all.chunks(3) {
+        assert!(w.iter().all(|r| r.actor == w[0].actor), "{w:?}");
+    }
 }
 
 fn quality_record(view: &str, version: u64, published: bool) -> crate::QualityRecord {
@@ -472,6 +758,7 @@ fn fixture() -> Definitions {
             query: None,
             timestamp_field: "event_time".into(),
             created_timestamp_field: None,
+            retention_seconds: None,
             description: String::new(),
             owner: String::new(),
             tags: vec![],
@@ -1391,6 +1678,7 @@ fn catalog_fixture() -> Definitions {
             query: None,
             timestamp_field: "event_time".into(),
             created_timestamp_field: None,
+            retention_seconds: None,
             description: "Order events from the web shop".into(),
             owner: "data-eng".into(),
             tags: vec!["raw".into()],

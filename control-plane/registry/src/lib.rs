@@ -32,6 +32,7 @@
 //! form (WAL, busy timeout) are applied with `PRAGMA`s, and the in-memory database is confined
 //! to one connection because sqlx gives every new in-memory connection a fresh database.
 
+mod access;
 mod catalog;
 #[doc(hidden)]
 pub mod conformance;
@@ -41,6 +42,10 @@ mod target;
 
 use std::sync::Arc;
 
+pub use access::{
+    AUDIT_GENESIS, AuditFields, AuditHead, AuditQuery, AuditRecord, NewAuditEvent, RoleRecord,
+    TokenRecord, audit_hash, with_audit_origin,
+};
 pub use fstore_spec::{Definitions, ObjectKind};
 pub use quality::{Alert, AlertQuery, NewAlert, QualityRecord, ServingSample, ViewSignals};
 
@@ -315,6 +320,49 @@ pub trait Registry: Send + Sync + 'static {
 
     /// Deletes serving samples received before `before`; returns how many went.
     async fn prune_serving(&self, before: &str) -> Result<u64, RegistryError>;
+
+    /// Stores a new token; [`RegistryError::Duplicate`] when an active token has its name.
+    async fn create_token(&self, t: &TokenRecord) -> Result<(), RegistryError>;
+
+    /// Every token, revoked ones included, oldest first.
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, RegistryError>;
+
+    async fn token(&self, id: &str) -> Result<Option<TokenRecord>, RegistryError>;
+
+    /// Revokes the active token with this id or name; None when there is none.
+    async fn revoke_token(
+        &self,
+        id_or_name: &str,
+        by: &str,
+    ) -> Result<Option<TokenRecord>, RegistryError>;
+
+    /// Creates or replaces a custom role; true when it replaced one.
+    async fn put_role(&self, r: &RoleRecord) -> Result<bool, RegistryError>;
+
+    /// Custom roles, by name.
+    async fn roles(&self) -> Result<Vec<RoleRecord>, RegistryError>;
+
+    /// Deletes a custom role; false when there was none.
+    async fn delete_role(&self, name: &str) -> Result<bool, RegistryError>;
+
+    async fn setting(&self, name: &str) -> Result<Option<String>, RegistryError>;
+
+    /// Stores `value` under `name` unless a value is there already; returns the stored one,
+    /// so concurrent first callers agree on one value.
+    async fn init_setting(&self, name: &str, value: &str) -> Result<String, RegistryError>;
+
+    /// Appends events to the audit chain in one transaction, in order, and returns the
+    /// records made. An event whose `(origin, origin_seq)` is already recorded is skipped.
+    async fn append_audit(
+        &self,
+        events: &[NewAuditEvent],
+    ) -> Result<Vec<AuditRecord>, RegistryError>;
+
+    /// Audit records matching `q`, oldest first.
+    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, RegistryError>;
+
+    /// Where the audit chain ends.
+    async fn audit_head(&self) -> Result<AuditHead, RegistryError>;
 }
 
 /// The error of a run failed by [`Registry::expire_leases`].

@@ -7,6 +7,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Executor, Row};
 
+mod access;
 mod jobs;
 mod quality;
 
@@ -437,6 +438,26 @@ async fn write_change(
         "recording the change log entry for {} `{}`",
         c.kind, c.name
     )))?;
+    // Every registry change is also an audit record, in the same transaction.
+    let (origin, remote) = crate::access::audit_origin();
+    let mut detail = serde_json::json!({"changelog_seq": seq, "message": c.message});
+    if let Some(v) = c.version {
+        detail["version"] = v.into();
+    }
+    access::append_in(
+        conn,
+        &[crate::NewAuditEvent {
+            at: now.to_string(),
+            actor: c.actor.clone(),
+            action: c.action.clone(),
+            resource: format!("{}/{}", c.kind, c.name),
+            detail,
+            origin,
+            remote,
+            origin_seq: None,
+        }],
+    )
+    .await?;
     Ok(seq)
 }
 
@@ -1423,6 +1444,61 @@ impl Registry for SqlRegistry {
 
     async fn unlock(&self, name: &str, holder: &str) -> Result<(), RegistryError> {
         self.unlock_impl(name, holder).await
+    }
+
+    async fn create_token(&self, t: &crate::TokenRecord) -> Result<(), RegistryError> {
+        self.create_token_impl(t).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<crate::TokenRecord>, RegistryError> {
+        self.tokens_impl(None).await
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<crate::TokenRecord>, RegistryError> {
+        Ok(self.tokens_impl(Some(id)).await?.pop())
+    }
+
+    async fn revoke_token(
+        &self,
+        id_or_name: &str,
+        by: &str,
+    ) -> Result<Option<crate::TokenRecord>, RegistryError> {
+        self.revoke_token_impl(id_or_name, by).await
+    }
+
+    async fn put_role(&self, r: &crate::RoleRecord) -> Result<bool, RegistryError> {
+        self.put_role_impl(r).await
+    }
+
+    async fn roles(&self) -> Result<Vec<crate::RoleRecord>, RegistryError> {
+        self.roles_impl().await
+    }
+
+    async fn delete_role(&self, name: &str) -> Result<bool, RegistryError> {
+        self.delete_role_impl(name).await
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<String>, RegistryError> {
+        self.setting_impl(name).await
+    }
+
+    async fn init_setting(&self, name: &str, value: &str) -> Result<String, RegistryError> {
+        self.init_setting_impl(name, value).await
+    }
+
+    async fn append_audit(
+        &self,
+        events: &[crate::NewAuditEvent],
+    ) -> Result<Vec<crate::AuditRecord>, RegistryError> {
+        self.append_audit_impl(events).await
+    }
+
+    async fn audit(&self, q: &crate::AuditQuery) -> Result<Vec<crate::AuditRecord>, RegistryError> {
+        self.audit_impl(q).await
+    }
+
+    async fn audit_head(&self) -> Result<crate::AuditHead, RegistryError> {
+        self.audit_head_impl().await
     }
 
     async fn record_quality(&self, r: &QualityRecord) -> Result<(), RegistryError> {

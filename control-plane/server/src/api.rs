@@ -4,20 +4,23 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::Extension;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use fstore_access::{Action, ResourceKind};
 use fstore_spec::{Definitions, ObjectKind};
 use serde::Deserialize;
 
+use crate::auth::{self, author};
 use crate::error::error_body;
-use crate::{ControlError, ControlPlane};
+use crate::{ControlError, ControlPlane, Principal};
 
 type Shared = Arc<ControlPlane>;
 
-fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ControlError> {
+pub(crate) fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ControlError> {
     body.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ControlError::BadRequest("request body is over the size limit".into())
@@ -27,7 +30,7 @@ fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ControlEr
     })
 }
 
-fn kind_from_path(kind: &str) -> Result<ObjectKind, ControlError> {
+pub(crate) fn kind_from_path(kind: &str) -> Result<ObjectKind, ControlError> {
     match kind {
         "entities" => Ok(ObjectKind::Entity),
         "sources" => Ok(ObjectKind::Source),
@@ -96,18 +99,6 @@ struct ApplyJson {
     author: Option<String>,
 }
 
-/// Who a request acts as, for history and the change log. Until tokens identify callers,
-/// a client names itself; anonymous callers are recorded as `api`.
-fn author(given: Option<String>) -> Result<String, ControlError> {
-    match given {
-        None => Ok("api".into()),
-        Some(a) if a.trim().is_empty() || a.len() > 200 => Err(ControlError::BadRequest(
-            "`author` must be 1-200 characters".into(),
-        )),
-        Some(a) => Ok(a),
-    }
-}
-
 fn query<T>(
     q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
 ) -> Result<T, ControlError> {
@@ -130,6 +121,7 @@ fn json_body<T: serde::de::DeserializeOwned + Default>(
 /// `{"yaml": "..."}` / `{"definitions": {...}}`; `?dry_run=true` (or `"dry_run": true`) only plans.
 async fn apply(
     State(cp): State<Shared>,
+    Extension(p): Extension<Principal>,
     query: Result<Query<ApplyQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -158,11 +150,12 @@ async fn apply(
         let opts = crate::ApplyOptions {
             dry_run: j.dry_run || q.dry_run,
             force: j.force || q.force,
-            author: author(j.author.or(q.author.clone()))?,
+            author: author(&p, j.author.or(q.author.clone()))?,
             message: j
                 .message
                 .or(q.message.clone())
                 .unwrap_or_else(|| "fstore apply".into()),
+            principal: Some(p.clone()),
         };
         (defs, opts)
     } else {
@@ -171,8 +164,9 @@ async fn apply(
         let opts = crate::ApplyOptions {
             dry_run: q.dry_run,
             force: q.force,
-            author: author(q.author)?,
+            author: author(&p, q.author)?,
             message: q.message.unwrap_or_else(|| "fstore apply".into()),
+            principal: Some(p.clone()),
         };
         (ControlPlane::parse(text, None)?, opts)
     };
@@ -194,12 +188,15 @@ struct MaterializeBody {
 
 async fn materialize(
     State(cp): State<Shared>,
+    Extension(p): Extension<Principal>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ControlError> {
     let req: MaterializeBody = json_body(body)?;
     let mode = req.mode.unwrap_or(crate::RunMode::Full);
+    cp.authorize_views(&p, Action::Materialize, &req.views)
+        .await?;
     let reports = cp
-        .materialize(&req.views, &author(req.author)?, mode)
+        .materialize(&req.views, &author(&p, req.author)?, mode)
         .await?;
     Ok(Json(serde_json::json!({ "snapshots": reports })).into_response())
 }
@@ -208,22 +205,27 @@ async fn materialize(
 /// rejected); 400 when no row could be used.
 async fn push(
     State(cp): State<Shared>,
+    Extension(p): Extension<Principal>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ControlError> {
     let body = body_or_error(body)?;
     let req: crate::PushRequest = serde_json::from_slice(&body)
         .map_err(|e| ControlError::BadRequest(format!("invalid JSON body: {e}")))?;
-    let report = cp.push(&req, "api").await?;
+    cp.authorize_push(&p, &req.source).await?;
+    let report = cp.push(&req, &author(&p, None)?).await?;
     Ok(Json(report).into_response())
 }
 
 async fn historical(
     State(cp): State<Shared>,
+    Extension(p): Extension<Principal>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ControlError> {
     let body = body_or_error(body)?;
-    let req: crate::HistoricalParams = serde_json::from_slice(&body)
+    let mut req: crate::HistoricalParams = serde_json::from_slice(&body)
         .map_err(|e| ControlError::BadRequest(format!("invalid JSON body: {e}")))?;
+    cp.authorize_historical(&p, &req).await?;
+    req.principal = Some(p);
     let report = cp.historical(&req).await?;
     Ok(Json(report).into_response())
 }
@@ -371,12 +373,15 @@ struct DeleteParams {
 /// `?force=true`.
 async fn delete_object(
     State(cp): State<Shared>,
+    Extension(pr): Extension<Principal>,
     Path((kind, name)): Path<(String, String)>,
     q: Result<Query<DeleteParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ControlError> {
     let kind = kind_from_path(&kind)?;
     let p = query(q)?;
-    let report = cp.delete(kind, &name, p.force, &author(p.author)?).await?;
+    let report = cp
+        .delete(kind, &name, p.force, &author(&pr, p.author)?)
+        .await?;
     Ok(Json(report).into_response())
 }
 
@@ -482,6 +487,7 @@ struct RollbackBody {
 /// `POST /v1/rollbacks/{service}`: `{"to_version": N}` or `{"view": …, "snapshot": N}`.
 async fn rollback(
     State(cp): State<Shared>,
+    Extension(p): Extension<Principal>,
     Path(service): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ControlError> {
@@ -492,13 +498,16 @@ async fn rollback(
         snapshot: b.snapshot,
         message: b.message,
     };
-    let report = cp.rollback(&service, &params, &author(b.author)?).await?;
+    let report = cp
+        .rollback(&service, &params, &author(&p, b.author)?)
+        .await?;
     Ok(Json(report).into_response())
 }
 
 /// `DELETE /v1/rollbacks/{service}`: serve the live snapshots again.
 async fn clear_rollback(
     State(cp): State<Shared>,
+    Extension(pr): Extension<Principal>,
     Path(service): Path<String>,
     q: Result<Query<DeleteParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ControlError> {
@@ -508,7 +517,7 @@ async fn clear_rollback(
             "`force` does not apply to clearing a rollback".into(),
         ));
     }
-    let report = cp.clear_rollback(&service, &author(p.author)?).await?;
+    let report = cp.clear_rollback(&service, &author(&pr, p.author)?).await?;
     Ok(Json(report).into_response())
 }
 
@@ -659,19 +668,23 @@ struct TriggerBody {
 /// `POST /v1/jobs` `{"view": …}`: queue a run for the scheduler's worker (202).
 async fn trigger_job(
     State(cp): State<Shared>,
+    Extension(p): Extension<Principal>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ControlError> {
     let b: TriggerBody = json_body(body)?;
     let view = b
         .view
         .ok_or_else(|| ControlError::BadRequest("`view` is required".into()))?;
-    let t = cp.trigger_run(&view, &author(b.author)?).await?;
+    cp.authorize(&p, Action::Materialize, ResourceKind::FeatureView, &view)
+        .await?;
+    let t = cp.trigger_run(&view, &author(&p, b.author)?).await?;
     Ok((StatusCode::ACCEPTED, Json(t)).into_response())
 }
 
 /// `POST /v1/jobs/{id}/cancel`.
 async fn cancel_job(
     State(cp): State<Shared>,
+    Extension(pr): Extension<Principal>,
     Path(id): Path<String>,
     q: Result<Query<DeleteParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ControlError> {
@@ -681,7 +694,7 @@ async fn cancel_job(
             "`force` does not apply to cancelling a run".into(),
         ));
     }
-    let run = cp.cancel_run(run_id(&id)?, &author(p.author)?).await?;
+    let run = cp.cancel_run(run_id(&id)?, &author(&pr, p.author)?).await?;
     Ok(Json(run).into_response())
 }
 
@@ -757,6 +770,26 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route("/v1/{kind}/{name}", get(get_object).delete(delete_object))
         .route("/v1/{kind}/{name}/versions", get(history))
         .route("/v1/{kind}/{name}/diff", get(diff))
+        .route("/v1/auth/public-key", get(auth::public_key))
+        .route("/v1/whoami", get(auth::whoami))
+        .route("/v1/tokens", get(auth::tokens).post(auth::create_token))
+        .route("/v1/tokens/{id}", axum::routing::delete(auth::revoke_token))
+        .route("/v1/roles", get(auth::roles))
+        .route(
+            "/v1/roles/{name}",
+            axum::routing::put(auth::put_role).delete(auth::delete_role),
+        )
+        .route("/v1/audit", get(auth::audit))
+        .route("/v1/audit/verify", get(auth::verify_audit))
+        .route("/v1/audit/batch", post(auth::audit_batch))
+        .route("/v1/erase", post(auth::erase))
+        .route("/v1/retention", post(auth::retention))
+        .route("/v1/compliance/report", get(auth::compliance))
+        // Every route above is authenticated and authorized by the table in `auth::need`.
+        .route_layer(axum::middleware::from_fn_with_state(
+            cp.clone(),
+            auth::authenticate,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -775,7 +808,14 @@ pub async fn serve(
         .jobs
         .enabled
         .then(|| tokio::spawn(crate::jobs::run(cp.clone(), stopped)));
-    let served = axum::serve(listener, router(cp))
+    if cp.config.auth {
+        // Edges need a document before they can answer anyone.
+        if let Err(e) = cp.publish_access().await {
+            tracing::error!(error = %e, "could not publish the access document");
+        }
+    }
+    let app = router(cp).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     // A run in progress is abandoned, not published: its lease lapses and another replica

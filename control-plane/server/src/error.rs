@@ -45,6 +45,18 @@ pub enum ControlError {
         message: String,
         details: serde_json::Value,
     },
+    /// No token, or one that is unknown, revoked or expired.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A valid caller without the permission this needs; `missing` names it.
+    #[error("{message}")]
+    Forbidden {
+        message: String,
+        missing: fstore_access::Missing,
+    },
+    /// Something that cannot fail did (the system's random number generator...).
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("registry: {0}")]
     Registry(#[from] fstore_registry::RegistryError),
     #[error("object storage: {0}")]
@@ -64,6 +76,9 @@ impl ControlError {
             | ControlError::TrainingSet(_)
             | ControlError::QualityRejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ControlError::Conflict { .. } => StatusCode::CONFLICT,
+            ControlError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ControlError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ControlError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             // A value the caller gave that the registry cannot take (a search limit...).
             ControlError::Registry(fstore_registry::RegistryError::Invalid(_)) => {
                 StatusCode::BAD_REQUEST
@@ -83,6 +98,9 @@ impl ControlError {
             ControlError::TrainingSet(_) => "training_set_failed",
             ControlError::QualityRejected { .. } => "quality_rejected",
             ControlError::Conflict { code, .. } | ControlError::Invalid { code, .. } => code,
+            ControlError::Unauthorized(_) => "unauthorized",
+            ControlError::Forbidden { .. } => "forbidden",
+            ControlError::Internal(_) => "internal",
             ControlError::Registry(fstore_registry::RegistryError::Invalid(_)) => "bad_request",
             ControlError::Registry(_) => "registry_error",
             ControlError::Storage(_) => "storage_error",
@@ -117,6 +135,9 @@ impl IntoResponse for ControlError {
             ControlError::Conflict { details, .. }
             | ControlError::Invalid { details, .. }
             | ControlError::QualityRejected { details, .. } => Some(details.clone()),
+            ControlError::Forbidden { missing, .. } => {
+                Some(serde_json::json!({ "missing": missing }))
+            }
             _ => None,
         };
         (

@@ -331,8 +331,41 @@ pub async fn run(cp: Arc<ControlPlane>, stop: tokio::sync::watch::Receiver<bool>
     let settings = cp.config.jobs.clone();
     tracing::info!(replica = %settings.replica, "job scheduler and worker started");
     let scheduler = every_tick(cp.clone(), settings.clone(), stop.clone(), Loop::Scheduler);
-    let worker = every_tick(cp, settings, stop, Loop::Worker);
-    tokio::join!(scheduler, worker);
+    let worker = every_tick(cp.clone(), settings, stop.clone(), Loop::Worker);
+    let retention = retention_loop(cp, stop);
+    tokio::join!(scheduler, worker, retention);
+}
+
+/// How often sources' retention is applied. Deleting an expired partition twice is harmless,
+/// so replicas need not agree on who does it.
+const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Applies every source's retention a minute after start, then daily.
+async fn retention_loop(cp: Arc<ControlPlane>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let system = crate::Principal {
+        actor: "system:retention".into(),
+        ..crate::Principal::local("retention")
+    };
+    let mut wait = std::time::Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        match cp.apply_retention(&system).await {
+            Ok(r) => {
+                let files: usize = r.sources.iter().map(|s| s.deleted.len()).sum();
+                if files > 0 {
+                    tracing::info!(files, "retention deleted expired partitions");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "retention pass failed; trying again tomorrow"),
+        }
+        wait = RETENTION_EVERY;
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -2,8 +2,10 @@
 //! into snapshots, publishes them to object storage, and exposes all of it over REST. It is
 //! never on the lookup path: edges read only object storage.
 
+mod access;
 mod alerts;
 mod api;
+mod auth;
 mod catalog;
 mod changes;
 mod error;
@@ -11,12 +13,17 @@ mod governance;
 mod incremental;
 mod jobs;
 mod openapi;
+mod privacy;
 mod push;
 mod quality;
 mod service;
 mod serving;
 mod transforms;
 
+pub use access::{
+    AuditVerification, CreatedToken, MAX_AUDIT_BATCH, Principal, RoleView, TokenView,
+    resource_kind, tags_of, with_origin,
+};
 pub use alerts::{AlertSettings, Webhook, WebhookFormat};
 pub use api::{router, serve};
 pub use catalog::{
@@ -28,6 +35,10 @@ pub use governance::{DeleteReport, RollbackParams, RollbackReport};
 pub use incremental::RunMode;
 pub use jobs::{JobMetrics, JobSettings, Triggered};
 pub use openapi::openapi;
+pub use privacy::{
+    ComplianceReport, EraseReport, ErasedSnapshot, NotErased, PiiFeature, RetentionReport,
+    SourceRetention,
+};
 pub use push::{PushReport, PushRequest, PushedView};
 pub use quality::QualityView;
 pub use service::{

@@ -189,12 +189,73 @@ pub fn openapi() -> Value {
                 "code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}}
         }}}
     });
-    for more in [catalog_paths(&kinds), quality_paths()] {
+    doc["components"]["securitySchemes"] = json!({"token": {"type": "http", "scheme": "bearer",
+        "description": "An fstore token (`fst_<id>_<secret>`, `fstore token create`). Every route but /healthz, /openapi.json, /metrics and /v1/auth/public-key needs one when authentication is on; 401 without a valid one, 403 with `details.missing` naming the permission lacking."}});
+    doc["security"] = json!([{"token": []}]);
+    for more in [catalog_paths(&kinds), quality_paths(), access_paths()] {
         if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), more) {
             paths.extend(more);
         }
     }
     doc
+}
+
+/// Tokens, roles, the audit log.
+fn access_paths() -> Value {
+    let name = || path_param("name", "role name");
+    json!({
+        "/v1/auth/public-key": {"get": op("The Ed25519 public key (hex) edges verify the signed access document with; public",
+            json!([]), None, "public_key and key_id")},
+        "/v1/whoami": {"get": op("The caller: actor, token id, role and its permissions", json!([]), None, "the caller")},
+        "/v1/tokens": {
+            "get": op("Every token (never its secret) with status active, expired or revoked; manage_access", json!([]), None, "tokens"),
+            "post": op("Create a token; the token is in this response only (201); manage_access",
+                json!([]),
+                Some(json!({"content": {"application/json": {"schema": {"type": "object", "required": ["name", "role"], "properties": {
+                    "name": {"type": "string"}, "role": {"type": "string"},
+                    "expires_in": {"type": "string", "description": "30d, 12h…; none: no expiry"}}}}}})),
+                "the token record and `token`")},
+        "/v1/tokens/{id}": {"delete": op("Revoke a token by id or name: refused here at once, at edges within one poll interval; manage_access",
+            json!([path_param("id", "token id or name")]), None, "the revoked token")},
+        "/v1/roles": {"get": op("Built-in and custom roles with their permissions; manage_access", json!([]), None, "roles")},
+        "/v1/roles/{name}": {
+            "put": op("Create (201) or replace a custom role; manage_access",
+                json!([name()]),
+                Some(json!({"content": {"application/json": {"schema": {"type": "object", "required": ["permissions"], "properties": {
+                    "description": {"type": "string"},
+                    "permissions": {"type": "array", "items": {"type": "object", "required": ["actions"], "properties": {
+                        "actions": {"type": "array", "items": {"type": "string", "enum": ["describe", "create", "update", "delete", "read_online", "read_offline", "write_online", "materialize", "read_pii", "read_audit", "manage_access", "erase", "report"]}},
+                        "kinds": {"type": "array", "items": {"type": "string"}},
+                        "names": {"type": "array", "items": {"type": "string"}, "description": "patterns, `*` any run of characters"},
+                        "tags": {"type": "array", "items": {"type": "string"}, "description": "tags the resource must all carry"}}}}}}}}})),
+                "the role"),
+            "delete": op("Delete a custom role (204); 409 while an active token has it; manage_access", json!([name()]), None, "deleted")},
+        "/v1/audit": {"get": op("Audit records oldest first (registry changes, token and role changes, PII reads at edges), each with its place in the hash chain; read_audit",
+            json!([{"name": "after", "in": "query", "schema": {"type": "integer"}},
+                {"name": "actor", "in": "query", "schema": {"type": "string"}},
+                {"name": "action", "in": "query", "schema": {"type": "string"}},
+                {"name": "resource", "in": "query", "schema": {"type": "string"}, "description": "a resource, or a prefix ending in /"},
+                {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100}}]),
+            None, "records and next_after")},
+        "/v1/audit/verify": {"get": op("Walk the hash chain: ok, or the first record that does not chain and why; read_audit", json!([]), None, "the verification")},
+        "/v1/erase": {"post": op("Right to erasure: remove one entity's rows from every file source of the views keyed by it, re-materialize those views in full and publish, record the request; erase",
+            json!([]),
+            Some(json!({"content": {"application/json": {"schema": {"type": "object", "required": ["entity"], "properties": {
+                "entity": {"type": "object", "description": "one join key and its value, e.g. {\"customer_id\": 123}"}}}}}})),
+            "files and rows removed, sources not erasable here, the new snapshots")},
+        "/v1/retention": {"post": op("Delete every source's date partitions older than its retention now (the control plane also does it daily); erase",
+            json!([]), None, "per source: cutoff, files deleted, undated files kept")},
+        "/v1/compliance/report": {"get": op("Every PII feature: mask, owner, source and retention, services, tokens that read it masked or unmasked, audited reads in the period, and erasures; read_audit",
+            json!([{"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"}}]),
+            None, "the report")},
+        "/v1/audit/batch": {"post": op("An edge's audit records (each with its own origin_seq; resent ones are recorded once); report",
+            json!([]),
+            Some(json!({"content": {"application/json": {"schema": {"type": "object", "required": ["edge", "events"]}}}})),
+            "how many were recorded")}
+    })
 }
 
 /// Quality reports, alerts and serving signals.
@@ -231,6 +292,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(paths.len(), 30);
+        assert_eq!(paths.len(), 42);
     }
 }

@@ -32,6 +32,9 @@ pub struct ControlConfig {
     pub jobs: crate::jobs::JobSettings,
     /// Where alerts are delivered.
     pub alerts: crate::alerts::AlertSettings,
+    /// Whether REST callers need a token. Off, every caller acts as an anonymous admin (the
+    /// quickstart, in-process tests).
+    pub auth: bool,
 }
 
 /// The default of [`ControlConfig::retain_versions`]: enough to step back through a few weeks
@@ -62,6 +65,9 @@ pub struct ApplyOptions {
     pub author: String,
     /// Recorded with every version the apply creates, and in the change log.
     pub message: String,
+    /// Who applies: each change is checked against their permissions before anything is
+    /// written. None skips the check (in-process callers that are the store's owner).
+    pub principal: Option<crate::Principal>,
 }
 
 impl ApplyOptions {
@@ -71,6 +77,7 @@ impl ApplyOptions {
             force: false,
             author: author.into(),
             message: "fstore apply".into(),
+            principal: None,
         }
     }
 }
@@ -128,6 +135,10 @@ pub struct HistoricalParams {
     pub full_feature_names: bool,
     #[serde(default = "default_timestamp_column")]
     pub timestamp_column: String,
+    /// Who asks: PII features they may not read unmasked are masked as at the edge. None
+    /// (an in-process owner) gets the stored values.
+    #[serde(skip)]
+    pub principal: Option<crate::Principal>,
 }
 
 fn default_timestamp_column() -> String {
@@ -218,6 +229,8 @@ pub struct ControlPlane {
     pub(crate) cache: SnapshotCache,
     /// Opens, resolves and announces alerts.
     pub(crate) alerter: crate::alerts::Alerter,
+    /// Signs the access document; loaded from the registry on first use.
+    pub(crate) signer: tokio::sync::OnceCell<fstore_access::Signer>,
     pub config: ControlConfig,
 }
 
@@ -381,6 +394,7 @@ impl ControlPlane {
             jobs_metrics: crate::jobs::JobMetrics::default(),
             holder: format!("{}#{instance}", config.jobs.replica),
             cache,
+            signer: tokio::sync::OnceCell::new(),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(1))
                 .build()
@@ -448,6 +462,16 @@ impl ControlPlane {
         let defs = &resolved;
         self.check_pins(defs).await?;
         let plan = self.plan_resolved(defs).await?;
+        if let Some(p) = &opts.principal {
+            if opts.dry_run {
+                p.check(
+                    fstore_access::Action::Describe,
+                    &fstore_access::Resource::project(),
+                )?;
+            } else {
+                self.authorize_plan(p, &plan, defs).await?;
+            }
+        }
         let dependents = crate::changes::breaking_dependents(&plan, defs);
         let warnings = crate::changes::tag_warnings(defs);
         if opts.dry_run || plan.is_empty() {
@@ -478,6 +502,8 @@ impl ControlPlane {
         // Edges learn feature services from the manifest, so a live manifest whose services
         // or views no longer match the registry is republished right away.
         let republished = self.republish_if_stale(defs).await?;
+        // Tags and masks travel in the access document: edges get the new ones at once.
+        self.publish_access().await?;
         Ok(ApplyReport {
             plan,
             applied: true,
@@ -827,6 +853,7 @@ impl ControlPlane {
             let loaded = self.transforms.for_steps(&self.store, steps).await?;
             transforms.insert(name.clone(), loaded);
         }
+        let masks = self.training_masks(params.principal.as_ref(), &defs, &features);
         let request = fstore_offline::HistoricalRequest {
             features,
             full_feature_names: params.full_feature_names,
@@ -852,6 +879,21 @@ impl ControlPlane {
             other => ControlError::TrainingSet(other.to_string()),
         })?;
         let csv = is_csv(&params.out);
+        let set = if masks.is_empty() {
+            set
+        } else {
+            // The requested features are the last columns, in the order asked.
+            let first = set.batch.num_columns().saturating_sub(masks.len());
+            let at: Vec<(usize, fstore_access::Mask)> = masks
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| m.map(|m| (first + i, m)))
+                .collect();
+            let key = self.pii_key_bytes().await?;
+            let batch = fstore_offline::mask_columns(&set.batch, &at, &key)
+                .map_err(|e| ControlError::TrainingSet(e.to_string()))?;
+            fstore_offline::TrainingSet { batch, ..set }
+        };
         let bytes = fstore_offline::write_training_set(&set.batch, csv)
             .map_err(|e| ControlError::BadRequest(e.to_string()))?;
         let size = bytes.len() as u64;

@@ -20,7 +20,7 @@ pub use duration::{format_duration, parse_duration};
 pub use lineage::{Direction, Graph, Impact, Link, Node, NodeId, NodeKind, Subgraph};
 pub use model::{
     Aggregation, Definitions, Entity, FeatureDef, FeatureService, FeatureView, ObjectKind,
-    OnDemandView, RequestSource, ResolvedTransform, Source, SourceFormat, Transform,
+    OnDemandView, PII_TAG, RequestSource, ResolvedTransform, Source, SourceFormat, Transform,
 };
 pub use plan::{Action, Change, Plan};
 pub use quality::{Baseline, Check, Drift, Rule, Scope, Severity};

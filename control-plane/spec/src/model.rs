@@ -102,6 +102,10 @@ pub struct Source {
     pub timestamp_field: String,
     #[serde(default)]
     pub created_timestamp_field: Option<String>,
+    /// How long raw data is kept: date partitions ending longer ago than this are deleted by
+    /// `fstore retention` (and the control plane's daily pass). None keeps everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_seconds: Option<u64>,
     #[serde(default)]
     pub description: String,
     #[serde(default)]
@@ -148,6 +152,9 @@ impl Source {
     }
 }
 
+/// The tag that marks a feature as personal data.
+pub const PII_TAG: &str = "pii";
+
 /// One feature of a view.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,6 +188,9 @@ pub struct FeatureDef {
     /// Quality rules on this feature's values in every snapshot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<crate::Check>,
+    /// How callers without `read_pii` see it; setting one makes the feature PII.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<fstore_access::Mask>,
     #[serde(default)]
     pub description: String,
     /// Who answers for this feature, when not the view's owner (empty: the view's).
@@ -281,10 +291,22 @@ impl FeatureDef {
             window_seconds: None,
             unit_seconds: None,
             checks: Vec::new(),
+            mask: None,
             description: String::new(),
             owner: String::new(),
             tags: Vec::new(),
         }
+    }
+
+    /// Personal data: tagged `pii`, or given a mask.
+    pub fn is_pii(&self) -> bool {
+        self.mask.is_some() || self.tags.iter().any(|t| t == PII_TAG)
+    }
+
+    /// How it is masked for callers without `read_pii`; None when it is not PII.
+    pub fn effective_mask(&self) -> Option<fstore_access::Mask> {
+        self.mask
+            .or_else(|| self.is_pii().then_some(fstore_access::Mask::Redact))
     }
 
     pub fn column(&self) -> &str {

@@ -124,6 +124,8 @@ struct RawSource {
     #[serde(default)]
     created_timestamp_field: Option<String>,
     #[serde(default)]
+    retention: Option<Spanned<String>>,
+    #[serde(default)]
     description: String,
     #[serde(default)]
     owner: String,
@@ -153,6 +155,8 @@ struct RawFeature {
     unit: Option<Spanned<String>>,
     #[serde(default)]
     checks: Vec<Spanned<RawCheck>>,
+    #[serde(default)]
+    mask: Option<Spanned<fstore_access::Mask>>,
     #[serde(default)]
     description: String,
     #[serde(default)]
@@ -186,6 +190,19 @@ impl RawFeature {
             })?;
             checks.push(check);
         }
+        if let Some(m) = &self.mask
+            && let fstore_access::Mask::Truncate(_) = **m
+            && self.ty != FeatureType::String
+        {
+            return Err(with_pos(
+                SpecError::new(format!(
+                    "feature `{}`: `mask: {{truncate: N}}` keeps the first N characters of a \
+                     string, but this feature is {}; use `hash` or `redact`",
+                    &*self.name, self.ty
+                )),
+                pos(m),
+            ));
+        }
         Ok(FeatureDef {
             name: self.name.to_string(),
             ty: self.ty,
@@ -197,6 +214,7 @@ impl RawFeature {
             window_seconds,
             unit_seconds,
             checks,
+            mask: self.mask.map(|m| *m),
             description: self.description,
             owner: self.owner,
             tags: self.tags,
@@ -320,6 +338,43 @@ pub fn parse_features_yaml(
                 }
             },
         };
+        let retention_seconds = match &s.retention {
+            None => None,
+            Some(r) => match parse_duration(r) {
+                Ok(secs) if secs > 0 => Some(secs),
+                Ok(_) => {
+                    errs.push(with_pos(
+                        SpecError::new(format!(
+                            "source `{}`: retention must be longer than zero",
+                            *s.name
+                        ))
+                        .key(format!("sources.{}.retention", *s.name)),
+                        pos(r),
+                    ));
+                    None
+                }
+                Err(m) => {
+                    errs.push(with_pos(
+                        SpecError::new(format!("source `{}`: retention {m}", *s.name))
+                            .key(format!("sources.{}.retention", *s.name)),
+                        pos(r),
+                    ));
+                    None
+                }
+            },
+        };
+        if format == SourceFormat::Postgres
+            && let Some(r) = &s.retention
+        {
+            errs.push(with_pos(
+                SpecError::new(format!(
+                    "source `{}`: retention deletes expired files; a PostgreSQL source keeps its rows in the database, where its own retention applies",
+                    *s.name
+                ))
+                .key(format!("sources.{}.retention", *s.name)),
+                pos(r),
+            ));
+        }
         defs.sources.push(Source {
             name: s.name.to_string(),
             path: resolve_path(&s.path, base_dir),
@@ -327,6 +382,7 @@ pub fn parse_features_yaml(
             query: s.query.map(|q| q.to_string()),
             timestamp_field: s.timestamp_field,
             created_timestamp_field: s.created_timestamp_field,
+            retention_seconds,
             description: s.description,
             owner: s.owner,
             tags: s.tags,
@@ -634,6 +690,52 @@ feature_services:
         assert_eq!(d.sources[0].path, "/repo/data/stats.parquet");
         assert_eq!(d.sources[0].format, SourceFormat::Parquet);
         assert_eq!(d.feature_views[0].features[1].ty, FeatureType::ListFloat64);
+    }
+
+    #[test]
+    fn masks_make_features_pii_and_fit_their_type() {
+        let text = GOOD.replace(
+            "      - {name: recency_days, type: int64}\n",
+            "      - {name: recency_days, type: int64, mask: hash}\n      \
+             - {name: email, type: string, mask: {truncate: 3}}\n      \
+             - {name: phone, type: string, tags: [pii]}\n",
+        );
+        let d = parse_features_yaml(&text, None).expect("valid");
+        let f = &d.feature_views[0].features;
+        use fstore_access::Mask;
+        assert_eq!(f[0].effective_mask(), Some(Mask::Hash));
+        assert_eq!(f[1].effective_mask(), Some(Mask::Truncate(3)));
+        assert_eq!(
+            f[2].effective_mask(),
+            Some(Mask::Redact),
+            "pii without a mask"
+        );
+        assert_eq!(f[3].effective_mask(), None);
+        assert!(f[2].is_pii() && !f[3].is_pii());
+        let e = first_err(&text.replace("mask: hash", "mask: {truncate: 2}"));
+        assert!(e.message.contains("truncate"), "{e}");
+        assert!(e.location.is_some(), "{e}");
+        let e = first_err(&text.replace("mask: hash", "mask: scramble"));
+        assert!(e.message.contains("scramble"), "{e}");
+    }
+
+    #[test]
+    fn sources_take_a_retention() {
+        let text = GOOD.replace(
+            "    timestamp_field: event_timestamp\n",
+            "    timestamp_field: event_timestamp\n    retention: 400d\n",
+        );
+        let d = parse_features_yaml(&text, None).expect("valid");
+        assert_eq!(d.sources[0].retention_seconds, Some(400 * 86_400));
+        assert_eq!(
+            parse_features_yaml(GOOD, None).expect("valid").sources[0].retention_seconds,
+            None
+        );
+        for (bad, says) in [("0d", "longer than zero"), ("soon", "retention")] {
+            let e = first_err(&text.replace("400d", bad));
+            assert!(e.message.contains(says), "{bad}: {e}");
+            assert_eq!(e.key.as_deref(), Some("sources.stats.retention"), "{e}");
+        }
     }
 
     fn first_err(text: &str) -> SpecError {

@@ -33,6 +33,12 @@ pub struct EdgeConfig {
     /// The address clients reach this edge at, when not the one it listens on (behind NAT,
     /// a load balancer, or listening on 0.0.0.0).
     pub advertise_addr: Option<String>,
+    /// The control plane's public key (hex, `fstore auth public-key`). Set, every lookup
+    /// needs a token the signed access document lists; None serves anyone (authentication
+    /// off).
+    pub auth_public_key: Option<String>,
+    /// The token this edge reports to the control plane with (role `edge`).
+    pub control_plane_token: Option<String>,
 }
 
 impl EdgeConfig {
@@ -48,6 +54,8 @@ impl EdgeConfig {
             control_plane_url: None,
             edge_id: None,
             advertise_addr: None,
+            auth_public_key: None,
+            control_plane_token: None,
         }
     }
 }

@@ -66,6 +66,7 @@ pub(crate) struct Heartbeats {
     region: String,
     address: String,
     started_at: String,
+    token: Option<String>,
 }
 
 fn now_rfc3339() -> String {
@@ -114,6 +115,7 @@ impl Heartbeats {
             state,
             interval,
             started_at: now_rfc3339(),
+            token: config.control_plane_token.clone(),
         })
     }
 
@@ -156,10 +158,11 @@ impl Heartbeats {
     pub(crate) async fn run(self) {
         let mut failing = false;
         loop {
-            let sent = self
-                .client
-                .post(&self.url)
-                .json(&self.report())
+            let mut req = self.client.post(&self.url).json(&self.report());
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t);
+            }
+            let sent = req
                 .send()
                 .await
                 .and_then(reqwest::Response::error_for_status);

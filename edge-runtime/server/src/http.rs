@@ -5,9 +5,11 @@ use std::time::Instant;
 use arc_swap::ArcSwapOption;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use std::net::SocketAddr;
+
+use axum::extract::rejection::{BytesRejection, ExtensionRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
@@ -25,6 +27,13 @@ pub struct EdgeState {
     pub region: String,
     /// Wakes the poller before its interval: the control plane's notification of a publish.
     pub wake: tokio::sync::Notify,
+    /// Whether lookups need a token (the edge was given the control plane's public key).
+    pub auth: bool,
+    /// The verified access document callers are checked against; None until the first one
+    /// loads (lookups answer 503 meanwhile).
+    pub gate: ArcSwapOption<fstore_access::Gate>,
+    /// PII reads waiting to be written to the audit spool.
+    pub audit: crate::audit::AuditQueue,
 }
 
 impl EdgeState {
@@ -36,6 +45,9 @@ impl EdgeState {
             max_entities: config.max_entities,
             region: config.region.clone(),
             wake: tokio::sync::Notify::new(),
+            auth: config.auth_public_key.is_some(),
+            gate: ArcSwapOption::empty(),
+            audit: crate::audit::AuditQueue::default(),
         }
     }
 }
@@ -63,11 +75,32 @@ fn body_error(rej: BytesRejection) -> ApiError {
     }
 }
 
-async fn lookup_handler(
+fn gate_error(e: fstore_access::GateError) -> ApiError {
+    let status = match e {
+        fstore_access::GateError::Forbidden { .. } => StatusCode::FORBIDDEN,
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    let code = if status == StatusCode::FORBIDDEN {
+        "forbidden"
+    } else {
+        "unauthorized"
+    };
+    ApiError::new(status, code, e.to_string())
+}
+
+/// Who is calling, for audit records.
+struct CallerInfo<'a> {
+    token: Option<&'a str>,
+    /// Rendered only for an audit record, never on a plain lookup.
+    remote: Option<SocketAddr>,
+}
+
+fn lookup_handler(
     state: &EdgeState,
     body: Result<Bytes, BytesRejection>,
     format: Format,
     ep: Endpoint,
+    who: CallerInfo<'_>,
 ) -> Response {
     let start = Instant::now();
     let result = (|| {
@@ -81,18 +114,51 @@ async fn lookup_handler(
             )
         })?;
         let mut out = Vec::with_capacity(2048);
-        let stats = lookup::execute_observed(
-            catalog,
-            &body,
-            format,
-            state.max_entities,
-            now_micros(),
-            &mut out,
-            lookup::Observe {
-                metrics: &state.metrics,
-                started: start,
-            },
-        )?;
+        let now = now_micros();
+        let observe = lookup::Observe {
+            metrics: &state.metrics,
+            started: start,
+        };
+        let stats = if state.auth {
+            let gate = state.gate.load();
+            let gate = gate.as_deref().ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_ready",
+                    "no verified access document loaded yet",
+                )
+            })?;
+            let caller = gate
+                .authenticate(who.token, now.div_euclid(1_000_000))
+                .map_err(gate_error)?;
+            let mut pii = Vec::new();
+            let access = lookup::Access { caller, gate };
+            let stats = lookup::execute_authorized(
+                catalog,
+                &body,
+                format,
+                state.max_entities,
+                now,
+                &mut out,
+                observe,
+                access,
+                &mut pii,
+            )?;
+            for read in pii {
+                state.audit.push(pii_event(&caller, read, &who, now), now);
+            }
+            stats
+        } else {
+            lookup::execute_observed(
+                catalog,
+                &body,
+                format,
+                state.max_entities,
+                now,
+                &mut out,
+                observe,
+            )?
+        };
         state.metrics.record_lookup(stats.found, stats.not_found);
         Ok::<_, ApiError>(out)
     })();
@@ -106,15 +172,64 @@ async fn lookup_handler(
     resp
 }
 
-async fn features(
-    State(s): State<Arc<EdgeState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    lookup_handler(&s, body, Format::Fstore, Endpoint::Features).await
+/// The audit record of one PII read.
+#[cold]
+fn pii_event(
+    caller: &fstore_access::Caller<'_>,
+    read: lookup::PiiRead,
+    who: &CallerInfo<'_>,
+    now: i64,
+) -> crate::audit::AuditEvent {
+    let mut at = Vec::with_capacity(32);
+    fstore_snapshot::format_rfc3339_micros(now, &mut at);
+    crate::audit::AuditEvent {
+        at: String::from_utf8_lossy(&at).into_owned(),
+        actor: format!("token:{}", caller.token.name),
+        action: "read_pii".into(),
+        resource: format!("feature_view/{}", read.view),
+        detail: serde_json::json!({
+            "features": read.features,
+            "masked": read.masked,
+            "entities": read.entities,
+            "keys": read.keys,
+        }),
+        origin: String::new(),
+        remote: who.remote.map(|a| a.ip().to_string()),
+        origin_seq: 0,
+    }
 }
 
-async fn feast(State(s): State<Arc<EdgeState>>, body: Result<Bytes, BytesRejection>) -> Response {
-    lookup_handler(&s, body, Format::Feast, Endpoint::Feast).await
+fn caller_info<'a>(
+    headers: &'a HeaderMap,
+    remote: &Result<ConnectInfo<SocketAddr>, ExtensionRejection>,
+) -> CallerInfo<'a> {
+    CallerInfo {
+        token: headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(fstore_access::bearer),
+        remote: remote.as_ref().ok().map(|c| c.0),
+    }
+}
+
+async fn features(
+    State(s): State<Arc<EdgeState>>,
+    remote: Result<ConnectInfo<SocketAddr>, ExtensionRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let who = caller_info(&headers, &remote);
+    lookup_handler(&s, body, Format::Fstore, Endpoint::Features, who)
+}
+
+async fn feast(
+    State(s): State<Arc<EdgeState>>,
+    remote: Result<ConnectInfo<SocketAddr>, ExtensionRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let who = caller_info(&headers, &remote);
+    lookup_handler(&s, body, Format::Feast, Endpoint::Feast, who)
 }
 
 async fn healthz(State(s): State<Arc<EdgeState>>) -> Response {
@@ -132,7 +247,12 @@ async fn notify(State(s): State<Arc<EdgeState>>) -> Response {
 
 async fn readyz(State(s): State<Arc<EdgeState>>) -> Response {
     let c = s.catalog.load();
+    let no_gate = s.auth && s.gate.load().is_none();
     let (status, body) = match c.as_deref() {
+        Some(_) if no_gate => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": {"code": "not_ready", "message": "no verified access document loaded yet"}}),
+        ),
         Some(c) => {
             let views: serde_json::Map<String, serde_json::Value> = c
                 .views()
@@ -213,30 +333,51 @@ pub async fn serve(
     let store = fstore_storage::Store::from_url(&config.store_url)?;
     let state = Arc::new(EdgeState::new(&config));
     let loader = Loader::new(store, config.cache_dir.clone(), state.clone())
-        .with_host_config(config.wasm.clone());
+        .with_host_config(config.wasm.clone())
+        .with_access_key(config.auth_public_key.clone());
     let poller = tokio::spawn(loader.run(config.poll_interval));
+    let address = match &config.advertise_addr {
+        Some(a) => a.clone(),
+        None => listener
+            .local_addr()
+            .map(|a| format!("http://{a}"))
+            .map_err(|source| EdgeError::Io {
+                path: "listener".into(),
+                source,
+            })?,
+    };
+    let edge_id = config
+        .edge_id
+        .clone()
+        .unwrap_or_else(|| format!("{}-{address}", config.region));
+    let shipper = match config.auth_public_key {
+        Some(_) => {
+            let s = crate::audit::Shipper::new(
+                &config.cache_dir,
+                config.control_plane_url.as_deref(),
+                config.control_plane_token.clone(),
+                edge_id,
+            )?;
+            Some(tokio::spawn(s.run(state.clone())))
+        }
+        None => None,
+    };
     let heartbeat = match &config.control_plane_url {
         Some(url) => {
-            let address = match &config.advertise_addr {
-                Some(a) => a.clone(),
-                None => listener
-                    .local_addr()
-                    .map(|a| format!("http://{a}"))
-                    .map_err(|source| EdgeError::Io {
-                        path: "listener".into(),
-                        source,
-                    })?,
-            };
             let hb = crate::heartbeat::Heartbeats::new(url, &config, address, state.clone())?;
             Some(tokio::spawn(hb.run()))
         }
         None => None,
     };
-    let app = router(state, config.max_body_bytes);
+    let app =
+        router(state, config.max_body_bytes).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     poller.abort();
+    if let Some(s) = shipper {
+        s.abort();
+    }
     if let Some(h) = heartbeat {
         h.abort();
     }

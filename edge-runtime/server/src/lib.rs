@@ -3,6 +3,7 @@
 //! wire format) straight from memory-mapped files. It needs no control plane at run time.
 //! On-demand views run their transform components per request, sandboxed.
 
+mod audit;
 mod catalog;
 mod config;
 mod error;
@@ -13,6 +14,7 @@ pub mod lookup;
 mod metrics;
 mod ondemand;
 
+pub use audit::{AuditEvent, AuditQueue};
 pub use catalog::{Catalog, LoadedView, ResolvedFeature};
 pub use config::EdgeConfig;
 pub use error::{ApiError, EdgeError};

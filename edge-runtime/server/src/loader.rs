@@ -135,6 +135,9 @@ pub struct Loader {
     state: Arc<EdgeState>,
     etag: Option<String>,
     components: Components,
+    /// The control plane's public key: set, the access document is polled and verified.
+    access_key: Option<String>,
+    access_etag: Option<String>,
 }
 
 impl std::fmt::Debug for Loader {
@@ -153,6 +156,8 @@ impl Loader {
             state,
             etag: None,
             components: Components::new(HostConfig::default()),
+            access_key: None,
+            access_etag: None,
         }
     }
 
@@ -242,8 +247,56 @@ impl Loader {
     }
 
     /// Polls forever at `interval`; errors are logged and counted, never fatal.
+    /// Verifies with this public key (hex) and serves by the signed access document.
+    pub fn with_access_key(mut self, key: Option<String>) -> Self {
+        self.access_key = key;
+        self
+    }
+
+    /// Loads a changed access document if its signature verifies and it is not older than
+    /// the one held; returns whether it swapped one in. A document that fails verification
+    /// is refused and the one held stays (it is an error: someone wrote to the store who
+    /// should not have, or the edge has the wrong key).
+    pub async fn poll_access(&mut self) -> Result<bool, EdgeError> {
+        let Some(key) = &self.access_key else {
+            return Ok(false);
+        };
+        let Some((bytes, etag)) = self
+            .store
+            .get_if_changed(fstore_access::ACCESS_KEY, self.access_etag.as_deref())
+            .await?
+        else {
+            return Ok(false);
+        };
+        let doc = fstore_access::verify_doc(&bytes, key)
+            .map_err(|e| EdgeError::Config(format!("{}: {e}", fstore_access::ACCESS_KEY)))?;
+        let held = self.state.gate.load().as_ref().map(|g| g.seq());
+        if held.is_some_and(|h| doc.seq < h) {
+            return Err(EdgeError::Config(format!(
+                "{} number {} is older than the one served ({}); refusing to go back",
+                fstore_access::ACCESS_KEY,
+                doc.seq,
+                held.unwrap_or_default()
+            )));
+        }
+        let seq = doc.seq;
+        let gate = fstore_access::Gate::new(doc)
+            .map_err(|e| EdgeError::Config(format!("{}: {e}", fstore_access::ACCESS_KEY)))?;
+        self.state.gate.store(Some(Arc::new(gate)));
+        self.access_etag = etag;
+        tracing::info!(seq, "loaded access document");
+        Ok(true)
+    }
+
     pub async fn run(mut self, interval: std::time::Duration) {
         loop {
+            if let Err(e) = self.poll_access().await {
+                self.state
+                    .metrics
+                    .poll_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "access document refused; keeping the one held");
+            }
             if let Err(e) = self.poll_once().await {
                 self.state
                     .metrics

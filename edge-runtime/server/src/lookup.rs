@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
+use fstore_access::{Action, Mask, Resource, ResourceKind};
 use fstore_snapshot::{KeyBuf, KeyType, Row, Value, json};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -203,6 +204,45 @@ pub struct Observe<'m> {
     pub started: Instant,
 }
 
+/// The caller of an authenticated lookup, and the document that let them in.
+#[derive(Debug, Clone, Copy)]
+pub struct Access<'g> {
+    pub caller: fstore_access::Caller<'g>,
+    pub gate: &'g fstore_access::Gate,
+}
+
+impl Access<'_> {
+    fn resource<'a>(&'a self, kind: ResourceKind, name: &'a str) -> Resource<'a> {
+        Resource::new(kind, name, self.gate.tags(kind, name))
+    }
+
+    fn check(&self, action: Action, kind: ResourceKind, name: &str) -> Result<(), ApiError> {
+        self.caller
+            .check(action, &self.resource(kind, name))
+            .map_err(|e| {
+                ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "forbidden",
+                    e.to_string(),
+                )
+            })
+    }
+}
+
+/// A read of PII features, for the audit log: which view's, which features, for how many
+/// entities (and which, up to [`AUDITED_KEYS`]), and whether the caller saw them masked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PiiRead {
+    pub view: String,
+    pub features: Vec<String>,
+    pub masked: bool,
+    pub entities: usize,
+    pub keys: Vec<String>,
+}
+
+/// How many entity keys a PII read's audit record lists.
+pub const AUDITED_KEYS: usize = 100;
+
 /// Parses `body`, looks everything up in `catalog` and renders the response into `out`.
 pub fn execute(
     catalog: &Catalog,
@@ -212,7 +252,17 @@ pub fn execute(
     now_micros: i64,
     out: &mut Vec<u8>,
 ) -> Result<LookupStats, ApiError> {
-    execute_inner(catalog, body, format, max_entities, now_micros, out, None)
+    execute_inner(
+        catalog,
+        body,
+        format,
+        max_entities,
+        now_micros,
+        out,
+        None,
+        None,
+        &mut Vec::new(),
+    )
 }
 
 /// [`execute`], also counting the request in the serving signals of every view it read (see
@@ -236,9 +286,40 @@ pub fn execute_observed(
         now_micros,
         out,
         Some(observe),
+        None,
+        &mut Vec::new(),
     )
 }
 
+/// [`execute_observed`] for an authenticated caller: every view read (and the feature
+/// service, if named) needs `read_online`, else 403 before anything is read; PII features are
+/// masked unless the caller has `read_pii` on their view; each PII read goes into `pii`.
+#[allow(clippy::too_many_arguments)]
+pub fn execute_authorized(
+    catalog: &Catalog,
+    body: &[u8],
+    format: Format,
+    max_entities: usize,
+    now_micros: i64,
+    out: &mut Vec<u8>,
+    observe: Observe<'_>,
+    access: Access<'_>,
+    pii: &mut Vec<PiiRead>,
+) -> Result<LookupStats, ApiError> {
+    execute_inner(
+        catalog,
+        body,
+        format,
+        max_entities,
+        now_micros,
+        out,
+        Some(observe),
+        Some(access),
+        pii,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
 fn execute_inner(
     catalog: &Catalog,
     body: &[u8],
@@ -247,6 +328,8 @@ fn execute_inner(
     now_micros: i64,
     out: &mut Vec<u8>,
     observe: Option<Observe<'_>>,
+    access: Option<Access<'_>>,
+    pii: &mut Vec<PiiRead>,
 ) -> Result<LookupStats, ApiError> {
     let req = parse(body)?;
     let resolved_owned;
@@ -330,6 +413,11 @@ fn execute_inner(
             }
         }
     }
+
+    let masks = match access {
+        Some(a) => authorize(catalog, &req, features, &views, &computed, a)?,
+        None => Vec::new(),
+    };
 
     // Probe every (view, entity) once.
     let mut rows: Vec<Option<Row<'_>>> = Vec::with_capacity(views.len() * n);
@@ -418,6 +506,8 @@ fn execute_inner(
         runs: &runs,
         failures: &failures,
         request_cols: &request_cols,
+        masks: &masks,
+        gate: access.map(|a| a.gate),
     };
     // About 40 bytes per value plus the header; one allocation for typical responses.
     out.reserve(256 + features.len() * 32 + n * features.len() * 40);
@@ -428,7 +518,128 @@ fn execute_inner(
     if let Some(o) = observe {
         record_signals(&ctx, o);
     }
+    if let Some(a) = access {
+        pii_reads(&ctx, &req, a, pii);
+    }
     Ok(stats)
+}
+
+/// The view feature `f` is read from: (kind, base name, feature name).
+fn feature_origin<'c>(catalog: &'c Catalog, f: &'c ResolvedFeature) -> (ResourceKind, &'c str) {
+    if f.on_demand {
+        (
+            ResourceKind::OnDemandView,
+            fstore_snapshot::base_view(&catalog.on_demand_at(f.view).name),
+        )
+    } else {
+        (
+            ResourceKind::FeatureView,
+            fstore_snapshot::base_view(&catalog.view_at(f.view).name),
+        )
+    }
+}
+
+/// Checks `read_online` on everything the request reads and works out, per requested
+/// feature, the mask the caller sees it through (None: the value as stored).
+#[cold]
+fn authorize(
+    catalog: &Catalog,
+    req: &LookupRequest<'_>,
+    features: &[ResolvedFeature],
+    views: &[(usize, Vec<usize>)],
+    computed: &[usize],
+    a: Access<'_>,
+) -> Result<Vec<Option<Mask>>, ApiError> {
+    if let Some(name) = &req.feature_service {
+        a.check(Action::ReadOnline, ResourceKind::FeatureService, name)?;
+    }
+    for (vi, _) in views {
+        let name = fstore_snapshot::base_view(&catalog.view_at(*vi).name);
+        a.check(Action::ReadOnline, ResourceKind::FeatureView, name)?;
+    }
+    for &oi in computed {
+        let name = fstore_snapshot::base_view(&catalog.on_demand_at(oi).name);
+        a.check(Action::ReadOnline, ResourceKind::OnDemandView, name)?;
+    }
+    // Most requests read no PII: then no per-feature work at all.
+    let any_pii = features
+        .iter()
+        .any(|f| a.gate.masks(feature_origin(catalog, f).1).is_some());
+    if !any_pii {
+        return Ok(Vec::new());
+    }
+    // Whether the caller sees each masked view raw, decided once per view.
+    let mut raw: Vec<(&str, bool)> = Vec::new();
+    Ok(features
+        .iter()
+        .map(|f| {
+            let (kind, view) = feature_origin(catalog, f);
+            let mask = a.gate.masks(view)?.get(&f.short_name).copied()?;
+            let sees_raw = match raw.iter().find(|(v, _)| *v == view) {
+                Some(&(_, r)) => r,
+                None => {
+                    let r = a
+                        .caller
+                        .role
+                        .allows(Action::ReadPii, &a.resource(kind, view));
+                    raw.push((view, r));
+                    r
+                }
+            };
+            (!sees_raw).then_some(mask)
+        })
+        .collect())
+}
+
+/// The PII reads of an answered request, one per view.
+#[cold]
+fn pii_reads(ctx: &Ctx<'_, '_>, req: &LookupRequest<'_>, a: Access<'_>, out: &mut Vec<PiiRead>) {
+    if a.gate.doc().privacy.is_empty() {
+        return;
+    }
+    for (fi, f) in ctx.features.iter().enumerate() {
+        let (_, view) = feature_origin(ctx.catalog, f);
+        let Some(masks) = a.gate.masks(view) else {
+            continue;
+        };
+        if !masks.contains_key(&f.short_name) {
+            continue;
+        }
+        let masked = ctx.masks.get(fi).is_some_and(Option::is_some);
+        match out
+            .iter_mut()
+            .find(|r| r.view == view && r.masked == masked)
+        {
+            Some(r) => r.features.push(f.short_name.clone()),
+            None => out.push(PiiRead {
+                view: view.to_string(),
+                features: vec![f.short_name.clone()],
+                masked,
+                entities: ctx.n,
+                keys: entity_keys(req, ctx.n),
+            }),
+        }
+    }
+}
+
+/// The first [`AUDITED_KEYS`] entities of a request as `key=value[,key=value]`.
+fn entity_keys(req: &LookupRequest<'_>, n: usize) -> Vec<String> {
+    (0..n.min(AUDITED_KEYS))
+        .map(|r| {
+            let mut s = String::new();
+            for (i, (name, vals)) in req.entities.0.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                s.push_str(name);
+                s.push('=');
+                let mut v = Vec::new();
+                write_entity(&mut v, &vals[r]);
+                s.push_str(std::str::from_utf8(&v).unwrap_or("?").trim_matches('"'));
+            }
+            s
+        })
+        .collect()
 }
 
 /// Counts a request answered in full in the serving signals of the views it read. No
@@ -561,6 +772,10 @@ struct Ctx<'c, 'r> {
     failures: &'r [ondemand::Failure],
     /// Per column of `entities`: whether it is request data (not echoed). Empty when none is.
     request_cols: &'r [bool],
+    /// Per requested feature, the mask the caller sees it through; empty when none applies.
+    masks: &'r [Option<Mask>],
+    /// The document PII hashes are made with (its key); None without authentication.
+    gate: Option<&'r fstore_access::Gate>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -570,6 +785,10 @@ enum Status {
     Null,
     OutsideMaxAge,
     TransformError,
+    /// A PII value shown hashed or truncated.
+    Masked,
+    /// A PII value withheld (null).
+    Redacted,
 }
 
 impl Status {
@@ -580,6 +799,7 @@ impl Status {
             Status::Null => "\"NULL_VALUE\"",
             Status::OutsideMaxAge => "\"OUTSIDE_MAX_AGE\"",
             Status::TransformError => "\"TRANSFORM_ERROR\"",
+            Status::Masked | Status::Redacted => "\"MASKED\"",
         }
     }
 
@@ -588,6 +808,9 @@ impl Status {
     fn as_feast_str(self) -> &'static str {
         match self {
             Status::TransformError => "\"INVALID\"",
+            // Feast's enum has no MASKED: a masked value is present, a withheld one null.
+            Status::Masked => "\"PRESENT\"",
+            Status::Redacted => "\"NULL_VALUE\"",
             other => other.as_str(),
         }
     }
@@ -632,6 +855,62 @@ impl Ctx<'_, '_> {
             None => (Value::Null, Status::TransformError, None),
             Some(Value::Null) => (Value::Null, Status::Null, None),
             Some(v) => (v, Status::Present, None),
+        }
+    }
+
+    /// Writes feature `fi`'s value for the caller: as stored, or through its mask (only a
+    /// present value is masked). Returns the status to report.
+    #[inline]
+    fn write_cell_value(
+        &self,
+        out: &mut Vec<u8>,
+        fi: usize,
+        v: &Value<'_>,
+        s: Status,
+        feast: bool,
+    ) -> Status {
+        match self.masks.get(fi).copied().flatten() {
+            Some(mask) if s == Status::Present => self.write_masked(out, mask, v),
+            _ => {
+                if feast {
+                    write_feast_value(out, v);
+                } else {
+                    json::write_value(out, v);
+                }
+                s
+            }
+        }
+    }
+
+    #[cold]
+    fn write_masked(&self, out: &mut Vec<u8>, mask: Mask, v: &Value<'_>) -> Status {
+        match (mask, v) {
+            (Mask::Hash, v) => {
+                // Masks exist only with a gate; without one, withhold rather than guess.
+                let Some(gate) = self.gate else {
+                    out.extend_from_slice(b"null");
+                    return Status::Redacted;
+                };
+                let hashed = match v {
+                    Value::String(s) => gate.hash_pii(s.as_bytes()),
+                    v => {
+                        let mut text = Vec::new();
+                        json::write_value(&mut text, v);
+                        gate.hash_pii(&text)
+                    }
+                };
+                json::write_str(out, &hashed);
+                Status::Masked
+            }
+            (Mask::Truncate(n), Value::String(s)) => {
+                json::write_str(out, fstore_access::truncate_text(s, n));
+                Status::Masked
+            }
+            // Truncation is only declared on strings; anything else is withheld.
+            (Mask::Redact, _) | (Mask::Truncate(_), _) => {
+                out.extend_from_slice(b"null");
+                Status::Redacted
+            }
         }
     }
 
@@ -714,7 +993,7 @@ fn render_fstore(ctx: &Ctx<'_, '_>, req: &LookupRequest<'_>, out: &mut Vec<u8>) 
                 out.push(b',');
             }
             let (v, s, t) = ctx.cell(i, r);
-            json::write_value(out, &v);
+            let s = ctx.write_cell_value(out, i, &v, s, false);
             statuses.push(s);
             times.push(t);
         }
@@ -861,7 +1140,7 @@ fn render_feast(ctx: &Ctx<'_, '_>, req: &LookupRequest<'_>, out: &mut Vec<u8>) {
                 out.push(b',');
             }
             let (v, s, t) = ctx.cell(fi, r);
-            write_feast_value(out, &v);
+            let s = ctx.write_cell_value(out, fi, &v, s, true);
             statuses.push(s);
             times.push(t);
         }

@@ -360,6 +360,29 @@ impl Store {
         Ok(PointerRead::Found { pointer, etag })
     }
 
+    /// Reads a small mutable object unless its ETag is still `if_none_match`: None when
+    /// missing or unchanged, else its bytes and new ETag.
+    pub async fn get_if_changed(
+        &self,
+        key: &str,
+        if_none_match: Option<&str>,
+    ) -> Result<Option<(Bytes, Option<String>)>, StorageError> {
+        let opts = GetOptions {
+            if_none_match: if_none_match.map(str::to_string),
+            ..Default::default()
+        };
+        let r = match self.inner.get_opts(&self.path(key), opts).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. } | object_store::Error::NotModified { .. }) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(store_err(key)(e)),
+        };
+        let etag = r.meta.e_tag.clone();
+        let bytes = r.bytes().await.map_err(store_err(key))?;
+        Ok(Some((bytes, etag)))
+    }
+
     pub async fn read_manifest(&self, key: &str) -> Result<Manifest, StorageError> {
         let bytes = self.get_bytes(key).await?;
         let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| StorageError::Decode {

@@ -314,7 +314,7 @@ impl Store {
     }
 
     /// Deletes an object; one already gone (a concurrent pass) is not an error.
-    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
         match self.object_store().delete(&self.path(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(source) => Err(StorageError::Store {
