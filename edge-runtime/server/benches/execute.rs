@@ -5,61 +5,14 @@
 //! `cargo bench -p fstore-edge --bench execute -- --warm-up-time 1 --measurement-time 3`
 //! Throughput is per customer, so criterion's "elem/s" reads as customers per second.
 
-use std::collections::BTreeMap;
-use std::hint::black_box;
-use std::sync::Arc;
+mod common;
 
+use std::hint::black_box;
+
+use common::{bodies, catalog};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fstore_edge::lookup::{self, Format};
-use fstore_edge::{Catalog, LoadedView};
-use fstore_snapshot::testkit::{AS_OF, DAY, FEATURES, FIRST_ID, Rng, customer_rfm_writer};
-use fstore_snapshot::{FeatureRef, Snapshot};
-
-const CUSTOMERS: i64 = 100_000;
-
-fn snapshot() -> Snapshot {
-    let bytes = customer_rfm_writer(CUSTOMERS)
-        .finish_to_vec()
-        .expect("serializes");
-    Snapshot::from_bytes(bytes).expect("verifies")
-}
-
-fn catalog() -> Catalog {
-    let snap = snapshot();
-    let checksum = format!("{:016x}", snap.checksum());
-    let view = Arc::new(LoadedView::new(snap, checksum, None));
-    let mut services = BTreeMap::new();
-    services.insert(
-        "segmentation_v1".to_string(),
-        FEATURES
-            .iter()
-            .map(|(n, _)| FeatureRef {
-                view: "customer_rfm".into(),
-                feature: (*n).into(),
-            })
-            .collect::<Vec<_>>(),
-    );
-    let c = Catalog::new(1, vec![view], &services);
-    assert!(c.broken_services.is_empty(), "{:?}", c.broken_services);
-    c
-}
-
-/// 256 request bodies of `per_request` random existing customers each.
-fn bodies(per_request: usize) -> Vec<Vec<u8>> {
-    let mut rng = Rng(7);
-    (0..256)
-        .map(|_| {
-            let ids: Vec<String> = (0..per_request)
-                .map(|_| (FIRST_ID + rng.below(CUSTOMERS as u64) as i64).to_string())
-                .collect();
-            format!(
-                r#"{{"feature_service":"segmentation_v1","entities":{{"customer_id":[{}]}}}}"#,
-                ids.join(",")
-            )
-            .into_bytes()
-        })
-        .collect()
-}
+use fstore_snapshot::testkit::{AS_OF, DAY};
 
 fn execute(c: &mut Criterion) {
     let catalog = catalog();
