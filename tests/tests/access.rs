@@ -712,6 +712,39 @@ async fn compliance(fleet: &Fleet) {
     .await;
     assert_eq!(s, 200);
     assert_eq!(old["features"][0]["reads"], 0);
+    // Training sets with PII are audited reads too, masked for the consumer.
+    let (ok, out, _) = fleet.cli(
+        None,
+        &[
+            "audit",
+            "list",
+            "--action",
+            "read_pii",
+            "--actor",
+            "token:consumer",
+            "--limit",
+            "10000",
+            "--json",
+        ],
+    );
+    assert!(ok);
+    let reads: Value = serde_json::from_str(&out).expect("json");
+    let training: Vec<&Value> = reads["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|r| {
+            r["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("/train-consumer.csv"))
+        })
+        .collect();
+    assert_eq!(training.len(), 1, "{reads}");
+    assert!(
+        training[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("\"masked\":true"))
+    );
     let (ok, out, err) = fleet.cli(Some("auditor"), &["compliance", "report"]);
     assert!(ok && out.contains("customer_profile:country"), "{out}{err}");
 }
@@ -915,6 +948,32 @@ async fn masking(fleet: &Fleet) {
         feast["results"][1]["values"][0],
         masked["results"][0]["values"][0]
     );
+
+    // Reading a published version from the store with the CLI: the same masks for a token.
+    for (role, want, seen) in [
+        ("consumer", "MASKED", &masked),
+        ("support", "PRESENT", &raw),
+    ] {
+        let (ok, out, err) = fleet.cli(
+            Some(role),
+            &[
+                "get",
+                "--as-of",
+                "2100-01-01",
+                "--features",
+                "customer_profile:country",
+                "--entity",
+                "customer_id=1000",
+            ],
+        );
+        assert!(ok, "{role}: {out}{err}");
+        let v: Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(v["results"][0]["statuses"][0], want, "{role}: {v}");
+        assert_eq!(
+            v["results"][0]["values"][0], seen["results"][0]["values"][0],
+            "{role}: {v}"
+        );
+    }
 
     // A training set as a consumer: the same policy, the same hashes. As admin: raw.
     let dir = fleet.dir.path();

@@ -545,7 +545,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
                 (None, None) => None,
             };
             if let Some(at) = at {
-                return get_published(&g.store_url, at, &body).await;
+                return get_published(&g, at, &body).await;
             }
             let edge = edge
                 .or_else(|| std::env::var("FSTORE_EDGE_URL").ok())
@@ -754,7 +754,8 @@ fn open_store(url: &str) -> anyhow::Result<fstore_storage::Store> {
 /// manifest (snapshots downloaded into a temporary directory, components loaded) and answers
 /// `body` with the edge's own lookup code, so the JSON is what an edge serving that version
 /// would have answered now (ttl is enforced against the current clock, as an edge does).
-async fn get_published(store_url: &str, at: At, body: &serde_json::Value) -> anyhow::Result<()> {
+async fn get_published(g: &Global, at: At, body: &serde_json::Value) -> anyhow::Result<()> {
+    let store_url = g.store_url.as_str();
     let store = open_store(store_url)?;
     let manifest = match at {
         At::Version(n) => store.manifest_at(n).await?,
@@ -780,14 +781,64 @@ async fn get_published(store_url: &str, at: At, body: &serde_json::Value) -> any
     .with_context(|| format!("loading published version {seq} from `{store_url}`"))?;
     let request = serde_json::to_vec(body)?;
     let mut out = Vec::with_capacity(2048);
-    let answered = fstore_edge::lookup::execute(
-        &catalog,
-        &request,
-        fstore_edge::lookup::Format::Fstore,
-        defaults.max_entities,
-        chrono::Utc::now().timestamp_micros(),
-        &mut out,
-    );
+    let now = chrono::Utc::now().timestamp_micros();
+    let answered = match &g.token {
+        // A token's holder reads as at an edge: its permissions, its masks, audited.
+        Some(token) => {
+            let cp = open_control(g).await?;
+            let key = cp.public_key().await?;
+            let doc = store
+                .get_bytes(fstore_access::ACCESS_KEY)
+                .await
+                .context("reading the access document")?;
+            let gate = fstore_access::Gate::new(fstore_access::verify_doc(&doc, &key)?)?;
+            let caller = gate
+                .authenticate(Some(token), now.div_euclid(1_000_000))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut pii = Vec::new();
+            let answered = fstore_edge::lookup::execute_authorized(
+                &catalog,
+                &request,
+                fstore_edge::lookup::Format::Fstore,
+                defaults.max_entities,
+                now,
+                &mut out,
+                fstore_edge::lookup::Observe {
+                    metrics: &metrics,
+                    started: std::time::Instant::now(),
+                },
+                fstore_edge::lookup::Access {
+                    caller,
+                    gate: &gate,
+                },
+                &mut pii,
+            );
+            for r in pii {
+                cp.audit(
+                    &format!("token:{}", caller.token.name),
+                    "read_pii",
+                    &format!("feature_view/{}", r.view),
+                    serde_json::json!({
+                        "features": r.features,
+                        "masked": r.masked,
+                        "entities": r.entities,
+                        "keys": r.keys,
+                        "version": seq,
+                    }),
+                )
+                .await?;
+            }
+            answered
+        }
+        None => fstore_edge::lookup::execute(
+            &catalog,
+            &request,
+            fstore_edge::lookup::Format::Fstore,
+            defaults.max_entities,
+            now,
+            &mut out,
+        ),
+    };
     match answered {
         Ok(_) => {
             let v: serde_json::Value = serde_json::from_slice(&out)

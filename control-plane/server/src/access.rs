@@ -677,6 +677,25 @@ impl ControlPlane {
         }
     }
 
+    /// The PII features among `features`: view → positions in `features`.
+    pub(crate) fn pii_features(
+        defs: &Definitions,
+        features: &[fstore_snapshot::FeatureRef],
+    ) -> BTreeMap<String, Vec<usize>> {
+        let privacy = Self::privacy(defs);
+        let mut out: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, r) in features.iter().enumerate() {
+            let view = r.base_view();
+            if privacy
+                .get(view)
+                .is_some_and(|m| m.contains_key(&r.feature))
+            {
+                out.entry(view.to_string()).or_default().push(i);
+            }
+        }
+        out
+    }
+
     /// The PII key (bytes) masks are hashed with, shared with the edges.
     pub(crate) async fn pii_key_bytes(&self) -> Result<Vec<u8>, ControlError> {
         hex::decode(self.pii_key().await?).map_err(|_| {

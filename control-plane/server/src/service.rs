@@ -854,6 +854,8 @@ impl ControlPlane {
             transforms.insert(name.clone(), loaded);
         }
         let masks = self.training_masks(params.principal.as_ref(), &defs, &features);
+        let pii = Self::pii_features(&defs, &features);
+        let request_names: Vec<String> = features.iter().map(|r| r.feature.clone()).collect();
         let request = fstore_offline::HistoricalRequest {
             features,
             full_feature_names: params.full_feature_names,
@@ -898,6 +900,31 @@ impl ControlPlane {
             .map_err(|e| ControlError::BadRequest(e.to_string()))?;
         let size = bytes.len() as u64;
         write_location(&params.out, bytes).await?;
+        // Reading PII into a training set is a read like any other: audited per view.
+        for (view, names) in pii {
+            let masked = names
+                .iter()
+                .any(|i| masks.get(*i).copied().flatten().is_some());
+            let features: Vec<&str> = names
+                .iter()
+                .filter_map(|i| request_names.get(*i).map(String::as_str))
+                .collect();
+            self.audit(
+                params
+                    .principal
+                    .as_ref()
+                    .map_or("in-process", |p| p.actor.as_str()),
+                "read_pii",
+                &format!("feature_view/{view}"),
+                serde_json::json!({
+                    "features": features,
+                    "masked": masked,
+                    "entities": set.batch.num_rows(),
+                    "training_set": params.out,
+                }),
+            )
+            .await?;
+        }
         Ok(HistoricalReport {
             out: params.out.clone(),
             rows: set.batch.num_rows(),
