@@ -1118,13 +1118,16 @@ async fn audit_trail(fleet: &mut Fleet) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(record["actor"], "token:consumer");
-    assert_eq!(record["origin"], "edge:edge-a");
+    // The origin is the edge's token (an edge cannot write in another's name); its fleet
+    // id rides in the detail.
+    assert_eq!(record["origin"], "edge:edge");
     assert_eq!(record["resource"], "feature_view/customer_profile");
     assert_eq!(record["remote"], "127.0.0.1");
     let detail: Value =
         serde_json::from_str(record["detail"].as_str().expect("detail")).expect("json");
     assert_eq!(detail["masked"], true);
     assert_eq!(detail["features"], json!(["country"]));
+    assert_eq!(detail["edge"], "edge-a");
 
     // The control plane goes down; reads go on and are kept on the edge's disk.
     drop(fleet.cp.take());
@@ -1152,16 +1155,15 @@ async fn audit_trail(fleet: &mut Fleet) {
             })
             .collect();
         if shipped.len() == 10 {
-            // Each once: a resent batch is not recorded twice.
-            let support_reads = records
+            // Each once: a resent batch is not recorded twice. (An edge folds one caller's
+            // reads within a flush interval into one record counting its requests.)
+            let support_reads: u64 = records
                 .iter()
-                .filter(|r| {
-                    r["actor"] == "token:support"
-                        && r["detail"]
-                            .as_str()
-                            .is_some_and(|d| d.contains("customer_id=101"))
-                })
-                .count();
+                .filter(|r| r["actor"] == "token:support")
+                .filter_map(|r| serde_json::from_str::<Value>(r["detail"].as_str()?).ok())
+                .filter(|d| d.to_string().contains("customer_id=101"))
+                .map(|d| d["requests"].as_u64().unwrap_or(1))
+                .sum();
             assert_eq!(support_reads, 10);
             break;
         }
@@ -1230,6 +1232,59 @@ async fn audit_trail(fleet: &mut Fleet) {
 async fn wrong_input(fleet: &Fleet) {
     let c = client();
     let cp = fleet.cp_url();
+    // A training set may not read a source as its entity rows, nor write over the store or
+    // anything that is not a training set.
+    let data = fleet.dir.path().join("data");
+    let objects = fleet.dir.path().join("objects");
+    for (entities, out) in [
+        (
+            data.join("customers.parquet"),
+            fleet.dir.path().join("t.csv"),
+        ),
+        (
+            data.join("orders/x.parquet"),
+            fleet.dir.path().join("t.csv"),
+        ),
+        (
+            data.join("training_entities.parquet"),
+            objects.join("t.parquet"),
+        ),
+        (
+            data.join("training_entities.parquet"),
+            fleet.dir.path().join("registry.db"),
+        ),
+    ] {
+        let (s, b) = send(
+            c.post(format!("{cp}/v1/historical")).json(&json!({
+                "entities": entities, "feature_service": "segmentation_v1", "out": out,
+            })),
+            Some(fleet.token("consumer")),
+        )
+        .await;
+        assert_eq!(s, 400, "{entities:?} → {out:?}: {b}");
+    }
+    // Quality reports show a consumer no values of PII features.
+    let (s, q) = send(
+        c.get(format!("{cp}/v1/quality/customer_profile")),
+        Some(fleet.token("consumer")),
+    )
+    .await;
+    assert_eq!(s, 200, "{q}");
+    let text = q.to_string();
+    assert!(text.contains("\"masked\":true"), "{text}");
+    let (_, raw) = send(
+        c.get(format!("{cp}/v1/quality/customer_profile")),
+        Some(fleet.token("admin")),
+    )
+    .await;
+    let country_top = raw.to_string().contains("top_values");
+    assert!(country_top, "the admin sees value statistics: {raw}");
+    for leaked in ["\"GB\"", "\"DE\"", "\"FR\""] {
+        assert!(
+            !text.contains(leaked),
+            "a consumer sees a country value {leaked}: {text}"
+        );
+    }
     let admin = Some(fleet.token("admin"));
     for (req, status) in [
         (c.post(format!("{cp}/v1/tokens")).json(&json!({"name": "x", "role": "nope"})), 400),
@@ -1255,6 +1310,8 @@ async fn wrong_input(fleet: &Fleet) {
         (c.post(format!("{cp}/v1/erase")).json(&json!({"entity": {"nobody": 1}})), 400),
         (c.post(format!("{cp}/v1/erase")).body("{"), 400),
         (c.get(format!("{cp}/v1/compliance/report?since=soon")), 400),
+        // Edges report PII reads, nothing else.
+        (c.post(format!("{cp}/v1/audit/batch")).json(&json!({"edge": "e", "events": [{"at": "2026-01-01T00:00:00Z", "actor": "token:x", "action": "erase", "resource": "entity/customer", "origin": "edge:x", "origin_seq": 1, "detail": {}}]})), 400),
     ] {
         let (s, b) = send(req, admin).await;
         assert_eq!(s, status, "{b}");

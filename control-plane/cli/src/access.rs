@@ -168,13 +168,17 @@ pub async fn authorize_command(g: &Global, command: &Command) -> anyhow::Result<
             cp.authorize_views(&p, Action::Materialize, views).await?;
         }
         Command::Historical {
-            service, features, ..
+            service,
+            features,
+            entities,
+            out,
+            ..
         } => {
             let params = fstore_control::HistoricalParams {
-                entities: String::new(),
+                entities: entities.clone(),
                 feature_service: service.clone(),
                 features: features.clone(),
-                out: String::new(),
+                out: out.clone(),
                 full_feature_names: false,
                 timestamp_column: String::new(),
                 principal: None,

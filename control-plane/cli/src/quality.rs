@@ -50,7 +50,9 @@ pub async fn quality(g: &Global, what: QualityCommand) -> anyhow::Result<()> {
         json,
     } = what;
     let cp = open_control(g).await?;
-    let q = cp.quality(&view, version).await?;
+    let mut q = cp.quality(&view, version).await?;
+    let principal = crate::access::principal(g, &cp).await?;
+    cp.scrub_quality(&principal, &view, &mut q).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&q)?);
         return Ok(());

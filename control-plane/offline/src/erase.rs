@@ -146,20 +146,43 @@ fn erase_parquet(
     Ok((Bytes::from(buf), removed, kept))
 }
 
-/// The records of a CSV text: byte ranges, each ending after its line break (a quoted field
-/// may hold line breaks; `""` is an escaped quote).
+/// The records of a CSV text: byte ranges, each ending after its line break. As the CSV
+/// reader does, a quote opens a quoted field only at the field's start (where it may hold
+/// commas and line breaks, and `""` is a quote); elsewhere it is an ordinary character.
 fn csv_records(text: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
-    let (mut start, mut quoted) = (0, false);
-    for (i, &b) in text.iter().enumerate() {
-        match b {
-            b'"' => quoted = !quoted,
-            b'\n' if !quoted => {
-                out.push((start, i + 1));
-                start = i + 1;
+    let (mut start, mut quoted, mut field_start) = (0, false, true);
+    let mut i = 0;
+    while i < text.len() {
+        let b = text[i];
+        if quoted {
+            if b == b'"' {
+                if text.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    quoted = false;
+                }
             }
-            _ => {}
+        } else {
+            match b {
+                b'"' if field_start => quoted = true,
+                b',' => {
+                    field_start = true;
+                    i += 1;
+                    continue;
+                }
+                b'\n' => {
+                    out.push((start, i + 1));
+                    start = i + 1;
+                    field_start = true;
+                    i += 1;
+                    continue;
+                }
+                _ => {}
+            }
         }
+        field_start = false;
+        i += 1;
     }
     if start < text.len() {
         out.push((start, text.len()));
@@ -167,28 +190,41 @@ fn csv_records(text: &[u8]) -> Vec<(usize, usize)> {
     out
 }
 
-/// Field `n` of one CSV record, unquoted.
+/// Field `n` of one CSV record, unquoted (quoting as in [`csv_records`]).
 fn csv_field(record: &[u8], n: usize) -> Option<String> {
     let record = record.strip_suffix(b"\n").unwrap_or(record);
     let record = record.strip_suffix(b"\r").unwrap_or(record);
-    let (mut field, mut i, mut quoted, mut current) = (0, 0, false, Vec::new());
+    let (mut field, mut quoted, mut field_start) = (0, false, true);
+    let mut current = Vec::new();
+    let mut i = 0;
     while i < record.len() {
         let b = record[i];
-        match (b, quoted) {
-            (b'"', true) if record.get(i + 1) == Some(&b'"') => {
+        if quoted {
+            if b == b'"' && record.get(i + 1) == Some(&b'"') {
                 current.push(b'"');
                 i += 1;
+            } else if b == b'"' {
+                quoted = false;
+            } else {
+                current.push(b);
             }
-            (b'"', _) => quoted = !quoted,
-            (b',', false) => {
-                if field == n {
-                    return String::from_utf8(current).ok();
+        } else {
+            match b {
+                b'"' if field_start => quoted = true,
+                b',' => {
+                    if field == n {
+                        return String::from_utf8(current).ok();
+                    }
+                    field += 1;
+                    current.clear();
+                    field_start = true;
+                    i += 1;
+                    continue;
                 }
-                field += 1;
-                current.clear();
+                _ => current.push(b),
             }
-            _ => current.push(b),
         }
+        field_start = false;
         i += 1;
     }
     (field == n)
@@ -206,13 +242,17 @@ fn erase_csv(text: &[u8], column: &str, value: &KeyValue) -> Result<(Bytes, u64,
         .map_while(|i| csv_field(header, i))
         .position(|h| h.trim() == column)
         .ok_or_else(|| format!("has no column `{column}`"))?;
-    let want = value.to_string();
+    // Compared as the reader types it: an integer key numerically (`0123` is 123).
+    let matches = |f: &str| match value {
+        KeyValue::Int(i) => f.trim().parse::<i64>() == Ok(*i),
+        KeyValue::Str(w) => f == w,
+    };
     let mut out = Vec::with_capacity(text.len());
     out.extend_from_slice(header);
     let (mut removed, mut kept) = (0u64, 0u64);
     for &(s, e) in &records[1..] {
         let rec = &text[s..e];
-        if csv_field(rec, idx).is_some_and(|f| f.trim() == want) {
+        if csv_field(rec, idx).is_some_and(|f| matches(&f)) {
             removed += 1;
         } else {
             out.extend_from_slice(rec);
@@ -232,6 +272,8 @@ fn erase_jsonl(text: &[u8], column: &str, value: &KeyValue) -> Result<(Bytes, u6
                 (serde_json::Value::Number(n), KeyValue::Int(i)) => n.as_i64() == Some(*i),
                 (serde_json::Value::String(s), KeyValue::Str(w)) => s == w,
                 (serde_json::Value::String(s), KeyValue::Int(i)) => s == &i.to_string(),
+                // A string key read from a JSON number, as the reader coerces it.
+                (serde_json::Value::Number(n), KeyValue::Str(w)) => n.to_string() == *w,
                 _ => false,
             });
         if matches {
@@ -296,6 +338,11 @@ mod tests {
         assert_eq!(removed, 1);
         assert!(erase_csv(text, "nope", &KeyValue::Int(1)).is_err());
         assert_eq!(csv_field(b"a,\"b,c\",d\n", 1).as_deref(), Some("b,c"));
+        // A quote inside an unquoted field is a character, as the CSV reader treats it.
+        let inches = b"id,note\n2,12\" tv\n1,x\n3,y\"z\n";
+        let (out, removed, kept) = erase_csv(inches, "id", &KeyValue::Int(1)).expect("erase");
+        assert_eq!((removed, kept), (1, 2));
+        assert_eq!(&out[..], b"id,note\n2,12\" tv\n3,y\"z\n");
         assert_eq!(csv_field(b"a,b\n", 2), None);
     }
 

@@ -15,6 +15,9 @@ use serde::Serialize;
 
 use crate::{ControlError, ControlPlane};
 
+/// View → feature → how it is masked for callers without `read_pii`.
+pub(crate) type Privacy = BTreeMap<String, BTreeMap<String, fstore_access::Mask>>;
+
 /// Settings under which the registry keeps the signing key and the PII hashing key.
 const SIGNING_KEY: &str = "access.signing_key";
 const PII_KEY: &str = "access.pii_key";
@@ -74,6 +77,16 @@ impl Principal {
         self.role
             .check(action, r)
             .map_err(|missing| forbidden(self, missing))
+    }
+
+    /// Whether any permission could let them create, update or delete a definition.
+    pub fn may_change_definitions(&self) -> bool {
+        self.role.permissions.iter().any(|p| {
+            p.actions
+                .iter()
+                .any(|a| matches!(a, Action::Create | Action::Update | Action::Delete))
+                && (p.kinds.is_empty() || p.kinds.iter().any(|k| *k != ResourceKind::Project))
+        })
     }
 
     /// Whether any permission selects by tag, so checks need the resource's tags.
@@ -349,6 +362,9 @@ impl ControlPlane {
         }
         views.sort();
         views.dedup();
+        if p.token_id.is_some() {
+            self.check_training_locations(&defs, req)?;
+        }
         for v in &views {
             let base = fstore_snapshot::base_view(v);
             let kind = if defs.on_demand_views.iter().any(|o| o.name == base) {
@@ -358,6 +374,66 @@ impl ControlPlane {
             };
             let tags = tags_of(&defs, kind, base);
             p.check(Action::ReadOffline, &Resource::new(kind, base, &tags))?;
+        }
+        Ok(())
+    }
+
+    /// Where a token's training set may read entity rows from and write to: Parquet or CSV
+    /// files outside the object store the edges read and outside every source. Otherwise a
+    /// `read_offline` token could copy a raw source (PII and all) through as "entity rows",
+    /// or overwrite the registry, the access document or a manifest with its output.
+    fn check_training_locations(
+        &self,
+        defs: &Definitions,
+        req: &crate::HistoricalParams,
+    ) -> Result<(), ControlError> {
+        fn absolute(loc: &str) -> String {
+            if loc.contains("://") {
+                return loc.to_string();
+            }
+            std::path::absolute(loc)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| loc.to_string())
+        }
+        let protected: Vec<String> = std::iter::once(absolute(&self.config.store_url))
+            .chain(
+                defs.sources
+                    .iter()
+                    .filter(|s| s.format != fstore_spec::SourceFormat::Postgres)
+                    .map(|s| {
+                        // A single file protects itself; a prefix, directory or glob its
+                        // fixed folder.
+                        let fixed = s.path.split(['*', '?']).next().unwrap_or(&s.path);
+                        let is_file = fixed.len() == s.path.len()
+                            && !s.path.ends_with('/')
+                            && !std::path::Path::new(&s.path).is_dir();
+                        if is_file {
+                            absolute(&s.path)
+                        } else {
+                            let dir = fixed.rsplit_once('/').map_or(fixed, |(d, _)| d);
+                            absolute(dir)
+                        }
+                    }),
+            )
+            .filter(|p| !p.is_empty() && p != "/")
+            .collect();
+        for (what, loc) in [("entities", &req.entities), ("out", &req.out)] {
+            let lower = loc.to_ascii_lowercase();
+            if !(lower.ends_with(".parquet") || lower.ends_with(".csv")) {
+                return Err(ControlError::BadRequest(format!(
+                    "`{what}` must be a .parquet or .csv file"
+                )));
+            }
+            let abs = absolute(loc);
+            if let Some(p) = protected.iter().find(|p| {
+                abs.strip_prefix(p.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            }) {
+                return Err(ControlError::BadRequest(format!(
+                    "`{what}` is inside `{p}`, which holds a source or the object store; \
+                     training sets read and write elsewhere"
+                )));
+            }
         }
         Ok(())
     }
@@ -384,6 +460,14 @@ impl ControlPlane {
             };
             let tags = defs.map(|d| tags_of(d, kind, &c.name)).unwrap_or_default();
             p.check(action, &Resource::new(kind, &c.name, &tags))?;
+            // An update must also be allowed on what it changes: retagging a view into one's
+            // own reach takes the permission on its current tags too.
+            if action == Action::Update
+                && let Some(cur) = &current
+            {
+                let old = tags_of(cur, kind, &c.name);
+                p.check(action, &Resource::new(kind, &c.name, &old))?;
+            }
         }
         Ok(())
     }
@@ -624,6 +708,111 @@ impl ControlPlane {
         Ok(self.registry.init_setting(PII_KEY, &fresh).await?)
     }
 
+    /// Takes the values of PII features out of a quality report for a caller who may not see
+    /// them raw (top values, extremes, quantiles, histograms, observed figures): what is left
+    /// is counts and verdicts.
+    pub async fn scrub_quality(
+        &self,
+        p: &Principal,
+        view: &str,
+        report: &mut crate::QualityView,
+    ) -> Result<(), ControlError> {
+        let base = fstore_snapshot::base_view(view);
+        let defs = self.registry.definitions().await?;
+        let tags = tags_of(&defs, ResourceKind::FeatureView, base);
+        if p.may(
+            Action::ReadPii,
+            &Resource::new(ResourceKind::FeatureView, base, &tags),
+        ) {
+            return Ok(());
+        }
+        let privacy = self.privacy_all(&defs).await?;
+        let Some(pii) = privacy.get(base) else {
+            return Ok(());
+        };
+        fn scrub(v: &mut serde_json::Value, pii: &BTreeMap<String, fstore_access::Mask>) {
+            const KEEP: [&str; 13] = [
+                "name",
+                "feature",
+                "type",
+                "count",
+                "nulls",
+                "null_rate",
+                "nans",
+                "distinct",
+                "distinct_approximate",
+                "rule",
+                "severity",
+                "passed",
+                "status",
+            ];
+            match v {
+                serde_json::Value::Object(o) => {
+                    let named = ["name", "feature"].iter().any(|k| {
+                        o.get(*k)
+                            .and_then(|n| n.as_str())
+                            .is_some_and(|n| pii.contains_key(n))
+                    });
+                    if named {
+                        o.retain(|k, _| KEEP.contains(&k.as_str()));
+                        o.insert("masked".into(), true.into());
+                    } else {
+                        for (k, child) in o.iter_mut() {
+                            // Maps keyed by feature name (distributions, drift).
+                            if pii.contains_key(k) {
+                                *child = serde_json::json!({"masked": true});
+                            } else {
+                                scrub(child, pii);
+                            }
+                        }
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter_mut().for_each(|c| scrub(c, pii)),
+                _ => {}
+            }
+        }
+        scrub(&mut report.report, pii);
+        report.history.iter_mut().for_each(|h| scrub(h, pii));
+        Ok(())
+    }
+
+    /// [`Self::privacy`] over every version of every view: a feature that was PII in any
+    /// version stays masked (with its newest mask), so a pinned `view@v1`, a rollback slot or
+    /// an older snapshot still serving a renamed feature cannot leak it.
+    pub(crate) async fn privacy_all(&self, defs: &Definitions) -> Result<Privacy, ControlError> {
+        let mut out = Self::privacy(defs);
+        for (kind, name) in defs
+            .feature_views
+            .iter()
+            .map(|v| (ObjectKind::FeatureView, &v.name))
+            .chain(
+                defs.on_demand_views
+                    .iter()
+                    .map(|v| (ObjectKind::OnDemandView, &v.name)),
+            )
+        {
+            for version in self.registry.history(kind, name).await?.iter().rev() {
+                let Some(spec) = &version.spec else { continue };
+                let Some(features) = spec.get("features").cloned() else {
+                    continue;
+                };
+                let Ok(features) = serde_json::from_value::<Vec<fstore_spec::FeatureDef>>(features)
+                else {
+                    continue;
+                };
+                for f in features {
+                    if let Some(m) = f.effective_mask() {
+                        out.entry(name.clone())
+                            .or_default()
+                            .entry(f.name)
+                            .or_insert(m);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// How each PII feature is masked: view → feature → mask.
     pub(crate) fn privacy(
         defs: &Definitions,
@@ -649,13 +838,12 @@ impl ControlPlane {
     /// Per requested feature, the mask `p` sees it through in a training set (all None when
     /// nothing is masked).
     pub(crate) fn training_masks(
-        &self,
         p: Option<&Principal>,
         defs: &Definitions,
+        privacy: &Privacy,
         features: &[fstore_snapshot::FeatureRef],
     ) -> Vec<Option<fstore_access::Mask>> {
         let Some(p) = p else { return Vec::new() };
-        let privacy = Self::privacy(defs);
         let masks: Vec<Option<fstore_access::Mask>> = features
             .iter()
             .map(|r| {
@@ -679,10 +867,9 @@ impl ControlPlane {
 
     /// The PII features among `features`: view → positions in `features`.
     pub(crate) fn pii_features(
-        defs: &Definitions,
+        privacy: &Privacy,
         features: &[fstore_snapshot::FeatureRef],
     ) -> BTreeMap<String, Vec<usize>> {
-        let privacy = Self::privacy(defs);
         let mut out: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, r) in features.iter().enumerate() {
             let view = r.base_view();
@@ -707,7 +894,14 @@ impl ControlPlane {
 
     /// Writes a new signed access document for the edges; returns its number.
     pub async fn publish_access(&self) -> Result<u64, ControlError> {
-        let holder = format!("access-{}", std::process::id());
+        // One writer at a time in this process, and a holder name no other call shares (so
+        // the registry lock excludes other calls and replicas, even ones with the same pid).
+        let _guard = self.access_publish.lock().await;
+        let holder = format!(
+            "access-{}-{}",
+            self.holder,
+            fstore_access::random_hex(8).map_err(internal)?
+        );
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while !self
             .registry
@@ -775,7 +969,7 @@ impl ControlPlane {
                 doc.tags.insert(format!("{rk}/{name}"), tags);
             }
         }
-        doc.privacy = Self::privacy(&defs);
+        doc.privacy = self.privacy_all(&defs).await?;
         let bytes = signer.sign(&doc).map_err(internal)?;
         self.store
             .put_replace(fstore_access::ACCESS_KEY, bytes.into())
@@ -836,9 +1030,27 @@ impl ControlPlane {
                 events.len()
             )));
         }
-        let origin = format!("edge:{edge}");
+        // The origin is the sending token, never what the body claims: an edge cannot write
+        // in another's name or pre-claim its sequence numbers. `edge` (its fleet id) is kept.
+        let origin = format!(
+            "edge:{}",
+            by.actor.strip_prefix("token:").unwrap_or(&by.actor)
+        );
         let mut events = events;
         for (i, e) in events.iter_mut().enumerate() {
+            let kind_ok = ["feature_view/", "on_demand_view/"]
+                .iter()
+                .any(|p| e.resource.starts_with(p));
+            if e.action != "read_pii" || !kind_ok {
+                return Err(ControlError::BadRequest(format!(
+                    "event {i}: edges report `read_pii` of a `feature_view/…` or \
+                     `on_demand_view/…`, not `{}` of `{}`",
+                    e.action, e.resource
+                )));
+            }
+            if let serde_json::Value::Object(d) = &mut e.detail {
+                d.insert("edge".into(), edge.into());
+            }
             if e.origin_seq.is_none() {
                 return Err(ControlError::BadRequest(format!(
                     "event {i} has no `origin_seq`: edges number their events so a resent \
@@ -875,7 +1087,8 @@ impl ControlPlane {
             if page.is_empty() {
                 break;
             }
-            for r in &page {
+            // Records appended after the head was read are the next verification's.
+            for r in page.iter().take_while(|r| r.seq <= head.seq) {
                 let seq = expected_seq + 1;
                 if r.seq != seq {
                     problem = Some((seq, format!("record {seq} is missing (next is {})", r.seq)));
@@ -902,6 +1115,9 @@ impl ControlPlane {
                 }
                 prev.clone_from(&r.hash);
                 expected_seq = seq;
+            }
+            if expected_seq >= head.seq {
+                break;
             }
         }
         if problem.is_none() && (expected_seq != head.seq || prev != head.hash) {

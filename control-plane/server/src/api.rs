@@ -598,11 +598,14 @@ struct QualityParams {
 /// statistics, change against the previous version, checks, drift and recent history.
 async fn quality(
     State(cp): State<Shared>,
+    Extension(pr): Extension<Principal>,
     Path(view): Path<String>,
     q: Result<Query<QualityParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ControlError> {
     let p = query(q)?;
-    Ok(Json(cp.quality(&view, p.version).await?).into_response())
+    let mut report = cp.quality(&view, p.version).await?;
+    cp.scrub_quality(&pr, &view, &mut report).await?;
+    Ok(Json(report).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -796,6 +799,9 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .with_state(cp)
 }
 
+/// How often a serving control plane rewrites the access document regardless of changes.
+const ACCESS_REPUBLISH: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Serves the control plane on `listener` until `shutdown` resolves.
 pub async fn serve(
     cp: Arc<ControlPlane>,
@@ -808,12 +814,20 @@ pub async fn serve(
         .jobs
         .enabled
         .then(|| tokio::spawn(crate::jobs::run(cp.clone(), stopped)));
-    if cp.config.auth {
-        // Edges need a document before they can answer anyone.
-        if let Err(e) = cp.publish_access().await {
-            tracing::error!(error = %e, "could not publish the access document");
-        }
-    }
+    // Edges need a document before they can answer anyone; it is written again every minute,
+    // so a change whose publish failed (the store was down) still reaches them, and expired
+    // tokens leave it.
+    let access = cp.config.auth.then(|| {
+        let cp = cp.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = cp.publish_access().await {
+                    tracing::error!(error = %e, "could not publish the access document");
+                }
+                tokio::time::sleep(ACCESS_REPUBLISH).await;
+            }
+        })
+    });
     let app = router(cp).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -823,6 +837,9 @@ pub async fn serve(
     let _ = stop.send(true);
     if let Some(j) = jobs {
         j.abort();
+    }
+    if let Some(a) = access {
+        a.abort();
     }
     served
 }

@@ -115,6 +115,23 @@ impl ControlPlane {
                 entity.name
             )));
         }
+        // The value as the join key is declared, whatever it looked like on the command line.
+        let declared = entity
+            .join_keys
+            .iter()
+            .find(|k| k.name == key)
+            .map(|k| k.ty);
+        let value = &match (declared, value) {
+            (Some(fstore_snapshot::KeyType::Int64), fstore_offline::KeyValue::Str(s)) => {
+                fstore_offline::KeyValue::Int(s.parse().map_err(|_| {
+                    ControlError::BadRequest(format!("`{key}` is an integer key; `{s}` is not one"))
+                })?)
+            }
+            (Some(fstore_snapshot::KeyType::String), fstore_offline::KeyValue::Int(i)) => {
+                fstore_offline::KeyValue::Str(i.to_string())
+            }
+            (_, v) => v.clone(),
+        };
         let views: Vec<&fstore_spec::FeatureView> = defs
             .feature_views
             .iter()
@@ -146,9 +163,26 @@ impl ControlPlane {
                 });
                 continue;
             }
-            let files = fstore_offline::erase_rows(source, key, value)
-                .await
-                .map_err(|e| ControlError::BadRequest(format!("erasing from `{name}`: {e}")))?;
+            let files = match fstore_offline::erase_rows(source, key, value).await {
+                Ok(f) => f,
+                Err(e) => {
+                    // Files already rewritten stay so; the attempt is on record either way.
+                    let message = format!("erasing from `{name}`: {e}");
+                    self.audit(
+                        &by.actor,
+                        "erase.failed",
+                        &format!("entity/{}", entity.name),
+                        serde_json::json!({
+                            "key": key,
+                            "value": value.to_string(),
+                            "files": report.files.iter().map(|f| &f.file).collect::<Vec<_>>(),
+                            "error": message,
+                        }),
+                    )
+                    .await?;
+                    return Err(ControlError::BadRequest(message));
+                }
+            };
             report.rows_removed += files.iter().map(|f| f.rows_removed).sum::<u64>();
             report.files.extend(files);
         }
@@ -197,8 +231,14 @@ impl ControlPlane {
             let Some(secs) = s.retention_seconds else {
                 continue;
             };
-            let cutoff =
-                now - chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 2));
+            // A retention longer than the calendar reaches back keeps everything.
+            let Some(cutoff) = i64::try_from(secs)
+                .ok()
+                .and_then(chrono::TimeDelta::try_seconds)
+                .and_then(|d| now.checked_sub_signed(d))
+            else {
+                continue;
+            };
             let (deleted, undated) =
                 fstore_offline::expire_partitions(s, cutoff.timestamp_micros())
                     .await
@@ -280,11 +320,13 @@ impl ControlPlane {
                         let d: serde_json::Value =
                             serde_json::from_str(&r.detail).unwrap_or_default();
                         let masked = d["masked"].as_bool().unwrap_or(true);
+                        // An edge folds a caller's repeated reads into one record.
+                        let requests = d["requests"].as_u64().unwrap_or(1);
                         for f in d["features"].as_array().into_iter().flatten() {
                             let Some(f) = f.as_str() else { continue };
                             let e = reads.entry((view.to_string(), f.to_string())).or_default();
-                            e.0 += 1;
-                            e.1 += u64::from(!masked);
+                            e.0 += requests;
+                            e.1 += if masked { 0 } else { requests };
                         }
                     }
                     _ => {}

@@ -224,13 +224,15 @@ pub struct ControlPlane {
     /// For notifying edges of a publish; short timeouts, so a dead edge costs little.
     http: reqwest::Client,
     /// This instance's name in registry locks: unique even for two instances in one process.
-    holder: String,
+    pub(crate) holder: String,
     /// Local copies of live snapshots, for incremental runs.
     pub(crate) cache: SnapshotCache,
     /// Opens, resolves and announces alerts.
     pub(crate) alerter: crate::alerts::Alerter,
     /// Signs the access document; loaded from the registry on first use.
     pub(crate) signer: tokio::sync::OnceCell<fstore_access::Signer>,
+    /// One access-document write at a time in this process.
+    pub(crate) access_publish: tokio::sync::Mutex<()>,
     pub config: ControlConfig,
 }
 
@@ -395,6 +397,7 @@ impl ControlPlane {
             holder: format!("{}#{instance}", config.jobs.replica),
             cache,
             signer: tokio::sync::OnceCell::new(),
+            access_publish: tokio::sync::Mutex::new(()),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(1))
                 .build()
@@ -455,6 +458,28 @@ impl ControlPlane {
         opts: &ApplyOptions,
     ) -> Result<ApplyReport, ControlError> {
         defs.validate().map_err(ControlError::InvalidDefinitions)?;
+        // Permissions first: resolving reads and compiles components (and stores them), which
+        // nobody without the right to change these definitions may make happen.
+        if let Some(p) = &opts.principal {
+            if opts.dry_run {
+                p.check(
+                    fstore_access::Action::Describe,
+                    &fstore_access::Resource::project(),
+                )?;
+            } else if !p.may_change_definitions() {
+                // Nothing to resolve for someone who may change nothing: refuse before any
+                // component is read. The unresolved plan differs from the real one only in
+                // transform digests, so the refusal names a change of the request: a create
+                // or delete first, else an update.
+                let mut unresolved = self.plan_resolved(defs).await?;
+                unresolved.changes.sort_by_key(|c| match c.action {
+                    fstore_spec::Action::Create => 0,
+                    fstore_spec::Action::Delete => 1,
+                    fstore_spec::Action::Update => 2,
+                });
+                self.authorize_plan(p, &unresolved, defs).await?;
+            }
+        }
         let mut resolved = defs.clone();
         self.transforms
             .resolve(&mut resolved, (!opts.dry_run).then_some(&self.store))
@@ -853,8 +878,9 @@ impl ControlPlane {
             let loaded = self.transforms.for_steps(&self.store, steps).await?;
             transforms.insert(name.clone(), loaded);
         }
-        let masks = self.training_masks(params.principal.as_ref(), &defs, &features);
-        let pii = Self::pii_features(&defs, &features);
+        let privacy = self.privacy_all(&defs).await?;
+        let masks = Self::training_masks(params.principal.as_ref(), &defs, &privacy, &features);
+        let pii = Self::pii_features(&privacy, &features);
         let request_names: Vec<String> = features.iter().map(|r| r.feature.clone()).collect();
         let request = fstore_offline::HistoricalRequest {
             features,

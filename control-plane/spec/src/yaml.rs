@@ -341,6 +341,17 @@ pub fn parse_features_yaml(
         let retention_seconds = match &s.retention {
             None => None,
             Some(r) => match parse_duration(r) {
+                Ok(secs) if secs > 100 * 366 * 86_400 => {
+                    errs.push(with_pos(
+                        SpecError::new(format!(
+                            "source `{}`: retention of over a hundred years; leave it out to keep everything",
+                            *s.name
+                        ))
+                        .key(format!("sources.{}.retention", *s.name)),
+                        pos(r),
+                    ));
+                    None
+                }
                 Ok(secs) if secs > 0 => Some(secs),
                 Ok(_) => {
                     errs.push(with_pos(

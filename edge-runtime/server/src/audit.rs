@@ -21,6 +21,8 @@ use crate::EdgeError;
 
 /// Most records one batch carries (the control plane takes up to 10,000).
 const BATCH: usize = 1000;
+/// Most bytes of spool one batch reads, well under the control plane's body limit.
+const BATCH_BYTES: u64 = 2 << 20;
 /// How often the queue is written to disk and shipped.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// The spool is emptied (truncated) once everything in it is acknowledged and it is larger
@@ -52,10 +54,49 @@ struct QueueInner {
     pending: Vec<AuditEvent>,
 }
 
+/// How many entity keys one (merged) record lists.
+const MERGED_KEYS: usize = 100;
+
+/// Folds `e` into `into` when both are the same caller reading the same features of the same
+/// view from the same address, masked alike: one record per caller and view per flush
+/// interval, counting its requests and entities, instead of one per request.
+fn merge(into: &mut AuditEvent, e: &AuditEvent) -> bool {
+    let same = into.actor == e.actor
+        && into.action == e.action
+        && into.resource == e.resource
+        && into.remote == e.remote
+        && into.detail.get("features") == e.detail.get("features")
+        && into.detail.get("masked") == e.detail.get("masked");
+    if !same {
+        return false;
+    }
+    let d = &mut into.detail;
+    let n = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+    let requests = n(d, "requests").max(1) + n(&e.detail, "requests").max(1);
+    let entities = n(d, "entities") + n(&e.detail, "entities");
+    if let Some(o) = d.as_object_mut() {
+        o.insert("requests".into(), requests.into());
+        o.insert("entities".into(), entities.into());
+        o.insert("until".into(), e.at.clone().into());
+        if let (Some(serde_json::Value::Array(keys)), Some(serde_json::Value::Array(more))) =
+            (o.get_mut("keys"), e.detail.get("keys"))
+        {
+            let room = MERGED_KEYS.saturating_sub(keys.len());
+            keys.extend(more.iter().take(room).cloned());
+        }
+    }
+    true
+}
+
 impl AuditQueue {
-    /// Queues a record, numbering it.
+    /// Queues a record, numbering it, or folds it into a queued one of the same caller, view
+    /// and features (see [`merge`]).
     pub fn push(&self, mut e: AuditEvent, now_micros: i64) {
         let Ok(mut q) = self.inner.lock() else { return };
+        // Only the newest few are compared: the queue is emptied every flush.
+        if q.pending.iter_mut().rev().take(16).any(|p| merge(p, &e)) {
+            return;
+        }
         let seq = u64::try_from(now_micros).unwrap_or(0).max(q.last_seq + 1);
         q.last_seq = seq;
         e.origin_seq = seq;
@@ -177,9 +218,10 @@ impl Shipper {
         let from = self.shipped().await.min(len);
         if from == len {
             if len > ROTATE_BYTES {
-                // Everything is acknowledged: start a new spool.
-                tokio::fs::remove_file(&path).await.map_err(io(&path))?;
+                // Everything is acknowledged: start a new spool. The offset goes back first,
+                // so a crash in between resends (harmless) rather than skips.
                 self.set_shipped(0).await?;
+                tokio::fs::remove_file(&path).await.map_err(io(&path))?;
             }
             return Ok(false);
         }
@@ -187,7 +229,7 @@ impl Shipper {
             .await
             .map_err(io(&path))?;
         let mut buf = Vec::new();
-        f.take(len - from)
+        f.take((len - from).min(BATCH_BYTES))
             .read_to_end(&mut buf)
             .await
             .map_err(io(&path))?;
@@ -205,6 +247,16 @@ impl Shipper {
             }
         }
         if consumed == 0 {
+            if buf.len() as u64 >= BATCH_BYTES {
+                // One line larger than a batch can never be shipped: skip it, loudly, rather
+                // than block every record behind it.
+                let end = buf.iter().position(|&b| b == b'\n');
+                tracing::error!("an audit record over {BATCH_BYTES} bytes was skipped");
+                if let Some(e) = end {
+                    self.set_shipped(from + e as u64 + 1).await?;
+                    return Ok(true);
+                }
+            }
             return Ok(false);
         }
         let mut req = self
@@ -283,11 +335,31 @@ mod tests {
             remote: None,
             origin_seq: 0,
         };
-        q.push(e.clone(), 100);
-        q.push(e.clone(), 100);
-        q.push(e, 50);
+        let other = |actor: &str| AuditEvent {
+            actor: actor.into(),
+            ..e.clone()
+        };
+        q.push(other("token:a"), 100);
+        q.push(other("token:b"), 100);
+        q.push(other("token:c"), 50);
         let seqs: Vec<u64> = q.take().iter().map(|e| e.origin_seq).collect();
         assert_eq!(seqs, [100, 101, 102]);
         assert_eq!(q.pending(), 0);
+        // The same caller reading the same features again is one record, counted.
+        let read = |keys: &[&str]| AuditEvent {
+            detail: serde_json::json!({"features": ["email"], "masked": true, "entities": keys.len(), "keys": keys}),
+            ..e.clone()
+        };
+        q.push(read(&["id=1"]), 200);
+        q.push(read(&["id=2", "id=3"]), 201);
+        q.push(other("token:z"), 202);
+        let merged = q.take();
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].detail["requests"], 2);
+        assert_eq!(merged[0].detail["entities"], 3);
+        assert_eq!(
+            merged[0].detail["keys"],
+            serde_json::json!(["id=1", "id=2", "id=3"])
+        );
     }
 }

@@ -270,7 +270,20 @@ impl Loader {
         };
         let doc = fstore_access::verify_doc(&bytes, key)
             .map_err(|e| EdgeError::Config(format!("{}: {e}", fstore_access::ACCESS_KEY)))?;
-        let held = self.state.gate.load().as_ref().map(|g| g.seq());
+        // The highest number ever accepted, across restarts: a replayed older document (one
+        // still listing a revoked token) is refused even by a freshly started edge.
+        let floor_file = self.cache_dir.join("access.seq");
+        let persisted = tokio::fs::read_to_string(&floor_file)
+            .await
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        let held = self
+            .state
+            .gate
+            .load()
+            .as_ref()
+            .map(|g| g.seq())
+            .max(persisted);
         if held.is_some_and(|h| doc.seq < h) {
             return Err(EdgeError::Config(format!(
                 "{} number {} is older than the one served ({}); refusing to go back",
@@ -282,6 +295,18 @@ impl Loader {
         let seq = doc.seq;
         let gate = fstore_access::Gate::new(doc)
             .map_err(|e| EdgeError::Config(format!("{}: {e}", fstore_access::ACCESS_KEY)))?;
+        tokio::fs::create_dir_all(&self.cache_dir)
+            .await
+            .map_err(|source| EdgeError::Io {
+                path: self.cache_dir.display().to_string(),
+                source,
+            })?;
+        tokio::fs::write(&floor_file, seq.to_string())
+            .await
+            .map_err(|source| EdgeError::Io {
+                path: floor_file.display().to_string(),
+                source,
+            })?;
         self.state.gate.store(Some(Arc::new(gate)));
         self.access_etag = etag;
         tracing::info!(seq, "loaded access document");

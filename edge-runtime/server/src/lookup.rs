@@ -635,7 +635,9 @@ fn entity_keys(req: &LookupRequest<'_>, n: usize) -> Vec<String> {
                 s.push('=');
                 let mut v = Vec::new();
                 write_entity(&mut v, &vals[r]);
-                s.push_str(std::str::from_utf8(&v).unwrap_or("?").trim_matches('"'));
+                let text = std::str::from_utf8(&v).unwrap_or("?").trim_matches('"');
+                // A key is an id; anything longer is cut so one request cannot bloat the log.
+                s.push_str(fstore_access::truncate_text(text, 128));
             }
             s
         })
@@ -885,6 +887,11 @@ impl Ctx<'_, '_> {
     #[cold]
     fn write_masked(&self, out: &mut Vec<u8>, mask: Mask, v: &Value<'_>) -> Status {
         match (mask, v) {
+            (Mask::Hash, Value::ListFloat64(_)) => {
+                // Lists are not hashed (nor in training sets): withheld.
+                out.extend_from_slice(b"null");
+                Status::Redacted
+            }
             (Mask::Hash, v) => {
                 // Masks exist only with a gate; without one, withhold rather than guess.
                 let Some(gate) = self.gate else {
