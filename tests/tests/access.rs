@@ -883,6 +883,55 @@ async fn tagged_permissions(fleet: &Fleet) {
     }
     let (s, b) = send(lookup("customer_profile"), Some(&token)).await;
     assert_refused(s, &b, "read_online", "an untagged view at the edge");
+
+    // A forced delete needs `delete` on everything it takes with it.
+    let (ok, out, err) = fleet.cli(
+        None,
+        &[
+            "role",
+            "create",
+            "view-deleter",
+            "--permission",
+            "delete:feature_view:*",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = fleet.cli(
+        None,
+        &[
+            "token",
+            "create",
+            "--role",
+            "view-deleter",
+            "--name",
+            "vd",
+            "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let vd = serde_json::from_str::<Value>(&out).expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let (s, b) = send(
+        c.delete(format!("{cp}/v1/feature-views/customer_profile?force=true")),
+        Some(&vd),
+    )
+    .await;
+    assert_refused(s, &b, "delete", "a forced delete reaching a service");
+    assert_eq!(
+        b["error"]["details"]["missing"]["kind"], "feature_service",
+        "{b}"
+    );
+    let (s, _) = send(
+        c.get(format!("{cp}/v1/feature-views/customer_profile")),
+        Some(fleet.token("admin")),
+    )
+    .await;
+    assert_eq!(s, 200, "nothing was deleted");
+    // HEAD on a public route is as public as GET.
+    let head = c.head(format!("{cp}/healthz")).send().await.expect("head");
+    assert_eq!(head.status().as_u16(), 200);
 }
 
 /// Consumers see PII through its mask; `read_pii` holders see it raw; training sets agree.

@@ -492,7 +492,10 @@ pub async fn rollback(g: &Global, a: RollbackArgs) -> anyhow::Result<()> {
 pub async fn delete(g: &Global, a: DeleteArgs) -> anyhow::Result<()> {
     let kind = object_kind(&a.kind)?;
     let cp = open_control(g).await?;
-    let r = cp.delete(kind, &a.name, a.force, &whoami()).await?;
+    let principal = crate::access::principal(g, &cp).await?;
+    let r = cp
+        .delete(kind, &a.name, a.force, &whoami(), Some(&principal))
+        .await?;
     for (kind, name) in &r.deleted {
         println!("deleted {kind} `{name}`");
     }

@@ -288,6 +288,18 @@ impl ControlPlane {
         kind: ResourceKind,
         name: &str,
     ) -> Result<(), ControlError> {
+        // `/v1/features/{view}/…` and `/v1/quality/{view}` name on-demand views too.
+        let kind = if kind == ResourceKind::FeatureView {
+            let defs = self.registry.definitions().await?;
+            let base = fstore_snapshot::base_view(name);
+            if defs.view(base).is_none() && defs.on_demand_views.iter().any(|o| o.name == base) {
+                ResourceKind::OnDemandView
+            } else {
+                kind
+            }
+        } else {
+            kind
+        };
         let tags = if p.needs_tags() && kind != ResourceKind::Project {
             tags_of(&self.registry.definitions().await?, kind, name)
         } else {
@@ -360,6 +372,17 @@ impl ControlPlane {
                 views.push(v.to_string());
             }
         }
+        // An on-demand view reads its source views: a training set of it reads them too.
+        let sources: Vec<String> = views
+            .iter()
+            .filter_map(|v| {
+                defs.on_demand_views
+                    .iter()
+                    .find(|o| o.name == fstore_snapshot::base_view(v))
+            })
+            .flat_map(|o| o.sources.iter().cloned())
+            .collect();
+        views.extend(sources);
         views.sort();
         views.dedup();
         if p.token_id.is_some() {

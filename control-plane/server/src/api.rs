@@ -380,7 +380,7 @@ async fn delete_object(
     let kind = kind_from_path(&kind)?;
     let p = query(q)?;
     let report = cp
-        .delete(kind, &name, p.force, &author(&pr, p.author)?)
+        .delete(kind, &name, p.force, &author(&pr, p.author)?, Some(&pr))
         .await?;
     Ok(Json(report).into_response())
 }

@@ -50,7 +50,7 @@ pub(crate) enum Target {
 /// The policy of every route, by method and route pattern.
 pub(crate) fn need(method: &Method, route: &str) -> Need {
     use Action::*;
-    let get = method == Method::GET;
+    let get = method == Method::GET || method == Method::HEAD;
     let post = method == Method::POST;
     let delete = method == Method::DELETE;
     match route {

@@ -242,6 +242,7 @@ impl ControlPlane {
         name: &str,
         force: bool,
         author: &str,
+        principal: Option<&crate::Principal>,
     ) -> Result<DeleteReport, ControlError> {
         let defs = self.registry().definitions().await?;
         let root = NodeId {
@@ -282,6 +283,19 @@ impl ControlPlane {
                 .collect();
             below.sort();
             doomed.extend(below);
+        }
+        // A forced delete removes what depends on the object too: each needs `delete`.
+        if let Some(p) = principal {
+            for id in &doomed {
+                if let Some(k) = id.kind.to_object() {
+                    let rk = crate::resource_kind(k);
+                    let tags = crate::tags_of(&defs, rk, &id.name);
+                    p.check(
+                        fstore_access::Action::Delete,
+                        &fstore_access::Resource::new(rk, &id.name, &tags),
+                    )?;
+                }
+            }
         }
         let mut next = defs.clone();
         for id in &doomed {

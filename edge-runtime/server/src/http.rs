@@ -369,6 +369,7 @@ pub async fn serve(
         }
         None => None,
     };
+    let state_for_shutdown = state.clone();
     let app =
         router(state, config.max_body_bytes).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)
@@ -376,6 +377,14 @@ pub async fn serve(
         .await;
     poller.abort();
     if let Some(s) = shipper {
+        // Let the shipper put the last queued audit records on disk (it flushes every 250 ms)
+        // before stopping it; what it has not shipped is shipped by the next start.
+        for _ in 0..8 {
+            if state_for_shutdown.audit.pending() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(125)).await;
+        }
         s.abort();
     }
     if let Some(h) = heartbeat {
