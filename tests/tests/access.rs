@@ -1169,7 +1169,7 @@ async fn audit_trail(fleet: &mut Fleet) {
     assert_eq!(record["actor"], "token:consumer");
     // The origin is the edge's token (an edge cannot write in another's name); its fleet
     // id rides in the detail.
-    assert_eq!(record["origin"], "edge:edge");
+    assert_eq!(record["origin"], "edge:edge/edge-a");
     assert_eq!(record["resource"], "feature_view/customer_profile");
     assert_eq!(record["remote"], "127.0.0.1");
     let detail: Value =

@@ -1053,10 +1053,12 @@ impl ControlPlane {
                 events.len()
             )));
         }
-        // The origin is the sending token, never what the body claims: an edge cannot write
-        // in another's name or pre-claim its sequence numbers. `edge` (its fleet id) is kept.
+        // The origin starts with the sending token, never what the body claims, so an edge
+        // cannot write in another token's name or pre-claim its sequence numbers; the fleet
+        // id follows, so edges sharing a token keep apart (their sequence numbers are their
+        // own clocks and may coincide).
         let origin = format!(
-            "edge:{}",
+            "edge:{}/{edge}",
             by.actor.strip_prefix("token:").unwrap_or(&by.actor)
         );
         let mut events = events;
