@@ -99,6 +99,19 @@ impl Fleet {
         ));
     }
 
+    /// A new token made by the local admin with `fstore token create`.
+    fn new_token(&self, role: &str, name: &str) -> String {
+        let (ok, out, err) = self.cli(
+            None,
+            &["token", "create", "--role", role, "--name", name, "--json"],
+        );
+        assert!(ok, "token create {name}: {out}{err}");
+        serde_json::from_str::<Value>(&out).expect("json")["token"]
+            .as_str()
+            .expect("token")
+            .to_string()
+    }
+
     fn token(&self, role: &str) -> &str {
         &self.tokens[role]
     }
@@ -829,23 +842,7 @@ async fn tagged_permissions(fleet: &Fleet) {
         ],
     );
     assert!(ok, "{out}{err}");
-    let (ok, out, err) = fleet.cli(
-        None,
-        &[
-            "token",
-            "create",
-            "--role",
-            "segmenters",
-            "--name",
-            "seg",
-            "--json",
-        ],
-    );
-    assert!(ok, "{err}");
-    let token = serde_json::from_str::<Value>(&out).expect("json")["token"]
-        .as_str()
-        .expect("token")
-        .to_string();
+    let token = fleet.new_token("segmenters", "seg");
     let cp = fleet.cp_url();
     let (s, b) = send(
         c.get(format!("{cp}/v1/feature-views/customer_rfm")),
@@ -896,23 +893,7 @@ async fn tagged_permissions(fleet: &Fleet) {
         ],
     );
     assert!(ok, "{out}{err}");
-    let (ok, out, err) = fleet.cli(
-        None,
-        &[
-            "token",
-            "create",
-            "--role",
-            "view-deleter",
-            "--name",
-            "vd",
-            "--json",
-        ],
-    );
-    assert!(ok, "{err}");
-    let vd = serde_json::from_str::<Value>(&out).expect("json")["token"]
-        .as_str()
-        .expect("token")
-        .to_string();
+    let vd = fleet.new_token("view-deleter", "vd");
     let (s, b) = send(
         c.delete(format!("{cp}/v1/feature-views/customer_profile?force=true")),
         Some(&vd),
@@ -1062,17 +1043,7 @@ async fn masking(fleet: &Fleet) {
 /// its poll interval (1 s).
 async fn revocation(fleet: &Fleet) {
     let c = client();
-    let (ok, out, err) = fleet.cli(
-        None,
-        &[
-            "token", "create", "--role", "consumer", "--name", "temp", "--json",
-        ],
-    );
-    assert!(ok, "{err}");
-    let temp = serde_json::from_str::<Value>(&out).expect("json")["token"]
-        .as_str()
-        .expect("token")
-        .to_string();
+    let temp = fleet.new_token("consumer", "temp");
     let lookup = || {
         c.post(format!("{}/v1/features", fleet.edge_url))
             .json(&json!({

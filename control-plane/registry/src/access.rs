@@ -20,10 +20,13 @@ pub async fn with_audit_origin<F: std::future::Future>(
     AUDIT_ORIGIN.scope((origin, remote), f).await
 }
 
+/// The origin set by [`with_audit_origin`] for the running task, if any.
+pub fn current_audit_origin() -> Option<(String, Option<String>)> {
+    AUDIT_ORIGIN.try_with(Clone::clone).ok()
+}
+
 pub(crate) fn audit_origin() -> (String, Option<String>) {
-    AUDIT_ORIGIN
-        .try_with(Clone::clone)
-        .unwrap_or_else(|_| ("registry".to_string(), None))
+    current_audit_origin().unwrap_or_else(|| ("registry".to_string(), None))
 }
 
 /// The hash before the first audit record.

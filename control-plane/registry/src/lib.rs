@@ -44,7 +44,7 @@ use std::sync::Arc;
 
 pub use access::{
     AUDIT_GENESIS, AuditFields, AuditHead, AuditQuery, AuditRecord, NewAuditEvent, RoleRecord,
-    TokenRecord, audit_hash, with_audit_origin,
+    TokenRecord, audit_hash, current_audit_origin, with_audit_origin,
 };
 pub use fstore_spec::{Definitions, ObjectKind};
 pub use quality::{Alert, AlertQuery, NewAlert, QualityRecord, ServingSample, ViewSignals};

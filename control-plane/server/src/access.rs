@@ -205,11 +205,11 @@ pub struct AuditVerification {
     pub problem: Option<String>,
 }
 
-fn now_text() -> String {
+pub(crate) fn now_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-fn token_status(t: &TokenRecord, now: &str) -> &'static str {
+pub(crate) fn token_status(t: &TokenRecord, now: &str) -> &'static str {
     if t.revoked_at.is_some() {
         "revoked"
     } else if t.expires_at.as_deref().is_some_and(|e| e <= now) {
@@ -1165,11 +1165,6 @@ impl ControlPlane {
     }
 }
 
-tokio::task_local! {
-    /// Where the current request comes from, for audit records the control plane writes.
-    static ORIGIN: (String, Option<String>);
-}
-
 /// Runs `f` as a request from `remote` (or, for the CLI, with `origin` naming it): audit
 /// records it writes, the registry's included, say so.
 pub async fn with_origin<F: std::future::Future>(
@@ -1177,14 +1172,11 @@ pub async fn with_origin<F: std::future::Future>(
     remote: Option<String>,
     f: F,
 ) -> F::Output {
-    let inner = fstore_registry::with_audit_origin(origin.clone(), remote.clone(), f);
-    ORIGIN.scope((origin, remote), inner).await
+    fstore_registry::with_audit_origin(origin, remote, f).await
 }
 
 fn current_origin() -> (String, Option<String>) {
-    ORIGIN
-        .try_with(Clone::clone)
-        .unwrap_or_else(|_| ("control-plane".to_string(), None))
+    fstore_registry::current_audit_origin().unwrap_or_else(|| ("control-plane".to_string(), None))
 }
 
 fn bad_request(e: fstore_access::AccessError) -> ControlError {

@@ -99,7 +99,7 @@ struct ApplyJson {
     author: Option<String>,
 }
 
-fn query<T>(
+pub(crate) fn query<T>(
     q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
 ) -> Result<T, ControlError> {
     q.map(|Query(q)| q)

@@ -357,7 +357,7 @@ pub(crate) async fn audit(
     axum::Extension(p): axum::Extension<Principal>,
     q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ControlError> {
-    let Query(q) = q.map_err(|e| ControlError::BadRequest(e.body_text()))?;
+    let q = crate::api::query(q)?;
     let query = fstore_registry::AuditQuery {
         after: q.after,
         actor: q.actor,
@@ -453,7 +453,7 @@ pub(crate) async fn compliance(
     axum::Extension(p): axum::Extension<Principal>,
     q: Result<Query<ComplianceParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ControlError> {
-    let Query(q) = q.map_err(|e| ControlError::BadRequest(e.body_text()))?;
+    let q = crate::api::query(q)?;
     let report = cp
         .compliance_report(&p, rfc3339("since", q.since)?, rfc3339("until", q.until)?)
         .await?;

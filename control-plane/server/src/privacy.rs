@@ -8,6 +8,7 @@ use fstore_registry::AuditQuery;
 use fstore_spec::{Definitions, SourceFormat};
 use serde::Serialize;
 
+use crate::access::now_text;
 use crate::{ControlError, ControlPlane, Principal, RunMode};
 
 /// Where an entity was removed from.
@@ -84,10 +85,6 @@ pub struct ComplianceReport {
     pub features: Vec<PiiFeature>,
     /// Erasure requests in the period.
     pub erasures: u64,
-}
-
-fn now_text() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 impl ControlPlane {
@@ -283,9 +280,7 @@ impl ControlPlane {
         let now = now_text();
         let mut holders: Vec<(String, fstore_access::Role)> = Vec::new();
         for t in self.registry.tokens().await? {
-            let live =
-                t.revoked_at.is_none() && t.expires_at.as_deref().is_none_or(|e| e > now.as_str());
-            if !live {
+            if crate::access::token_status(&t, &now) != "active" {
                 continue;
             }
             if let Some(role) = self.role(&t.role).await? {
