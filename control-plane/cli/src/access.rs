@@ -362,6 +362,7 @@ pub async fn audit(g: &Global, what: AuditCommand) -> anyhow::Result<()> {
                         since: None,
                         until: None,
                         limit: a.limit,
+                        ..fstore_registry::AuditQuery::default()
                     },
                 )
                 .await?;

@@ -152,11 +152,15 @@ pub fn audit_hash(prev_hash: &str, seq: u64, f: AuditFields<'_>) -> String {
     hex::encode(h.finalize())
 }
 
-/// Which audit records to list (oldest first).
+/// Which audit records to list (oldest first unless `newest_first`).
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
     /// Only records after this sequence number.
     pub after: Option<u64>,
+    /// Only records before this sequence number (to page back through a newest-first list).
+    pub before: Option<u64>,
+    /// Newest first: the records nearest the head (or `before`) rather than `after`.
+    pub newest_first: bool,
     pub actor: Option<String>,
     pub action: Option<String>,
     /// A resource, or a prefix of one ending in `/` (`feature_view/`).

@@ -46,9 +46,9 @@ use crate::{Highlight, RegistryError, SearchHit, SearchQuery};
 /// The document kind of a feature; the other documents use [`ObjectKind::as_str`].
 pub(crate) const FEATURE: &str = "feature";
 
-/// Kinds in the order equally ranked hits (and an empty query) list them: features first,
-/// since they are what people look for.
-const KIND_ORDER: [&str; 8] = [
+/// The kinds of catalog documents, in the order equally ranked hits (and an empty query) list
+/// them: features first, since they are what people look for.
+pub const KIND_ORDER: [&str; 8] = [
     FEATURE,
     "feature_view",
     "on_demand_view",

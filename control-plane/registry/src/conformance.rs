@@ -289,6 +289,24 @@ async fn audit_chain(reg: &dyn Registry) {
         .await
         .expect(ok);
     assert_eq!(seqs(page), [2, 3]);
+    // Newest first, paged back with `before`: what a person reading the log wants first.
+    let newest = reg
+        .audit(&q(&|q| {
+            q.newest_first = true;
+            q.limit = 2
+        }))
+        .await
+        .expect(ok);
+    assert_eq!(seqs(newest), [4, 3]);
+    let older = reg
+        .audit(&q(&|q| {
+            q.newest_first = true;
+            q.before = Some(base + 3);
+            q.limit = 2
+        }))
+        .await
+        .expect(ok);
+    assert_eq!(seqs(older), [2, 1]);
     let later = reg
         .audit(&q(&|q| q.since = Some("2026-03-02T00:00:00Z".into())))
         .await

@@ -46,6 +46,8 @@ pub use access::{
     AUDIT_GENESIS, AuditFields, AuditHead, AuditQuery, AuditRecord, NewAuditEvent, RoleRecord,
     TokenRecord, audit_hash, current_audit_origin, with_audit_origin,
 };
+/// The kinds of catalog documents a search can be narrowed to.
+pub use catalog::KIND_ORDER as SEARCH_KINDS;
 pub use fstore_spec::{Definitions, ObjectKind};
 pub use quality::{Alert, AlertQuery, NewAlert, QualityRecord, ServingSample, ViewSignals};
 

@@ -545,6 +545,12 @@ async fn heartbeat(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// `GET /v1/overview`: every view's freshness against its schedule, the fleet, open alerts
+/// and the latest runs.
+async fn overview(State(cp): State<Shared>) -> Result<Response, ControlError> {
+    Ok(Json(cp.overview().await?).into_response())
+}
+
 /// `GET /v1/edges`: the fleet, each edge up or down.
 async fn edges(State(cp): State<Shared>) -> Result<Response, ControlError> {
     let items = cp.edges().await?;
@@ -756,6 +762,7 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route("/v1/impact/{kind}/{name}", get(impact))
         .route("/v1/rollbacks", get(rollbacks))
         .route("/v1/edges", get(edges))
+        .route("/v1/overview", get(overview))
         .route("/v1/jobs", get(jobs).post(trigger_job))
         .route("/v1/jobs/{id}", get(job))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
@@ -802,9 +809,21 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
 /// How often a serving control plane rewrites the access document regardless of changes.
 const ACCESS_REPUBLISH: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Serves the control plane on `listener` until `shutdown` resolves.
+/// Serves the control plane's REST API on `listener` until `shutdown` resolves.
 pub async fn serve(
     cp: Arc<ControlPlane>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(cp.clone());
+    serve_app(cp, app, listener, shutdown).await
+}
+
+/// Serves `app` (the REST API and whatever was merged into it, such as the dashboard) with
+/// the control plane's background work: the scheduler and the access document's republish.
+pub async fn serve_app(
+    cp: Arc<ControlPlane>,
+    app: Router,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -828,7 +847,7 @@ pub async fn serve(
             }
         })
     });
-    let app = router(cp).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;

@@ -69,6 +69,7 @@ pub(crate) fn need(method: &Method, route: &str) -> Need {
         | "/v1/changelog"
         | "/v1/rollbacks"
         | "/v1/edges"
+        | "/v1/overview"
         | "/v1/jobs"
         | "/v1/jobs/{id}"
         | "/v1/alerts"
@@ -333,7 +334,8 @@ pub(crate) struct AuditParams {
     limit: Option<usize>,
 }
 
-fn rfc3339(name: &str, v: Option<String>) -> Result<Option<String>, ControlError> {
+/// A time given as a query parameter, normalized to RFC 3339 UTC with microseconds.
+pub fn time_param(name: &str, v: Option<String>) -> Result<Option<String>, ControlError> {
     match v {
         None => Ok(None),
         Some(s) => chrono::DateTime::parse_from_rfc3339(&s)
@@ -363,9 +365,10 @@ pub(crate) async fn audit(
         actor: q.actor,
         action: q.action,
         resource: q.resource,
-        since: rfc3339("since", q.since)?,
-        until: rfc3339("until", q.until)?,
+        since: time_param("since", q.since)?,
+        until: time_param("until", q.until)?,
         limit: q.limit.unwrap_or(100),
+        ..fstore_registry::AuditQuery::default()
     };
     let items = cp.audit_log(&p, &query).await?;
     let next = items.last().map(|r| r.seq);
@@ -455,7 +458,11 @@ pub(crate) async fn compliance(
 ) -> Result<Response, ControlError> {
     let q = crate::api::query(q)?;
     let report = cp
-        .compliance_report(&p, rfc3339("since", q.since)?, rfc3339("until", q.until)?)
+        .compliance_report(
+            &p,
+            time_param("since", q.since)?,
+            time_param("until", q.until)?,
+        )
         .await?;
     Ok(Json(report).into_response())
 }

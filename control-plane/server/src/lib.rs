@@ -13,6 +13,7 @@ mod governance;
 mod incremental;
 mod jobs;
 mod openapi;
+mod overview;
 mod privacy;
 mod push;
 mod quality;
@@ -25,7 +26,8 @@ pub use access::{
     resource_kind, tags_of, with_origin,
 };
 pub use alerts::{AlertSettings, Webhook, WebhookFormat};
-pub use api::{router, serve};
+pub use api::{router, serve, serve_app};
+pub use auth::time_param;
 pub use catalog::{
     EdgeStatus, FeaturePage, FeatureVersion, Freshness, HistoryEntry, MISSED_HEARTBEATS, ServiceUse,
 };
@@ -35,12 +37,13 @@ pub use governance::{DeleteReport, RollbackParams, RollbackReport};
 pub use incremental::RunMode;
 pub use jobs::{JobMetrics, JobSettings, Triggered};
 pub use openapi::openapi;
+pub use overview::{FreshnessStatus, Overview, ViewHealth};
 pub use privacy::{
     ComplianceReport, EraseReport, ErasedSnapshot, NotErased, PiiFeature, RetentionReport,
     SourceRetention,
 };
 pub use push::{PushReport, PushRequest, PushedView};
-pub use quality::QualityView;
+pub use quality::{DriftPoint, FeatureQuality, QualityView};
 pub use service::{
     ApplyOptions, ApplyReport, ControlConfig, ControlPlane, DEFAULT_RETAIN_VERSIONS,
     HistoricalParams, HistoricalReport, HistoricalView, MaterializeReport,

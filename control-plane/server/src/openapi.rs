@@ -269,6 +269,7 @@ fn quality_paths() -> Value {
                 {"name": "view", "in": "query", "schema": {"type": "string"}},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}]),
             None, "alerts")},
+        "/v1/overview": {"get": op("The store at a glance: each view's live snapshot, age and freshness against its schedule (fresh, late, manual, never, on demand), the edges serving it, the fleet, open alerts and the latest job runs", json!([]), None, "the overview")},
         "/v1/serving": {"get": op("What edges report serving per view over the last minutes: lookups per second, not-found and error rates, p50/p99 latency, and every report",
             json!([{"name": "view", "in": "query", "schema": {"type": "string"}},
                 {"name": "minutes", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 60, "default": 15}}]),
@@ -292,6 +293,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(paths.len(), 42);
+        assert_eq!(paths.len(), 43);
     }
 }

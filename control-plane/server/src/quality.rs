@@ -384,3 +384,104 @@ impl ControlPlane {
         self.alerter.flush(limit).await;
     }
 }
+
+/// One feature's part of its view's quality reports, for the catalog's feature page.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct FeatureQuality {
+    /// The latest evaluated version, if any run has been evaluated.
+    pub version: Option<u64>,
+    pub created_at: Option<String>,
+    /// The feature's statistics in it (count, nulls, quantiles, histogram, top values).
+    pub stats: Option<serde_json::Value>,
+    /// The rules about it in it, with their outcome.
+    pub checks: Vec<serde_json::Value>,
+    /// Drift of it per evaluated version, oldest first.
+    pub drift: Vec<DriftPoint>,
+    /// True when values were withheld: it is PII and the caller may not read PII.
+    pub masked: bool,
+}
+
+/// The drift figures of one feature in one evaluated version.
+#[derive(Debug, Clone, Serialize)]
+pub struct DriftPoint {
+    pub version: u64,
+    pub created_at: String,
+    pub psi: f64,
+    pub ks: Option<f64>,
+    pub js: Option<f64>,
+}
+
+/// How many evaluated versions the drift history goes back.
+const DRIFT_HISTORY: usize = 30;
+
+impl ControlPlane {
+    /// One feature's statistics, rules and drift over time, with values withheld as
+    /// [`Self::scrub_quality`] withholds them for a caller who may not read PII.
+    pub async fn feature_quality(
+        &self,
+        p: &crate::Principal,
+        view: &str,
+        feature: &str,
+    ) -> Result<FeatureQuality, ControlError> {
+        let reports = self
+            .registry
+            .quality_reports(view, false, DRIFT_HISTORY)
+            .await?;
+        let Some(latest) = reports.first() else {
+            return Ok(FeatureQuality::default());
+        };
+        let mut latest = QualityView {
+            view: latest.view.clone(),
+            version: latest.version,
+            published: latest.published,
+            created_at: latest.created_at.clone(),
+            report: latest.report.clone(),
+            history: Vec::new(),
+        };
+        self.scrub_quality(p, view, &mut latest).await?;
+        let named = |v: &&serde_json::Value| v["feature"] == feature || v["name"] == feature;
+        let stats = latest.report["stats"]["features"]
+            .as_array()
+            .and_then(|fs| fs.iter().find(named))
+            .cloned();
+        let masked = stats.as_ref().is_some_and(|s| s["masked"] == true);
+        let checks = latest.report["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(named)
+            .cloned()
+            .collect();
+        // Drift figures are distances between distributions, not values, but a masked
+        // feature's are withheld like the rest of its figures.
+        let drift = if masked {
+            Vec::new()
+        } else {
+            reports
+                .iter()
+                .rev()
+                .filter_map(|r| {
+                    let d = r.report["drift"]
+                        .as_array()?
+                        .iter()
+                        .find(|d| d["feature"] == feature)?;
+                    Some(DriftPoint {
+                        version: r.version,
+                        created_at: r.created_at.clone(),
+                        psi: d["psi"].as_f64()?,
+                        ks: d["ks"].as_f64(),
+                        js: d["js"].as_f64(),
+                    })
+                })
+                .collect()
+        };
+        Ok(FeatureQuality {
+            version: Some(latest.version),
+            created_at: Some(latest.created_at),
+            stats,
+            checks,
+            drift,
+            masked,
+        })
+    }
+}

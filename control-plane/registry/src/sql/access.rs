@@ -256,6 +256,9 @@ impl SqlRegistry {
         };
         // The sequence bound is a checked number, written into the statement.
         sql.push_str(&format!(" AND seq > {after}"));
+        if let Some(b) = q.before {
+            sql.push_str(&format!(" AND seq < {}", to_i64(b, "`before`")?));
+        }
         if let Some(a) = &q.actor {
             add(&mut sql, " AND actor = ?", a.clone());
         }
@@ -282,7 +285,8 @@ impl SqlRegistry {
         if let Some(u) = &q.until {
             add(&mut sql, " AND at <= ?", u.clone());
         }
-        sql.push_str(&format!(" ORDER BY seq LIMIT {limit}"));
+        let order = if q.newest_first { "DESC" } else { "ASC" };
+        sql.push_str(&format!(" ORDER BY seq {order} LIMIT {limit}"));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for b in &binds {
             query = query.bind(b);
