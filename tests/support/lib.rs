@@ -1,6 +1,8 @@
 //! Test support for fstore's integration tests: starting the real servers as processes,
 //! a real S3 API server (moto), fresh PostgreSQL databases, and seeded data sets.
 
+pub mod browser;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -470,7 +472,7 @@ impl Stack {
             .await
             .expect("bind");
         let control_url = format!("http://{}", cl.local_addr().expect("addr"));
-        tokio::spawn(fstore_control::serve(cp.clone(), cl, wait(rx)));
+        tokio::spawn(fstore_dashboard::serve(cp.clone(), cl, wait(rx)));
         wait_ok(&format!("{edge_url}/readyz"), Duration::from_secs(30)).await;
         Self {
             dir,

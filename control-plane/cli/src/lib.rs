@@ -625,11 +625,11 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
                 let listener = tokio::net::TcpListener::bind(&addr)
                     .await
                     .with_context(|| format!("binding {addr}"))?;
-                eprintln!(
-                    "control plane listening on http://{}",
-                    listener.local_addr()?
-                );
-                fstore_control::serve(cp, listener, shutdown_signal()).await?;
+                // Tests read the first line for the address; the dashboard is on the same port.
+                let local = listener.local_addr()?;
+                eprintln!("control plane listening on http://{local}");
+                eprintln!("dashboard at http://{local}/");
+                fstore_dashboard::serve(cp, listener, shutdown_signal()).await?;
             }
             ServeCommand::Edge {
                 addr,

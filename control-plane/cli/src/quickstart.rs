@@ -129,7 +129,11 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.control_addr))?;
     let control_url = format!("http://{}", cl.local_addr()?);
-    let control = tokio::spawn(fstore_control::serve(cp.clone(), cl, wait(stop_rx.clone())));
+    let control = tokio::spawn(fstore_dashboard::serve(
+        cp.clone(),
+        cl,
+        wait(stop_rx.clone()),
+    ));
     let el = tokio::net::TcpListener::bind(&args.edge_addr)
         .await
         .with_context(|| format!("binding {}", args.edge_addr))?;
@@ -294,6 +298,10 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
     println!(
         "            curl -s -H 'Authorization: Bearer {}' '{control_url}/v1/lineage/source/orders?direction=downstream&format=dot'",
         admin.token
+    );
+
+    println!(
+        "   dashboard: {control_url}/ (log in with the admin token above; the consumer's sees no governance)"
     );
 
     if !args.exit {
