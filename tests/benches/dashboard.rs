@@ -1,8 +1,8 @@
 //! The dashboard's overview with 100 feature views and 10 edges, over real HTTP on loopback
 //! with authentication on (a session cookie): the HTML page (`GET /`), its live fragment and
-//! the same figures as JSON (`GET /v1/overview`). The serving page is measured too, with every
-//! edge reporting all 102 views (an hour of samples is what production keeps; here there is one
-//! report per edge and view).
+//! the same figures as JSON (`GET /v1/overview`). The serving page is measured over a full
+//! hour of reports: every edge reporting all 102 views every 5 seconds (the edges' default
+//! poll interval), 734,400 samples in the registry.
 //!
 //! Run with `cargo bench -p fstore-tests --bench dashboard`.
 
@@ -12,12 +12,14 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fstore_control::{ControlPlane, Principal};
-use fstore_registry::{EdgeHeartbeat, ViewSignals};
+use fstore_registry::{EdgeHeartbeat, ServingSample, ViewSignals};
 use fstore_tests::quickstart_data;
 
 const VIEWS: usize = 100;
 const EDGES: usize = 10;
 const REGIONS: [&str; 4] = ["eu-west", "eu-central", "us-east", "ap-south"];
+/// Reports per edge and view in an hour at the edges' default 5-second poll interval.
+const REPORTS: usize = 720;
 
 struct Bench {
     _dir: tempfile::TempDir,
@@ -127,6 +129,31 @@ fn setup() -> Bench {
             .await
             .expect("heartbeat");
         }
+        // An hour of reports, as the heartbeats above would have left them.
+        let now = chrono::Utc::now();
+        let mut samples = Vec::with_capacity(EDGES * views.len() * REPORTS);
+        for r in 0..REPORTS {
+            let at = (now - chrono::Duration::seconds(5 * r as i64 + 5))
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            for e in 0..EDGES {
+                for (i, view) in views.keys().enumerate() {
+                    samples.push(ServingSample {
+                        edge: format!("edge-{e:02}"),
+                        view: view.clone(),
+                        at: at.clone(),
+                        window_ms: 5_000,
+                        lookups: 1_000 + ((r * 7 + i * 13 + e) % 400) as u64,
+                        not_found: (r % 11) as u64,
+                        errors: u64::from(r % 97 == 0),
+                        p50_us: Some(60 + (r % 30) as u64),
+                        p99_us: Some(300 + (r * 31 % 500) as u64),
+                    });
+                }
+            }
+        }
+        for chunk in samples.chunks(50_000) {
+            cp.registry().record_serving(chunk).await.expect("samples");
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -180,7 +207,15 @@ fn dashboard(c: &mut Criterion) {
         x.iter(|| b.get("/?fragment=overview", true))
     });
     g.bench_function("overview_json", |x| x.iter(|| b.get("/v1/overview", false)));
-    g.bench_function("serving_page", |x| x.iter(|| b.get("/serving", true)));
+    g.bench_function("serving_page_hour", |x| {
+        x.iter(|| b.get("/serving?minutes=60", true))
+    });
+    g.bench_function("serving_page_15_min", |x| {
+        x.iter(|| b.get("/serving?minutes=15", true))
+    });
+    g.bench_function("serving_page_5_min", |x| {
+        x.iter(|| b.get("/serving?minutes=5", true))
+    });
     g.finish();
 }
 

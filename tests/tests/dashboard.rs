@@ -127,6 +127,10 @@ async fn start() -> Stack {
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
+/// A token of the right shape that was never issued.
+const UNKNOWN_TOKEN: &str =
+    "fst_0000000000000000_0000000000000000000000000000000000000000000000000000000000000000";
+
 /// A form body as a browser encodes it.
 fn encode(pairs: &[(&str, &str)]) -> String {
     let enc = |s: &str| {
@@ -242,7 +246,7 @@ async fn pages_forms_and_refusals_over_http() {
     assert_eq!(resp.status().as_u16(), 303);
     assert_eq!(
         resp.headers()["location"],
-        "/login?next=/jobs%3Fview%3Dcustomer_rfm"
+        "/login?next=%2Fjobs%3Fview%3Dcustomer_rfm"
     );
     let (st, css) = get(&s, "", "/assets/app.css").await;
     assert!(st == 200 && css.contains("--accent"));
@@ -252,7 +256,7 @@ async fn pages_forms_and_refusals_over_http() {
     let resp = client()
         .post(format!("{}/login", s.cp_url))
         .header("content-type", FORM)
-        .body(encode(&[("token", "fst_0000000000000000_nope")]))
+        .body(encode(&[("token", UNKNOWN_TOKEN)]))
         .send()
         .await
         .expect("login");
@@ -303,24 +307,36 @@ async fn pages_forms_and_refusals_over_http() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // The same figures as JSON for scripts.
-    let o: Value = reqwest::Client::new()
-        .get(format!("{}/v1/overview", s.cp_url))
-        .bearer_auth(&s.consumer)
-        .send()
-        .await
-        .expect("overview")
-        .json()
-        .await
-        .expect("json");
-    let rfm = o["views"]
-        .as_array()
-        .expect("views")
-        .iter()
-        .find(|v| v["view"] == "customer_rfm")
-        .expect("customer_rfm");
+    // The same figures as JSON for scripts, once the edge reports the live view loaded (its
+    // first heartbeat may come before its first load).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (o, rfm) = loop {
+        let o: Value = reqwest::Client::new()
+            .get(format!("{}/v1/overview", s.cp_url))
+            .bearer_auth(&s.consumer)
+            .send()
+            .await
+            .expect("overview")
+            .json()
+            .await
+            .expect("json");
+        let rfm = o["views"]
+            .as_array()
+            .expect("views")
+            .iter()
+            .find(|v| v["view"] == "customer_rfm")
+            .expect("customer_rfm")
+            .clone();
+        if rfm["edges_current"] == 1 {
+            break (o, rfm);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the edge never served v1: {o}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(rfm["status"], "manual");
-    assert_eq!(rfm["edges_current"], 1, "{o}");
     assert_eq!(o["edges"][0]["id"], "edge-eu-1");
     let (st, _) = get(&s, &admin, "/?fragment=overview").await;
     assert_eq!(st, 200);
@@ -356,6 +372,13 @@ async fn pages_forms_and_refusals_over_http() {
     assert_eq!(st, 200);
     assert!(html.contains("id=\"feature-title\""));
     assert!(html.contains("class=\"bar\""), "a histogram: {html}");
+    // A PII feature: counts only for a role without read_pii, values for admin.
+    let (st, html) = get(&s, &consumer, "/catalog/features/customer_profile/country").await;
+    assert_eq!(st, 200);
+    assert!(html.contains("This feature is PII"), "{html}");
+    assert!(!html.contains("Most frequent values"), "{html}");
+    let (_, html) = get(&s, &admin, "/catalog/features/customer_profile/country").await;
+    assert!(html.contains("Most frequent values") && !html.contains("This feature is PII"));
     let (st, html) = get(&s, &consumer, "/lineage?focus=feature_view:customer_rfm").await;
     assert_eq!(st, 200);
     assert!(html.contains("node feature_view focus"));
@@ -367,11 +390,19 @@ async fn pages_forms_and_refusals_over_http() {
     assert!(html.contains("id=\"tokens\"") && html.contains("consumer"));
     let (st, html) = get(&s, &admin, "/governance/audit?action=login").await;
     assert_eq!(st, 200);
-    assert!(html.contains("dashboard"), "logins are audited: {html}");
+    assert!(
+        html.contains("<td>dashboard <span class=\"muted\">127.0.0.1</span></td>"),
+        "logins are audited with the dashboard as origin and the client's address: {html}"
+    );
     // Newest first: the consumer logged in after the admin.
     let consumer_at = html.find("token:consumer").expect("consumer's login");
     let admin_at = html.find("<td>token:admin").expect("admin's login");
     assert!(consumer_at < admin_at, "newest first");
+    let (_, html) = get(&s, &admin, "/governance/audit?action=login_failed").await;
+    assert!(
+        html.contains("0000000000000000"),
+        "the failed login is recorded with the id it tried: {html}"
+    );
     let (st, html) = get(&s, &admin, "/governance/audit?verify=1").await;
     assert_eq!(st, 200);
     assert!(html.contains("The chain is intact"));
@@ -494,9 +525,14 @@ async fn pages_forms_and_refusals_over_http() {
         .await
         .expect("post");
     assert_eq!(resp.status().as_u16(), 403);
-    // Logging out forgets the cookie; the token itself still works until revoked.
+    // Logging out forgets the cookie (and is audited); the token works until revoked.
     let (st, to) = post(&s, &admin, "/logout", &[("csrf", &token)]).await;
     assert_eq!((st, to.as_str()), (303, "/login"));
+    let (_, html) = get(&s, &admin, "/governance/audit?action=logout").await;
+    assert!(
+        html.contains("<td>token:admin</td><td>logout</td>"),
+        "{html}"
+    );
     // Revoking the consumer's token ends its session at the next request.
     cli(s.dir.path(), &["token", "revoke", "consumer"]);
     let resp = client()
@@ -616,23 +652,32 @@ async fn a_browser_logs_in_searches_runs_a_job_and_is_refused_governance() {
         .nth(1)
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or_else(|| panic!("{url}"));
-    let row = format!("tr[data-run='{id}']");
-    let first = b.wait_for(&row, wait).await;
-    let before = b.attr(&first, "data-status").await.unwrap_or_default();
-    b.wait_for(
-        &format!("tr[data-run='{id}'][data-status='succeeded']"),
-        Duration::from_secs(60),
-    )
-    .await;
-    assert_eq!(
-        b.url().await,
-        url,
-        "the status changed in place, by the live refresh"
-    );
-    assert!(
-        before != "succeeded" || b.find("#runs[data-updated]").await.is_some(),
-        "seen queued/running first, or updated live"
-    );
+    // Watch the row in the page's source (elements are replaced by each refresh, so a
+    // handle to one would go stale) until it says succeeded, without leaving the page.
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let html = b.source().await;
+        let status = html
+            .split(&format!("data-run=\"{id}\" data-status=\""))
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("")
+            .to_string();
+        if seen.last() != Some(&status) {
+            seen.push(status.clone());
+        }
+        if status == "succeeded" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "run {id}: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(b.url().await, url, "the status changed in place");
+    // The region is refreshed by the page's script every 2 s.
+    b.wait_for("#runs[data-updated]", Duration::from_secs(10))
+        .await;
+    eprintln!("run {id} went through {seen:?}");
     shot(&b, "jobs").await;
 
     b.goto(&format!("{}/governance/audit", s.cp_url)).await;

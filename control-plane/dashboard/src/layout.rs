@@ -9,15 +9,27 @@ use maud::{DOCTYPE, Markup, html};
 
 use crate::session::Viewer;
 
-/// The navigation's entries: path, label, and the action that makes the page useful.
-const NAV: [(&str, &str, Option<Action>); 6] = [
-    ("/", "Overview", None),
-    ("/serving", "Serving", None),
-    ("/catalog", "Catalog", None),
-    ("/lineage", "Lineage", None),
-    ("/jobs", "Jobs", None),
-    ("/governance", "Governance", Some(Action::ReadAudit)),
+/// The navigation's entries: the section's path and label.
+const NAV: [(&str, &str); 6] = [
+    ("/", "Overview"),
+    ("/serving", "Serving"),
+    ("/catalog", "Catalog"),
+    ("/lineage", "Lineage"),
+    ("/jobs", "Jobs"),
+    ("/governance", "Governance"),
 ];
+
+/// Where a section's link leads this viewer, if anywhere: governance opens on tokens and
+/// roles for `manage_access`, on the audit log for `read_audit` alone, and not at all
+/// without either.
+pub(crate) fn section_href(section: &str, viewer: &Viewer) -> Option<&'static str> {
+    match section {
+        "/governance" if viewer.may(Action::ManageAccess) => Some("/governance"),
+        "/governance" if viewer.may(Action::ReadAudit) => Some("/governance/audit"),
+        "/governance" => None,
+        other => NAV.iter().find(|(p, _)| *p == other).map(|(p, _)| *p),
+    }
+}
 
 fn head(title: &str) -> Markup {
     html! {
@@ -42,9 +54,9 @@ pub(crate) fn page(title: &str, active: &str, viewer: &Viewer, body: Markup) -> 
                 header.top {
                     a.brand href="/" { "fstore" }
                     nav {
-                        @for (path, label, needs) in NAV {
-                            @if needs.is_none_or(|a| viewer.may(a) || viewer.may(Action::ManageAccess)) {
-                                a href=(path) class=@if path == active { "active" } @else { "" } { (label) }
+                        @for (section, label) in NAV {
+                            @if let Some(href) = section_href(section, viewer) {
+                                a href=(href) class=@if section == active { "active" } @else { "" } { (label) }
                             }
                         }
                     }
@@ -103,10 +115,11 @@ impl PageError {
 impl From<ControlError> for PageError {
     fn from(e: ControlError) -> Self {
         let status = e.status();
-        // Server-side failures are logged in full and shown in short.
+        // Server-side failures are logged in full; the page, like the REST API's body, says
+        // no more (their text can name databases, buckets and paths).
         let message = if status.is_server_error() {
             tracing::error!(error = %e, "dashboard page failed");
-            format!("the control plane could not answer: {e}")
+            "internal error; see the control plane's log".to_string()
         } else {
             e.to_string()
         };
@@ -166,6 +179,23 @@ pub(crate) fn human_seconds(s: i64) -> String {
             m => format!("{} h {m} min", s / 3600),
         },
         _ => format!("{} d", s / 86400),
+    }
+}
+
+/// How long a run took, or has been going.
+pub(crate) fn run_duration(started: Option<&str>, finished: Option<&str>) -> String {
+    let millis = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .ok()
+            .map(|t| t.timestamp_millis())
+    };
+    match (started.and_then(millis), finished.and_then(millis)) {
+        (Some(a), Some(b)) => format!("{:.1} s", (b - a) as f64 / 1000.0),
+        (Some(a), None) => format!(
+            "{} so far",
+            human_seconds((chrono::Utc::now().timestamp_millis() - a) / 1000)
+        ),
+        _ => "–".into(),
     }
 }
 
@@ -240,9 +270,26 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_error_page_escapes_what_it_repeats() {
-        let resp = PageError::bad_request("<script>x</script>").into_response();
-        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    async fn body(e: PageError) -> (StatusCode, String) {
+        let resp = e.into_response();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, String::from_utf8(bytes.to_vec()).expect("utf-8"))
+    }
+
+    #[tokio::test]
+    async fn an_error_page_escapes_what_it_repeats_and_hides_internals() {
+        let (status, html) = body(PageError::bad_request("<script>x</script>")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(html.contains("&lt;script&gt;x&lt;/script&gt;"), "{html}");
+        assert!(!html.contains("<script>x"), "{html}");
+        let (status, html) = body(PageError::from(ControlError::Internal(
+            "postgres://admin:secret@db/registry refused".into(),
+        )))
+        .await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!html.contains("secret"), "{html}");
     }
 }

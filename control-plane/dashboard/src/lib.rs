@@ -41,7 +41,11 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
             cp.clone(),
             session::require,
         ))
-        .route("/login", get(session::login_page).post(session::login))
+        .merge(
+            Router::new()
+                .route("/login", get(session::login_page).post(session::login))
+                .route_layer(axum::middleware::from_fn(session::origin)),
+        )
         .route("/assets/{file}", get(assets::serve))
         // Forms here are a token or a view name.
         .layer(DefaultBodyLimit::max(16 * 1024))

@@ -18,6 +18,7 @@ use fstore_access::{Action, Resource};
 use fstore_control::{ControlError, ControlPlane, Principal};
 use maud::html;
 use serde::Deserialize;
+use serde_json::json;
 
 use crate::layout::{self, PageError};
 
@@ -79,10 +80,20 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// Only paths on this site: `next=//evil.example` or `next=https://…` land on `/`.
+/// Only paths on this site: `next=//evil.example`, `next=https://…`, and anything with a
+/// backslash, whitespace or a control character (browsers drop tabs and newlines from a
+/// `Location`, so `/\t/evil.example` would become `//evil.example`) land on `/`.
 fn local_path(next: Option<&str>) -> String {
     match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.into(),
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p
+                    .chars()
+                    .any(|c| c == '\\' || c.is_whitespace() || c.is_control()) =>
+        {
+            p.into()
+        }
         _ => "/".into(),
     }
 }
@@ -113,6 +124,19 @@ fn secure_flag(headers: &HeaderMap) -> &'static str {
     if https { "; Secure" } else { "" }
 }
 
+fn remote_of(req: &Request) -> Option<String> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+}
+
+/// In front of the login page: what it writes to the audit log says it came from the
+/// dashboard and from which address, as `require` does for every other page.
+pub(crate) async fn origin(req: Request, next: Next) -> Response {
+    let remote = remote_of(&req);
+    fstore_control::with_origin("dashboard".into(), remote, next.run(req)).await
+}
+
 /// The middleware in front of every page but the login page and the assets.
 pub(crate) async fn require(State(cp): State<Shared>, mut req: Request, next: Next) -> Response {
     if req.method() == Method::POST && !same_origin(req.headers()) {
@@ -122,10 +146,7 @@ pub(crate) async fn require(State(cp): State<Shared>, mut req: Request, next: Ne
         )
         .into_response();
     }
-    let remote = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+    let remote = remote_of(&req);
     let viewer = if !cp.config.auth {
         Viewer {
             principal: Principal::anonymous(),
@@ -163,7 +184,7 @@ fn to_login(req: &Request, had_cookie: bool, why: &str) -> Response {
             .map_or("/", |p| p.as_str())
             .to_string();
         let mut to = String::from("/login?next=");
-        to.push_str(&encode(&next));
+        to.push_str(&crate::layout::enc(&next));
         if had_cookie {
             to.push_str("&expired=1");
         }
@@ -175,19 +196,6 @@ fn to_login(req: &Request, had_cookie: bool, why: &str) -> Response {
         clear_cookie(&mut resp);
     }
     resp
-}
-
-/// Percent-encodes everything but unreserved characters and `/`.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn clear_cookie(resp: &mut Response) {
@@ -274,29 +282,42 @@ pub(crate) async fn login(
     }
     match cp.authenticate(token).await {
         Ok(p) => {
-            let mut resp = Redirect::to(&next).into_response();
             // The token is `fst_<hex>_<hex>` (authenticate parsed it), so it is cookie-safe.
             let cookie = format!(
                 "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}{}",
                 secure_flag(&headers)
             );
-            match HeaderValue::from_str(&cookie) {
-                Ok(v) => {
-                    resp.headers_mut().append(header::SET_COOKIE, v);
-                    let _ = cp
-                        .audit(&p.actor, "login", "dashboard", serde_json::json!({}))
-                        .await;
-                    resp
-                }
-                Err(_) => login_form(
+            let Ok(cookie) = HeaderValue::from_str(&cookie) else {
+                return login_form(
                     &cp,
                     &next,
                     Some("That is not a token."),
                     StatusCode::BAD_REQUEST,
-                ),
+                );
+            };
+            // No session without its record in the audit log.
+            if let Err(e) = cp.audit(&p.actor, "login", "dashboard", json!({})).await {
+                return PageError::from(e).into_response();
             }
+            let mut resp = Redirect::to(&next).into_response();
+            resp.headers_mut().append(header::SET_COOKIE, cookie);
+            resp
         }
         Err(ControlError::Unauthorized(why)) => {
+            // Failed attempts are recorded too, so guessing shows in the log; the token's id
+            // (never its secret) names what was tried.
+            let tried = fstore_access::parse_token(token).map(|(id, _)| id).ok();
+            if let Err(e) = cp
+                .audit(
+                    "anonymous",
+                    "login_failed",
+                    "dashboard",
+                    json!({"reason": why, "token_id": tried}),
+                )
+                .await
+            {
+                return PageError::from(e).into_response();
+            }
             login_form(&cp, &next, Some(&why), StatusCode::UNAUTHORIZED)
         }
         Err(e) => PageError::from(e).into_response(),
@@ -311,11 +332,14 @@ pub(crate) struct CsrfForm {
 
 /// `POST /logout`: forgets the cookie (the token itself stays valid: revoke it to end it).
 pub(crate) async fn logout(
+    State(cp): State<Shared>,
     axum::Extension(v): axum::Extension<Viewer>,
     form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
     let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
     v.check_csrf(&csrf)?;
+    cp.audit(&v.principal.actor, "logout", "dashboard", json!({}))
+        .await?;
     let mut resp = Redirect::to("/login").into_response();
     clear_cookie(&mut resp);
     Ok(resp)
@@ -333,6 +357,9 @@ mod tests {
             "https://evil.example/",
             "/\\evil",
             "jobs",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
         ] {
             assert_eq!(local_path(Some(bad)), "/", "{bad}");
         }
@@ -382,10 +409,5 @@ mod tests {
         assert_eq!(secure_flag(&h), "");
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         assert_eq!(secure_flag(&h), "; Secure");
-    }
-
-    #[test]
-    fn next_is_encoded_for_the_login_redirect() {
-        assert_eq!(encode("/catalog?q=a b&x=1"), "/catalog%3Fq%3Da%20b%26x%3D1");
     }
 }

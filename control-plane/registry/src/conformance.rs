@@ -636,11 +636,56 @@ async fn serving_samples(reg: &dyn Registry) {
         .await
         .expect("the registry call succeeds");
     assert_eq!(v1, vec![s("e1", "v1", 1, 1), s("e2", "v1", 2, 2)]);
+    // Summed per edge, view and ten seconds (all three samples fall in 00:00:00-09), then
+    // per minute with one more sample a minute later.
+    let rolled = reg
+        .serving_rollup("2026-01-01T00:00:00.000000Z", crate::RollupStep::TenSeconds)
+        .await
+        .expect("the registry call succeeds");
+    let key = |b: &crate::ServingBucket| (b.edge.clone(), b.view.clone(), b.start.clone());
+    assert_eq!(
+        rolled.iter().map(key).collect::<Vec<_>>(),
+        [
+            ("e1".into(), "v1".into(), "2026-01-01T00:00:00Z".into()),
+            ("e1".into(), "v2".into(), "2026-01-01T00:00:00Z".into()),
+            ("e2".into(), "v1".into(), "2026-01-01T00:00:00Z".into()),
+        ]
+    );
+    reg.record_serving(&[crate::ServingSample {
+        at: "2026-01-01T00:00:07.500000Z".into(),
+        p50_us: Some(900),
+        ..s("e1", "v1", 0, 5)
+    }])
+    .await
+    .expect("the registry call succeeds");
+    let minute = reg
+        .serving_rollup("2026-01-01T00:00:00.000000Z", crate::RollupStep::Minute)
+        .await
+        .expect("the registry call succeeds");
+    let e1v1 = minute
+        .iter()
+        .find(|b| b.edge == "e1" && b.view == "v1")
+        .expect("e1 v1");
+    assert_eq!(
+        (
+            e1v1.start.as_str(),
+            e1v1.reports,
+            e1v1.window_ms,
+            e1v1.lookups,
+            e1v1.not_found
+        ),
+        ("2026-01-01T00:00:00Z", 2, 2000, 200, 6)
+    );
+    assert_eq!(
+        (e1v1.p50_us, e1v1.p99_us),
+        (Some(900), None),
+        "the worst; none stays none"
+    );
     let later = reg
         .serving_samples(None, "2026-01-01T00:00:02.000000Z")
         .await
         .expect("the registry call succeeds");
-    assert_eq!(later.len(), 2);
+    assert_eq!(later.len(), 3);
     assert_eq!(
         reg.prune_serving("2026-01-01T00:00:03.000000Z")
             .await
@@ -651,8 +696,32 @@ async fn serving_samples(reg: &dyn Registry) {
         reg.serving_samples(None, "2000-01-01T00:00:00.000000Z")
             .await
             .expect("the registry call succeeds"),
-        vec![s("e1", "v2", 3, 3)]
+        vec![
+            s("e1", "v2", 3, 3),
+            crate::ServingSample {
+                at: "2026-01-01T00:00:07.500000Z".into(),
+                p50_us: Some(900),
+                ..s("e1", "v1", 0, 5)
+            }
+        ]
     );
+    // Sums outlive their samples within the minute; a minute wholly before the cut goes.
+    let kept = reg
+        .serving_rollup("2000-01-01T00:00:00.000000Z", crate::RollupStep::Minute)
+        .await
+        .expect("the registry call succeeds");
+    assert_eq!(kept.len(), 3, "minute 00:00 is not wholly before 00:00:03");
+    reg.prune_serving("2026-01-01T00:01:00.000000Z")
+        .await
+        .expect("the registry call succeeds");
+    for step in [crate::RollupStep::TenSeconds, crate::RollupStep::Minute] {
+        assert!(
+            reg.serving_rollup("2000-01-01T00:00:00.000000Z", step)
+                .await
+                .expect("the registry call succeeds")
+                .is_empty()
+        );
+    }
 }
 
 /// Heartbeats insert, then replace by id (keeping `first_seen`); the list is sorted by id;

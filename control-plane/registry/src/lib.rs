@@ -49,7 +49,10 @@ pub use access::{
 /// The kinds of catalog documents a search can be narrowed to.
 pub use catalog::KIND_ORDER as SEARCH_KINDS;
 pub use fstore_spec::{Definitions, ObjectKind};
-pub use quality::{Alert, AlertQuery, NewAlert, QualityRecord, ServingSample, ViewSignals};
+pub use quality::{
+    Alert, AlertQuery, NewAlert, QualityRecord, RollupStep, ServingBucket, ServingSample,
+    ViewSignals,
+};
 
 /// The registry's operations; every backend must pass [`conformance::run_all`].
 #[async_trait::async_trait]
@@ -319,6 +322,14 @@ pub trait Registry: Send + Sync + 'static {
         view: Option<&str>,
         since: &str,
     ) -> Result<Vec<ServingSample>, RegistryError>;
+
+    /// Serving samples received at or after `since`, summed per edge, view and `step`,
+    /// oldest bucket first: what a chart of the last hour needs without every report.
+    async fn serving_rollup(
+        &self,
+        since: &str,
+        step: RollupStep,
+    ) -> Result<Vec<ServingBucket>, RegistryError>;
 
     /// Deletes serving samples received before `before`; returns how many went.
     async fn prune_serving(&self, before: &str) -> Result<u64, RegistryError>;

@@ -80,6 +80,58 @@ pub struct ServingSample {
     pub p99_us: Option<u64>,
 }
 
+/// How finely [`crate::Registry::serving_rollup`] sums serving samples. Samples are stamped
+/// by the control plane's clock in one fixed format (`2026-12-04T10:01:23.456789Z`), so a
+/// bucket is a prefix of that text: the same on SQLite and PostgreSQL, and indexable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollupStep {
+    TenSeconds,
+    Minute,
+}
+
+impl RollupStep {
+    /// The characters of a stamp that name its bucket (`2026-12-04T10:01:2`).
+    pub fn prefix_len(self) -> usize {
+        match self {
+            RollupStep::TenSeconds => 18,
+            RollupStep::Minute => 16,
+        }
+    }
+
+    pub fn seconds(self) -> u64 {
+        match self {
+            RollupStep::TenSeconds => 10,
+            RollupStep::Minute => 60,
+        }
+    }
+
+    /// The bucket's start (RFC 3339) from its prefix.
+    pub fn start(self, prefix: &str) -> String {
+        match self {
+            RollupStep::TenSeconds => format!("{prefix}0Z"),
+            RollupStep::Minute => format!("{prefix}:00Z"),
+        }
+    }
+}
+
+/// One edge's serving samples of one view summed over one bucket of time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServingBucket {
+    pub edge: String,
+    pub view: String,
+    /// When the bucket starts (RFC 3339 UTC).
+    pub start: String,
+    /// How many reports were summed.
+    pub reports: u64,
+    pub window_ms: u64,
+    pub lookups: u64,
+    pub not_found: u64,
+    pub errors: u64,
+    /// The worst percentile reported in the bucket.
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+}
+
 /// How an edge served one view over one heartbeat interval, as it reports it (the edge's
 /// `ViewSignals`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1575,6 +1575,14 @@ impl Registry for SqlRegistry {
         self.serving_samples_impl(view, since).await
     }
 
+    async fn serving_rollup(
+        &self,
+        since: &str,
+        step: crate::RollupStep,
+    ) -> Result<Vec<crate::ServingBucket>, RegistryError> {
+        self.serving_rollup_impl(since, step).await
+    }
+
     async fn prune_serving(&self, before: &str) -> Result<u64, RegistryError> {
         self.prune_serving_impl(before).await
     }

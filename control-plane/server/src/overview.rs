@@ -1,6 +1,7 @@
 //! The store at a glance, for the dashboard's front page and `GET /v1/overview`: every view's
-//! freshness judged against its schedule, the fleet, open alerts and the latest job runs, in
-//! one call that costs a handful of registry reads however many views there are.
+//! freshness judged against its schedule, the fleet, open alerts and the latest job runs. It
+//! costs one small registry read per live view (its snapshot's record), plus one per view that
+//! looks late (its last successful run), plus a few for the rest.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use fstore_registry::{Alert, AlertQuery, JobRun, RunQuery};
@@ -13,7 +14,7 @@ use crate::{ControlError, ControlPlane, EdgeStatus};
 const MAX_GRACE_SECONDS: i64 = 300;
 
 /// How many open alerts and recent runs the overview carries.
-const OPEN_ALERTS: usize = 50;
+pub const OPEN_ALERTS: usize = 50;
 const RECENT_RUNS: usize = 20;
 
 /// Whether a view's served data is as recent as its schedule promises.
@@ -70,7 +71,10 @@ pub struct Overview {
     pub live_manifest: Option<u64>,
     pub views: Vec<ViewHealth>,
     pub edges: Vec<EdgeStatus>,
+    /// The newest open alerts, at most [`OPEN_ALERTS`]; `open_alerts_more` says if there are
+    /// more.
     pub open_alerts: Vec<Alert>,
+    pub open_alerts_more: bool,
     pub recent_runs: Vec<JobRun>,
 }
 
@@ -111,9 +115,11 @@ impl ControlPlane {
             .alerts(&AlertQuery {
                 status: Some("open".into()),
                 view: None,
-                limit: OPEN_ALERTS,
+                limit: OPEN_ALERTS + 1,
             })
             .await?;
+        let open_alerts_more = open_alerts.len() > OPEN_ALERTS;
+        let open_alerts: Vec<Alert> = open_alerts.into_iter().take(OPEN_ALERTS).collect();
         let recent_runs = self
             .registry()
             .job_runs(&RunQuery {
@@ -142,7 +148,15 @@ impl ControlPlane {
                 (None, _) => (FreshnessStatus::Never, None),
                 (Some(_), None) => (FreshnessStatus::Manual, None),
                 (Some(at), Some(s)) => {
-                    let (status, due) = judge(s, at, now);
+                    let (mut status, mut due) = judge(s, at, now);
+                    // A scheduled run that found nothing new succeeds without a snapshot:
+                    // the view is as fresh as its last successful run.
+                    if status == FreshnessStatus::Late
+                        && let Some(ran) = self.last_success(&v.name).await?
+                        && ran > at
+                    {
+                        (status, due) = judge(s, ran, now);
+                    }
                     (status, Some(text(due)))
                 }
             };
@@ -184,8 +198,26 @@ impl ControlPlane {
             views,
             edges,
             open_alerts,
+            open_alerts_more,
             recent_runs,
         })
+    }
+
+    /// When the view's last successful run finished (µs), if it has one.
+    async fn last_success(&self, view: &str) -> Result<Option<i64>, ControlError> {
+        let runs = self
+            .registry()
+            .job_runs(&RunQuery {
+                view: Some(view.to_string()),
+                status: Some(fstore_registry::RunStatus::Succeeded),
+                before_id: None,
+                limit: 1,
+            })
+            .await?;
+        Ok(runs
+            .first()
+            .and_then(|r| r.finished_at.as_deref())
+            .and_then(parse_micros))
     }
 }
 

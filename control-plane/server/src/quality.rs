@@ -430,13 +430,15 @@ impl ControlPlane {
         let Some(latest) = reports.first() else {
             return Ok(FeatureQuality::default());
         };
+        // Every report goes through the same scrub as the latest (the history carries them
+        // whole), so a PII feature's figures are withheld from each, whatever the latest holds.
         let mut latest = QualityView {
             view: latest.view.clone(),
             version: latest.version,
             published: latest.published,
             created_at: latest.created_at.clone(),
             report: latest.report.clone(),
-            history: Vec::new(),
+            history: reports.iter().map(|r| r.report.clone()).collect(),
         };
         self.scrub_quality(p, view, &mut latest).await?;
         let named = |v: &&serde_json::Value| v["feature"] == feature || v["name"] == feature;
@@ -444,7 +446,12 @@ impl ControlPlane {
             .as_array()
             .and_then(|fs| fs.iter().find(named))
             .cloned();
-        let masked = stats.as_ref().is_some_and(|s| s["masked"] == true);
+        let masked = stats.as_ref().is_some_and(|s| s["masked"] == true)
+            || latest
+                .history
+                .iter()
+                .flat_map(|h| h["drift"].as_array().into_iter().flatten())
+                .any(|d| d["feature"] == feature && d["masked"] == true);
         let checks = latest.report["checks"]
             .as_array()
             .into_iter()
@@ -453,28 +460,25 @@ impl ControlPlane {
             .cloned()
             .collect();
         // Drift figures are distances between distributions, not values, but a masked
-        // feature's are withheld like the rest of its figures.
-        let drift = if masked {
-            Vec::new()
-        } else {
-            reports
-                .iter()
-                .rev()
-                .filter_map(|r| {
-                    let d = r.report["drift"]
-                        .as_array()?
-                        .iter()
-                        .find(|d| d["feature"] == feature)?;
-                    Some(DriftPoint {
-                        version: r.version,
-                        created_at: r.created_at.clone(),
-                        psi: d["psi"].as_f64()?,
-                        ks: d["ks"].as_f64(),
-                        js: d["js"].as_f64(),
-                    })
+        // feature's are withheld like the rest of its figures (the scrub left no `psi`).
+        let drift = reports
+            .iter()
+            .zip(&latest.history)
+            .rev()
+            .filter_map(|(r, scrubbed)| {
+                let d = scrubbed["drift"]
+                    .as_array()?
+                    .iter()
+                    .find(|d| d["feature"] == feature)?;
+                Some(DriftPoint {
+                    version: r.version,
+                    created_at: r.created_at.clone(),
+                    psi: d["psi"].as_f64()?,
+                    ks: d["ks"].as_f64(),
+                    js: d["js"].as_f64(),
                 })
-                .collect()
-        };
+            })
+            .collect();
         Ok(FeatureQuality {
             version: Some(latest.version),
             created_at: Some(latest.created_at),

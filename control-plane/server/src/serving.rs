@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{Duration as ChronoDuration, SecondsFormat, Utc};
-use fstore_registry::{EdgeHeartbeat, NewAlert, ServingSample};
+use fstore_registry::{EdgeHeartbeat, NewAlert, RollupStep, ServingBucket, ServingSample};
 use serde::Serialize;
 
 use crate::{ControlError, ControlPlane};
@@ -166,6 +166,28 @@ impl ControlPlane {
             }
         }
         Ok(())
+    }
+
+    /// Serving samples of the last `minutes` summed per edge, view and bucket (ten seconds up
+    /// to five minutes, a minute beyond): a chart's worth, however often edges report.
+    pub async fn serving_buckets(
+        &self,
+        minutes: i64,
+    ) -> Result<(RollupStep, Vec<ServingBucket>), ControlError> {
+        if !(1..=KEPT_MINUTES).contains(&minutes) {
+            return Err(ControlError::BadRequest(format!(
+                "`minutes` must be 1 to {KEPT_MINUTES}"
+            )));
+        }
+        let step = if minutes <= 5 {
+            RollupStep::TenSeconds
+        } else {
+            RollupStep::Minute
+        };
+        Ok((
+            step,
+            self.registry.serving_rollup(&ago(minutes), step).await?,
+        ))
     }
 
     /// Each view's serving figures over the last `minutes` (at most an hour: older samples are

@@ -155,10 +155,23 @@ pub(crate) async fn feature(
     .await?;
     let page = cp.feature_page(&view, &feature).await?;
     let quality = cp.feature_quality(&v.principal, &view, &feature).await?;
+    // The graph names other definitions: the REST API shows it to `describe` on the project
+    // only, and so does this page.
+    let lineage = if v.may(Action::Describe) {
+        Some(lineage(&cp, &page.view_kind, &view).await?)
+    } else {
+        None
+    };
+    let title = format!("{view}:{feature}");
+    Ok(layout::page(&title, "/catalog", &v, render(&page, &quality, lineage)).into_response())
+}
+
+/// The view's lineage both ways, its node in focus.
+async fn lineage(cp: &Shared, view_kind: &str, view: &str) -> Result<Markup, PageError> {
     let graph = cp.lineage_graph().await?;
     let root = NodeId::new(
-        fstore_spec::NodeKind::parse(&page.view_kind).unwrap_or(fstore_spec::NodeKind::FeatureView),
-        view.clone(),
+        fstore_spec::NodeKind::parse(view_kind).unwrap_or(fstore_spec::NodeKind::FeatureView),
+        view,
     );
     let walk = graph.walk(&root, fstore_spec::Direction::Both, None);
     let nodes: Vec<&fstore_spec::Node> = walk
@@ -172,12 +185,10 @@ pub(crate) async fn feature(
         .filter(|l| l.from.kind.is_definition() && l.to.kind.is_definition())
         .collect();
     let lit: BTreeSet<NodeId> = nodes.iter().map(|n| n.id.clone()).collect();
-    let lineage = crate::graph::render(&nodes, &links, Some(&root), &lit);
-    let title = format!("{view}:{feature}");
-    Ok(layout::page(&title, "/catalog", &v, render(&page, &quality, lineage)).into_response())
+    Ok(crate::graph::render(&nodes, &links, Some(&root), &lit))
 }
 
-fn render(p: &FeaturePage, q: &FeatureQuality, lineage: Markup) -> Markup {
+fn render(p: &FeaturePage, q: &FeatureQuality, lineage: Option<Markup>) -> Markup {
     html! {
         p.muted { a href="/catalog" { "Catalog" } " / " (p.view) }
         h1 #feature-title { (p.view) ":" (p.feature) " " code { (p.feature_type) } }
@@ -224,9 +235,11 @@ fn render(p: &FeaturePage, q: &FeatureQuality, lineage: Markup) -> Markup {
                     h2 { "Drift over time" }
                     (drift(q))
                 }
-                div.card {
-                    h2 { "Lineage" }
-                    div style="overflow-x:auto" { (lineage) }
+                @if let Some(lineage) = lineage {
+                    div.card {
+                        h2 { "Lineage" }
+                        div style="overflow-x:auto" { (lineage) }
+                    }
                 }
             }
             div {

@@ -14,11 +14,20 @@ use super::{Shared, given, query};
 use crate::layout::{self, PageError, badge, short_time};
 use crate::session::Viewer;
 
-fn tabs(active: &str) -> Markup {
+/// The governance pages this viewer may open, the current one in bold.
+fn tabs(active: &str, v: &Viewer) -> Markup {
+    let tabs = [
+        ("/governance", "Tokens and roles", Action::ManageAccess),
+        ("/governance/audit", "Audit log", Action::ReadAudit),
+        (
+            "/governance/compliance",
+            "Compliance report",
+            Action::ReadAudit,
+        ),
+    ];
     html! {
         p.muted {
-            @for (i, (path, label)) in [("/governance", "Tokens and roles"), ("/governance/audit", "Audit log"),
-                ("/governance/compliance", "Compliance report")].into_iter().enumerate() {
+            @for (i, (path, label, _)) in tabs.into_iter().filter(|t| v.may(t.2)).enumerate() {
                 @if i > 0 { " · " }
                 @if path == active { strong { (label) } } @else { a href=(path) { (label) } }
             }
@@ -57,7 +66,7 @@ pub(crate) async fn access(
     let roles = cp.roles(&v.principal).await?;
     let body = html! {
         h1 { "Governance" }
-        (tabs("/governance"))
+        (tabs("/governance", &v))
         div.card {
             h2 { "Tokens" }
             p.muted { "Create and revoke with " code { "fstore token create|revoke" } "; a token's secret is shown once, at creation." }
@@ -156,7 +165,7 @@ pub(crate) async fn audit(
     };
     let body = html! {
         h1 { "Governance" }
-        (tabs("/governance/audit"))
+        (tabs("/governance/audit", &v))
         form.filters #audit-filters method="get" action="/governance/audit" {
             (field("actor", "Actor", actor.as_deref(), "token:ci"))
             (field("action", "Action", action.as_deref(), "read_pii"))
@@ -174,7 +183,7 @@ pub(crate) async fn audit(
             }
         }
         div.card {
-            p.muted { (records.len()) " records, newest first." }
+            p.muted { (records.len()) @if records.len() == 1 { " record" } @else { " records" } ", newest first." }
             table #audit {
                 thead { tr { th.num { "#" } th { "When" } th { "Actor" } th { "Action" } th { "Resource" } th { "Origin" } th { "Detail" } } }
                 tbody {
@@ -231,7 +240,7 @@ pub(crate) async fn compliance(
     let r = cp.compliance_report(&v.principal, since, until).await?;
     let body = html! {
         h1 { "Governance" }
-        (tabs("/governance/compliance"))
+        (tabs("/governance/compliance", &v))
         p.muted { "Generated " (short_time(&r.generated_at)) " UTC · " (r.erasures) " erasure requests in the period." }
         div.card {
             h2 { "PII features" }

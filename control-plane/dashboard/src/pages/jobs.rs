@@ -4,16 +4,15 @@
 
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use fstore_access::{Action, ResourceKind};
 use fstore_registry::{JobRun, RunQuery, RunStatus};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::overview::run_duration;
 use super::{Live, Shared, given, query};
-use crate::layout::{self, PageError, badge, compact, short_time};
+use crate::layout::{self, PageError, badge, compact, run_duration, short_time};
 use crate::session::Viewer;
 
 #[derive(Deserialize, Default)]
@@ -61,10 +60,8 @@ pub(crate) async fn page(
         .await?;
     let may_cancel = v.may(Action::Materialize);
     let inner = table(&runs, may_cancel, &v.csrf);
-    if q.fragment.as_deref() == Some(LIVE.id) {
-        return Ok(LIVE.respond(q.fragment.as_deref(), inner, |m| {
-            layout::page("Jobs", "/jobs", &v, m)
-        }));
+    if LIVE.asked(q.fragment.as_deref()) {
+        return Ok(Html(inner.into_string()).into_response());
     }
     // The views this caller may run, for the trigger form.
     let defs = cp

@@ -39,6 +39,12 @@ pub(crate) struct Live<'a> {
 }
 
 impl Live<'_> {
+    /// Whether this request is the script asking for the region alone (a page can then skip
+    /// what only the rest of the page needs).
+    pub fn asked(&self, fragment: Option<&str>) -> bool {
+        fragment == Some(self.id)
+    }
+
     /// The region alone when this request is the script asking for it; otherwise `page`
     /// given the region wrapped for refreshing.
     pub fn respond(
@@ -47,7 +53,7 @@ impl Live<'_> {
         inner: Markup,
         page: impl FnOnce(Markup) -> Html<String>,
     ) -> Response {
-        if asked == Some(self.id) {
+        if self.asked(asked) {
             Html(inner.into_string()).into_response()
         } else {
             page(html! { div id=(self.id) data-live="" data-every=(self.every_ms) { (inner) } })

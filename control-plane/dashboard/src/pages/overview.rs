@@ -11,7 +11,9 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::{Live, Shared, query};
-use crate::layout::{self, PageError, badge, compact, enc, human_seconds, short_time};
+use crate::layout::{
+    self, PageError, badge, compact, enc, human_seconds, run_duration, short_time,
+};
 use crate::session::Viewer;
 
 #[derive(Deserialize, Default)]
@@ -39,23 +41,6 @@ pub(crate) async fn page(
     }))
 }
 
-/// Runs take this long, or have been going this long.
-pub(crate) fn run_duration(started: Option<&str>, finished: Option<&str>) -> String {
-    let secs = |t: &str| {
-        chrono::DateTime::parse_from_rfc3339(t)
-            .ok()
-            .map(|t| t.timestamp_millis())
-    };
-    match (started.and_then(secs), finished.and_then(secs)) {
-        (Some(a), Some(b)) => format!("{:.1} s", (b - a) as f64 / 1000.0),
-        (Some(a), None) => format!(
-            "{} so far",
-            human_seconds((chrono::Utc::now().timestamp_millis() - a) / 1000)
-        ),
-        _ => "–".into(),
-    }
-}
-
 fn render(o: &Overview, auth: bool, scheduler: bool) -> Markup {
     let count = |s: FreshnessStatus| o.views.iter().filter(|v| v.status == s).count();
     let up = o.edges.iter().filter(|e| e.status == "up").count();
@@ -66,7 +51,7 @@ fn render(o: &Overview, auth: bool, scheduler: bool) -> Markup {
                 div.muted { (count(FreshnessStatus::Fresh)) " fresh · " (count(FreshnessStatus::Late)) " late · "
                     (count(FreshnessStatus::Manual)) " manual · " (count(FreshnessStatus::Never)) " never" } }
             div.tile { div.label { "Edges up" } div.figure #edges-up { (up) " / " (o.edges.len()) } }
-            div.tile { div.label { "Open alerts" } div.figure #alerts-open { (o.open_alerts.len()) } }
+            div.tile { div.label { "Open alerts" } div.figure #alerts-open { (o.open_alerts.len()) @if o.open_alerts_more { "+" } } }
             div.tile { div.label { "Live manifest" } div.figure {
                 @match o.live_manifest { Some(m) => { "#" (m) }, None => { "none" } } } }
         }

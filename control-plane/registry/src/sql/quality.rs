@@ -7,7 +7,10 @@
 use sqlx::any::AnyRow;
 
 use super::{Args, SqlRegistry, advance_counter, db, get, now, to_i64, to_u64};
-use crate::{Alert, AlertQuery, NewAlert, QualityRecord, RegistryError, ServingSample};
+use crate::{
+    Alert, AlertQuery, NewAlert, QualityRecord, RegistryError, RollupStep, ServingBucket,
+    ServingSample,
+};
 
 const ALERT_COUNTER: &str = "alert";
 const MAX_LIMIT: usize = 1000;
@@ -96,6 +99,37 @@ fn serving_sample(row: &AnyRow) -> Result<ServingSample, RegistryError> {
         p99_us: opt("p99_us")?,
     })
 }
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds a sample's figures, in the order both serving tables list them.
+fn bind_counts<'q>(q: AnyQuery<'q>, s: &ServingSample) -> Result<AnyQuery<'q>, RegistryError> {
+    let us = |v: Option<u64>| v.map(|v| to_i64(v, "a latency")).transpose();
+    Ok(q.bind(to_i64(s.window_ms, "a window")?)
+        .bind(to_i64(s.lookups, "a lookup count")?)
+        .bind(to_i64(s.not_found, "a not-found count")?)
+        .bind(to_i64(s.errors, "an error count")?)
+        .bind(us(s.p50_us)?)
+        .bind(us(s.p99_us)?))
+}
+
+/// Adds one sample to its bucket: counts add up, percentiles keep the worst (written with
+/// CASE rather than GREATEST or max(), which SQLite and PostgreSQL spell and treat NULL apart).
+const ROLLUP_UPSERT: &str = "INSERT INTO serving_rollup (step_seconds, bucket, edge_id, view_name, \
+     reports, window_ms, lookups, not_found, errors, p50_us, p99_us) \
+     VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $10) \
+     ON CONFLICT (step_seconds, bucket, edge_id, view_name) DO UPDATE SET \
+     reports = serving_rollup.reports + 1, \
+     window_ms = serving_rollup.window_ms + excluded.window_ms, \
+     lookups = serving_rollup.lookups + excluded.lookups, \
+     not_found = serving_rollup.not_found + excluded.not_found, \
+     errors = serving_rollup.errors + excluded.errors, \
+     p50_us = CASE WHEN excluded.p50_us IS NULL THEN serving_rollup.p50_us \
+         WHEN serving_rollup.p50_us IS NULL OR excluded.p50_us > serving_rollup.p50_us \
+         THEN excluded.p50_us ELSE serving_rollup.p50_us END, \
+     p99_us = CASE WHEN excluded.p99_us IS NULL THEN serving_rollup.p99_us \
+         WHEN serving_rollup.p99_us IS NULL OR excluded.p99_us > serving_rollup.p99_us \
+         THEN excluded.p99_us ELSE serving_rollup.p99_us END";
 
 impl SqlRegistry {
     pub(super) async fn record_quality_impl(&self, r: &QualityRecord) -> Result<(), RegistryError> {
@@ -413,23 +447,30 @@ impl SqlRegistry {
             .await
             .map_err(db("starting a transaction"))?;
         for s in samples {
-            let us = |v: Option<u64>| v.map(|v| to_i64(v, "a latency")).transpose();
-            sqlx::query(
+            let q = sqlx::query(
                 "INSERT INTO serving_samples (edge_id, view_name, sampled_at, window_ms, lookups, \
                  not_found, errors, p50_us, p99_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(&s.edge)
             .bind(&s.view)
-            .bind(&s.at)
-            .bind(to_i64(s.window_ms, "a window")?)
-            .bind(to_i64(s.lookups, "a lookup count")?)
-            .bind(to_i64(s.not_found, "a not-found count")?)
-            .bind(to_i64(s.errors, "an error count")?)
-            .bind(us(s.p50_us)?)
-            .bind(us(s.p99_us)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(db(format!("recording what edge `{}` served", s.edge)))?;
+            .bind(&s.at);
+            bind_counts(q, s)?
+                .execute(&mut *tx)
+                .await
+                .map_err(db(format!("recording what edge `{}` served", s.edge)))?;
+            for step in [RollupStep::TenSeconds, RollupStep::Minute] {
+                // A stamp not in the control plane's format buckets as a whole.
+                let bucket = s.at.get(..step.prefix_len()).unwrap_or(&s.at);
+                let q = sqlx::query(ROLLUP_UPSERT)
+                    .bind(to_i64(step.seconds(), "a step")?)
+                    .bind(bucket)
+                    .bind(&s.edge)
+                    .bind(&s.view);
+                bind_counts(q, s)?
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(format!("summing what edge `{}` served", s.edge)))?;
+            }
         }
         tx.commit()
             .await
@@ -459,6 +500,47 @@ impl SqlRegistry {
         rows.iter().map(serving_sample).collect()
     }
 
+    pub(super) async fn serving_rollup_impl(
+        &self,
+        since: &str,
+        step: RollupStep,
+    ) -> Result<Vec<ServingBucket>, RegistryError> {
+        // The bucket holding `since` is included whole.
+        let first = since.get(..step.prefix_len()).unwrap_or(since);
+        let rows = sqlx::query(
+            "SELECT edge_id, view_name, bucket, reports, window_ms, lookups, not_found, errors, \
+             p50_us, p99_us FROM serving_rollup WHERE step_seconds = $1 AND bucket >= $2 \
+             ORDER BY bucket, edge_id, view_name",
+        )
+        .bind(to_i64(step.seconds(), "a step")?)
+        .bind(first)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading summed serving samples"))?;
+        rows.iter()
+            .map(|row| {
+                let opt = |col: &str| -> Result<Option<u64>, RegistryError> {
+                    get::<Option<i64>>(row, col)?
+                        .map(|v| to_u64(v, "a latency"))
+                        .transpose()
+                };
+                let prefix: String = get(row, "bucket")?;
+                Ok(ServingBucket {
+                    edge: get(row, "edge_id")?,
+                    view: get(row, "view_name")?,
+                    start: step.start(&prefix),
+                    reports: to_u64(get(row, "reports")?, "a count")?,
+                    window_ms: to_u64(get(row, "window_ms")?, "a window")?,
+                    lookups: to_u64(get(row, "lookups")?, "a lookup count")?,
+                    not_found: to_u64(get(row, "not_found")?, "a not-found count")?,
+                    errors: to_u64(get(row, "errors")?, "an error count")?,
+                    p50_us: opt("p50_us")?,
+                    p99_us: opt("p99_us")?,
+                })
+            })
+            .collect()
+    }
+
     pub(super) async fn prune_serving_impl(&self, before: &str) -> Result<u64, RegistryError> {
         let n = sqlx::query("DELETE FROM serving_samples WHERE sampled_at < $1")
             .bind(before)
@@ -466,6 +548,16 @@ impl SqlRegistry {
             .await
             .map_err(db("pruning serving samples"))?
             .rows_affected();
+        // Buckets of minutes wholly before `before` (ten-second ones too: their prefixes sort
+        // below the minute's).
+        let minute = before
+            .get(..RollupStep::Minute.prefix_len())
+            .unwrap_or(before);
+        sqlx::query("DELETE FROM serving_rollup WHERE bucket < $1")
+            .bind(minute)
+            .execute(&self.pool)
+            .await
+            .map_err(db("pruning summed serving samples"))?;
         Ok(n)
     }
 }
