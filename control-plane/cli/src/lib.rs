@@ -337,6 +337,44 @@ pub enum ServeCommand {
         /// The token (role `edge`) heartbeats and audit records are sent with.
         #[arg(long, env = "FSTORE_CONTROL_PLANE_TOKEN", hide_env_values = true)]
         control_plane_token: Option<String>,
+        /// Which shards of sharded views to hold, as indices of a fleet-wide count: `0,1/4`,
+        /// `2-3/4`, or `all`. Keys of other shards are refused (421); put a router in front.
+        #[arg(long, env = "FSTORE_EDGE_SHARDS", default_value = "all")]
+        shards: fstore_snapshot::ShardSet,
+    },
+    /// A router in front of edges: sends each entity to an edge holding its shard, balances
+    /// across the edges able to answer, retries on another when one fails.
+    Router {
+        #[arg(long, env = "FSTORE_ROUTER_ADDR", default_value = "127.0.0.1:6567")]
+        addr: String,
+        /// An edge's base URL (http://edge-1:6566); repeated or comma-separated.
+        #[arg(
+            long = "edge",
+            env = "FSTORE_ROUTER_EDGES",
+            value_delimiter = ',',
+            required = true
+        )]
+        edges: Vec<String>,
+        /// The join-key columns sharded views are keyed by, in entity order.
+        #[arg(
+            long,
+            env = "FSTORE_ROUTER_KEY",
+            value_delimiter = ',',
+            default_value = "customer_id"
+        )]
+        key: Vec<String>,
+        /// How often each edge's /readyz is read, e.g. 1s.
+        #[arg(long, env = "FSTORE_ROUTER_CHECK_INTERVAL", default_value = "1s", value_parser = parse_interval)]
+        check_interval: Duration,
+        /// How long one forwarded request may take.
+        #[arg(long, env = "FSTORE_ROUTER_TIMEOUT", default_value = "5s", value_parser = parse_interval)]
+        timeout: Duration,
+        /// Tries per request part, the first included, each on another edge when one can answer.
+        #[arg(long, env = "FSTORE_ROUTER_ATTEMPTS", default_value_t = 3)]
+        attempts: usize,
+        /// Largest request body, in bytes.
+        #[arg(long, env = "FSTORE_ROUTER_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+        max_body_bytes: usize,
     },
 }
 
@@ -644,8 +682,10 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
                 auth,
                 auth_public_key,
                 control_plane_token,
+                shards,
             } => {
                 let mut cfg = fstore_edge::EdgeConfig::new(g.store_url.clone());
+                cfg.shards = shards;
                 cfg.auth_public_key = match (auth.as_str(), auth_public_key) {
                     ("off", _) => None,
                     (_, Some(k)) if !k.trim().is_empty() => Some(k.trim().to_string()),
@@ -675,6 +715,36 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
                     g.store_url
                 );
                 fstore_edge::serve(cfg, listener, shutdown_signal()).await?;
+            }
+            ServeCommand::Router {
+                addr,
+                edges,
+                key,
+                check_interval,
+                timeout,
+                attempts,
+                max_body_bytes,
+            } => {
+                if check_interval.is_zero() || timeout.is_zero() {
+                    bail!("--check-interval and --timeout must be above zero");
+                }
+                let mut cfg = fstore_router::RouterConfig::new(edges);
+                cfg.key = key;
+                cfg.check_interval = check_interval;
+                cfg.timeout = timeout;
+                cfg.attempts = attempts;
+                cfg.max_body_bytes = max_body_bytes;
+                // Checked before binding, so a bad flag fails without taking the port.
+                fstore_router::RouterState::new(cfg.clone())?;
+                let listener = tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .with_context(|| format!("binding {addr}"))?;
+                eprintln!(
+                    "router listening on http://{} ({} edges)",
+                    listener.local_addr()?,
+                    cfg.edges.len()
+                );
+                fstore_router::serve(cfg, listener, shutdown_signal()).await?;
             }
         },
         Command::Historical {
@@ -776,6 +846,7 @@ async fn get_published(g: &Global, at: At, body: &serde_json::Value) -> anyhow::
         None,
         &mut components,
         &metrics,
+        &fstore_snapshot::ShardSet::all(),
     )
     .await
     .with_context(|| format!("loading published version {seq} from `{store_url}`"))?;

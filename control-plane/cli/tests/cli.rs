@@ -82,6 +82,39 @@ fn wrong_input_to_every_verb_is_a_clear_error() {
     assert!(!ok && err.contains("not valid"), "{err}");
     let (ok, err) = fstore(d, &["serve", "edge", "--poll-interval", "soon"]);
     assert!(!ok && err.contains("soon"), "{err}");
+    for bad in ["4/4", "0,1", "all-of-them", "2-1/4"] {
+        let (ok, err) = fstore(d, &["serve", "edge", "--auth", "off", "--shards", bad]);
+        assert!(!ok && err.contains("shards"), "{bad}: {err}");
+    }
+    // The router: edges required and real URLs, sane settings.
+    let (ok, err) = fstore(d, &["serve", "router"]);
+    assert!(!ok && err.contains("--edge"), "{err}");
+    let (ok, err) = fstore(d, &["serve", "router", "--edge", "edge-1:6566"]);
+    assert!(!ok && err.contains("not an http"), "{err}");
+    let (ok, err) = fstore(
+        d,
+        &["serve", "router", "--edge", "http://e:1", "--attempts", "0"],
+    );
+    assert!(!ok && err.contains("attempts"), "{err}");
+    let (ok, err) = fstore(
+        d,
+        &["serve", "router", "--edge", "http://e:1", "--timeout", "0s"],
+    );
+    assert!(!ok && err.contains("--timeout"), "{err}");
+    let (ok, err) = fstore(d, &["serve", "router", "--edge", "http://e:1", "--key", ""]);
+    assert!(!ok && err.contains("key"), "{err}");
+    let (ok, err) = fstore(
+        d,
+        &[
+            "serve",
+            "router",
+            "--edge",
+            "http://e:1",
+            "--addr",
+            "nowhere",
+        ],
+    );
+    assert!(!ok && err.contains("binding"), "{err}");
     let (ok, err) = fstore(
         d,
         &[

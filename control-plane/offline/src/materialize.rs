@@ -258,6 +258,7 @@ async fn run(
         ttl_seconds: view.ttl_seconds,
         created_at_micros: now_micros,
         base_version: inc.map(|i| i.base_version),
+        shard: None,
     };
     let mut writer = SnapshotWriter::new(schema)?;
     writer.reserve(kept.len(), 64 + view.features.len() * 10);

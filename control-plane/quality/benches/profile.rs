@@ -37,6 +37,7 @@ fn view(snap: &Snapshot) -> FeatureView {
         description: String::new(),
         owner: String::new(),
         tags: Vec::new(),
+        shards: None,
         steps: Vec::new(),
     }
 }

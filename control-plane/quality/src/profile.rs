@@ -643,6 +643,7 @@ pub(crate) mod tests {
             ttl_seconds: 0,
             created_at_micros: 0,
             base_version: None,
+            shard: None,
         };
         let mut w = SnapshotWriter::new(schema).expect("schema");
         let mut k = KeyBuf::new();
@@ -677,6 +678,7 @@ pub(crate) mod tests {
             description: String::new(),
             owner: String::new(),
             tags: Vec::new(),
+            shards: None,
             steps: Vec::new(),
         }
     }

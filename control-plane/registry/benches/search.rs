@@ -131,6 +131,7 @@ fn definitions(generation: usize) -> Definitions {
             ),
             owner: format!("team-{}", i % 10),
             tags: vec!["segmentation".into()],
+            shards: None,
             steps: vec![],
             schedule: None,
             max_rejected: None,

@@ -808,6 +808,7 @@ fn view(name: &str, entity: &str, features: Vec<FeatureDef>) -> FeatureView {
         description: format!("{name} features"),
         owner: String::new(),
         tags: vec!["core".into()],
+        shards: None,
         steps: vec![],
     }
 }

@@ -330,6 +330,70 @@ fn view_names(defs: &Definitions, views: &[String]) -> Result<Vec<String>, Contr
     Ok(names)
 }
 
+impl ControlPlane {
+    /// Splits the snapshot just stored at `key` (`head` + `body`) into `view.shards` shards
+    /// by entity-key hash and stores them beside it, for edges that hold only some shards.
+    /// Nothing for a view that is not sharded. Of a delta, shards no changed entity falls in
+    /// are not written: edges holding them have nothing to download.
+    async fn put_shards(
+        &self,
+        view: &fstore_spec::FeatureView,
+        key: &str,
+        head: &bytes::Bytes,
+        body: &bytes::Bytes,
+        delta: bool,
+    ) -> Result<Vec<fstore_storage::ManifestShard>, ControlError> {
+        let Some(count) = view.shards else {
+            return Ok(Vec::new());
+        };
+        let fail = |message: String| ControlError::Materialization {
+            view: view.name.clone(),
+            message,
+        };
+        let bytes = [head.as_ref(), body.as_ref()].concat();
+        let parts = tokio::task::spawn_blocking(move || {
+            let snapshot = Snapshot::from_bytes(bytes)?;
+            fstore_snapshot::split(&snapshot, count)
+        })
+        .await
+        .map_err(|e| fail(format!("the sharding task failed: {e}")))?
+        .map_err(|e| {
+            fail(format!(
+                "cannot split the snapshot into {count} shards: {e}"
+            ))
+        })?;
+        let mut shards = Vec::with_capacity(parts.len());
+        let mut puts = Vec::with_capacity(parts.len());
+        for (index, [h, b]) in (0u32..).zip(parts) {
+            let rows = fstore_snapshot::format::row_count(&h).unwrap_or_default();
+            if delta && rows == 0 {
+                continue;
+            }
+            let checksum = fstore_snapshot::format::body_checksum(&h).unwrap_or_default();
+            let shard = fstore_storage::ManifestShard {
+                index,
+                count,
+                key: fstore_storage::shard_key(key, index, count),
+                size_bytes: (h.len() + b.len()) as u64,
+                rows,
+                checksum: format!("{checksum:016x}"),
+            };
+            puts.push((
+                shard.key.clone(),
+                vec![bytes::Bytes::from(h), bytes::Bytes::from(b)],
+            ));
+            shards.push(shard);
+        }
+        // Written before the manifest that names them, like every snapshot.
+        futures::future::try_join_all(
+            puts.into_iter()
+                .map(|(k, parts)| async move { self.store.put_new_parts(&k, parts).await }),
+        )
+        .await?;
+        Ok(shards)
+    }
+}
+
 /// A recorded snapshot as a manifest serves it.
 fn manifest_view(rec: SnapshotRecord) -> ManifestView {
     ManifestView {
@@ -339,6 +403,7 @@ fn manifest_view(rec: SnapshotRecord) -> ManifestView {
         rows: rec.rows,
         checksum: rec.checksum,
         deltas: Vec::new(),
+        shards: Vec::new(),
     }
 }
 
@@ -1275,6 +1340,7 @@ impl ControlPlane {
                 size_bytes: r.size_bytes,
                 rows: r.rows,
                 checksum: r.checksum,
+                shards: Vec::new(),
             });
         }
         if self.store.head(&mv.key).await.is_err() {
@@ -1526,9 +1592,11 @@ impl ControlPlane {
                 let checksum =
                     fstore_snapshot::format::body_checksum(&parts[0]).unwrap_or_default();
                 let [head, body] = parts;
+                let (head, body) = (bytes::Bytes::from(head), bytes::Bytes::from(body));
                 self.store
-                    .put_new_parts(&key, vec![head.into(), body.into()])
+                    .put_new_parts(&key, vec![head.clone(), body.clone()])
                     .await?;
+                let shards = self.put_shards(view, &key, &head, &body, false).await?;
                 let mut all = c.inputs();
                 all.retain(|f| !m.files.iter().any(|n| n.path == f.path));
                 all.extend(m.files.iter().cloned());
@@ -1541,6 +1609,7 @@ impl ControlPlane {
                     rows,
                     checksum: format!("{checksum:016x}"),
                     deltas: Vec::new(),
+                    shards,
                 };
                 report.size_bytes = size;
                 (mv, rows)
@@ -1550,8 +1619,12 @@ impl ControlPlane {
                 let size = m.len();
                 // Moved out, not copied: a full snapshot can be hundreds of MiB.
                 let [head, body] = std::mem::take(&mut m.parts);
+                let (head, body) = (bytes::Bytes::from(head), bytes::Bytes::from(body));
                 self.store
-                    .put_new_parts(&key, vec![head.into(), body.into()])
+                    .put_new_parts(&key, vec![head.clone(), body.clone()])
+                    .await?;
+                let shards = self
+                    .put_shards(view, &key, &head, &body, chain.is_some())
                     .await?;
                 report.size_bytes = size;
                 let mv = match chain {
@@ -1562,6 +1635,7 @@ impl ControlPlane {
                         rows: m.rows_written,
                         checksum,
                         deltas: Vec::new(),
+                        shards,
                     },
                     Some(c) => {
                         report.base_version = Some(c.live.version);
@@ -1572,6 +1646,7 @@ impl ControlPlane {
                             size_bytes: size,
                             rows: m.rows_written,
                             checksum,
+                            shards,
                         });
                         mv
                     }

@@ -202,6 +202,17 @@ fn top_level(kind: ObjectKind, key: &str, o: Option<&Value>, n: Option<&Value>, 
             Compatible,
             format!("{key} changed: changes which runs publish or alert, not their values"),
         ),
+        (K::FeatureView, "shards") => out.push(
+            key,
+            o,
+            n,
+            Compatible,
+            format!(
+                "shards {} → {}: changes how snapshots are split for edges, not their values",
+                show(o),
+                show(n)
+            ),
+        ),
         (K::FeatureView, "max_rejected") => out.push(
             key,
             o,
@@ -688,6 +699,7 @@ feature_services:
         new.features[0].owner = "finance".into();
         new.ttl_seconds = 60 * 86_400;
         new.schedule = Schedule::parse("1h").ok();
+        new.shards = Some(4);
         let d = diff(ObjectKind::FeatureView, &old, &new);
         assert_eq!(d.compatibility, Compatible, "{d:#?}");
         let paths: Vec<&str> = d.changes.iter().map(|c| c.path.as_str()).collect();
@@ -699,6 +711,7 @@ feature_services:
                 "features.monetary_90d.owner",
                 "owner",
                 "schedule",
+                "shards",
                 "tags",
                 "ttl_seconds"
             ]
@@ -708,7 +721,11 @@ feature_services:
             "schedule none → 1h: changes when it is materialized, not its values"
         );
         assert_eq!(
-            d.changes[6].reason,
+            d.changes[5].reason,
+            "shards none → 4: changes how snapshots are split for edges, not their values"
+        );
+        assert_eq!(
+            d.changes[7].reason,
             "ttl 30d → 60d: changes which entities are served, not their values"
         );
     }

@@ -442,6 +442,10 @@ pub struct FeatureView {
     /// The drift test of its features against a baseline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<crate::Drift>,
+    /// Split each published snapshot into this many shards by the hash of the entity key,
+    /// so edges can hold part of the view (`fstore serve edge --shards`). None: not split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
     #[serde(default)]
     pub description: String,
     #[serde(default)]

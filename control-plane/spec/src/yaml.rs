@@ -235,6 +235,8 @@ struct RawView {
     #[serde(default)]
     max_rejected: Option<Spanned<String>>,
     #[serde(default)]
+    shards: Option<Spanned<u32>>,
+    #[serde(default)]
     checks: Vec<Spanned<RawCheck>>,
     #[serde(default)]
     drift: Option<Spanned<RawDrift>>,
@@ -448,6 +450,22 @@ pub fn parse_features_yaml(
                 })
                 .ok()
         });
+        let shards = v.shards.as_ref().and_then(|n| {
+            let count = **n;
+            if (2..=fstore_snapshot::MAX_SHARDS).contains(&count) {
+                return Some(count);
+            }
+            errs.push(with_pos(
+                SpecError::new(format!(
+                    "feature view `{name}`: shards {count}: a view is split into 2 to {} \
+                     shards (leave it out for none)",
+                    fstore_snapshot::MAX_SHARDS
+                ))
+                .key(format!("feature_views.{name}.shards")),
+                pos(n),
+            ));
+            None
+        });
         let mut checks = Vec::new();
         for c in &v.checks {
             let at = pos(c);
@@ -490,6 +508,7 @@ pub fn parse_features_yaml(
             max_rejected,
             checks,
             drift,
+            shards,
             description: v.description,
             owner: v.owner,
             tags: v.tags,
@@ -728,6 +747,27 @@ feature_services:
         assert!(e.location.is_some(), "{e}");
         let e = first_err(&text.replace("mask: hash", "mask: scramble"));
         assert!(e.message.contains("scramble"), "{e}");
+    }
+
+    #[test]
+    fn views_may_be_split_into_shards() {
+        let text = GOOD.replace("    ttl: 30d\n", "    ttl: 30d\n    shards: 4\n");
+        let d = parse_features_yaml(&text, None).expect("valid");
+        assert_eq!(d.feature_views[0].shards, Some(4));
+        assert_eq!(
+            parse_features_yaml(GOOD, None)
+                .expect("valid")
+                .feature_views[0]
+                .shards,
+            None
+        );
+        for bad in ["shards: 1", "shards: 5000", "shards: many"] {
+            let e = first_err(&text.replace("shards: 4", bad));
+            assert!(e.location.is_some(), "{bad}: {e}");
+            if bad != "shards: many" {
+                assert!(e.message.contains("2 to 1024"), "{bad}: {e}");
+            }
+        }
     }
 
     #[test]

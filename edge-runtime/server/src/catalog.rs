@@ -35,6 +35,19 @@ pub struct LoadedView {
     pub delta_paths: Vec<PathBuf>,
     /// Distinct entities served: the base's plus those only its deltas hold.
     pub entities: u64,
+    /// Set when only some shards of a sharded slot are loaded: `snapshot` is then an empty
+    /// stand-in carrying the schema, and each held shard is a view of its own (base shard and
+    /// delta shards) that lookups route a key to by its hash.
+    pub shards: Option<HeldShards>,
+}
+
+/// The shards of a sharded slot an edge holds.
+#[derive(Debug)]
+pub struct HeldShards {
+    /// How many shards the slot is split into.
+    pub count: u32,
+    /// Each held shard's index and its layers, by index.
+    pub parts: Vec<(u32, Arc<LoadedView>)>,
 }
 
 impl LoadedView {
@@ -63,6 +76,77 @@ impl LoadedView {
             snapshot,
             deltas: Vec::new(),
             delta_paths: Vec::new(),
+            shards: None,
+        }
+    }
+
+    /// A slot of which only the shards `parts` (index, layers; each part a shard's own view)
+    /// are held, out of `count`. `version` is the slot's served version (a delta that touched
+    /// none of the held shards still moves it) and `checksum` the full base's, as the manifest
+    /// records them. Refuses parts whose schemas differ beyond their shard.
+    pub fn sharded(
+        name: String,
+        version: u64,
+        checksum: String,
+        count: u32,
+        parts: Vec<(u32, Arc<LoadedView>)>,
+    ) -> Result<Self, SnapshotError> {
+        let first = parts
+            .first()
+            .ok_or_else(|| SnapshotError::Layer("a sharded slot needs a shard".into()))?;
+        let schema = fstore_snapshot::SnapshotSchema {
+            shard: None,
+            ..first.1.snapshot.schema().clone()
+        };
+        for (i, p) in &parts {
+            let s = p.snapshot.schema();
+            if s.keys != schema.keys || s.features != schema.features || s.view != schema.view {
+                return Err(SnapshotError::Layer(format!(
+                    "shard {i} of `{}` has another schema than shard {}",
+                    schema.view, first.0
+                )));
+            }
+        }
+        // The stand-in: no rows, just the schema every part shares.
+        let empty = fstore_snapshot::SnapshotWriter::new(schema)?.finish_to_vec()?;
+        let mut view = Self::named(name, Snapshot::from_bytes(empty)?, checksum, None);
+        view.version = version;
+        view.entities = parts.iter().map(|(_, p)| p.entities).sum();
+        view.shards = Some(HeldShards { count, parts });
+        Ok(view)
+    }
+
+    /// Whether this edge holds the entity `key`: always, unless only some shards are loaded.
+    #[inline]
+    pub fn holds(&self, key: &[u8]) -> bool {
+        match &self.shards {
+            None => true,
+            Some(h) => {
+                let i = fstore_snapshot::shard_of(fstore_snapshot::format::key_hash(key), h.count);
+                h.parts.iter().any(|(p, _)| *p == i)
+            }
+        }
+    }
+
+    /// Deltas layered on the base; for a view held by shard, the most any held shard has.
+    pub fn delta_count(&self) -> usize {
+        match &self.shards {
+            None => self.deltas.len(),
+            Some(h) => h
+                .parts
+                .iter()
+                .map(|(_, p)| p.deltas.len())
+                .max()
+                .unwrap_or(0),
+        }
+    }
+
+    /// Every local file this view maps (its shards' included), for cache cleaning.
+    pub fn files(&self) -> Box<dyn Iterator<Item = &PathBuf> + '_> {
+        let own = self.path.iter().chain(&self.delta_paths);
+        match &self.shards {
+            None => Box::new(own),
+            Some(h) => Box::new(own.chain(h.parts.iter().flat_map(|(_, p)| p.files()))),
         }
     }
 
@@ -117,11 +201,26 @@ impl LoadedView {
     /// With no deltas this is the base's own probe (the delta loop is over an empty slice).
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<Row<'_>> {
-        fstore_snapshot::layered_get(&self.snapshot, &self.deltas, key)
+        match &self.shards {
+            None => fstore_snapshot::layered_get(&self.snapshot, &self.deltas, key),
+            Some(h) => {
+                let i = fstore_snapshot::shard_of(fstore_snapshot::format::key_hash(key), h.count);
+                let (_, part) = h.parts.iter().find(|(p, _)| *p == i)?;
+                part.get(key)
+            }
+        }
     }
 
     /// When the newest layer served was materialized (microseconds since the Unix epoch).
     pub fn created_at_micros(&self) -> i64 {
+        if let Some(h) = &self.shards {
+            return h
+                .parts
+                .iter()
+                .map(|(_, p)| p.created_at_micros())
+                .max()
+                .unwrap_or_default();
+        }
         self.deltas
             .first()
             .unwrap_or(&self.snapshot)
@@ -131,6 +230,9 @@ impl LoadedView {
 
     /// Bytes of every file served: the base and its deltas.
     pub fn size_bytes(&self) -> u64 {
+        if let Some(h) = &self.shards {
+            return h.parts.iter().map(|(_, p)| p.size_bytes()).sum();
+        }
         self.deltas
             .iter()
             .fold(self.snapshot.size_bytes(), |n, d| n + d.size_bytes())

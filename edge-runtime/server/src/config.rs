@@ -39,6 +39,10 @@ pub struct EdgeConfig {
     pub auth_public_key: Option<String>,
     /// The token this edge reports to the control plane with (role `edge`).
     pub control_plane_token: Option<String>,
+    /// Which shards of sharded views this edge holds (by default all: every view whole). A
+    /// lookup of a key in a shard not held is refused with 421 `shard_not_held`; a router
+    /// (`fstore serve router`) sends each key to an edge holding it.
+    pub shards: fstore_snapshot::ShardSet,
 }
 
 impl EdgeConfig {
@@ -56,6 +60,7 @@ impl EdgeConfig {
             advertise_addr: None,
             auth_public_key: None,
             control_plane_token: None,
+            shards: fstore_snapshot::ShardSet::all(),
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct EdgeState {
     pub gate: ArcSwapOption<fstore_access::Gate>,
     /// PII reads waiting to be written to the audit spool.
     pub audit: crate::audit::AuditQueue,
+    /// The shards of sharded views this edge holds, reported on `/readyz` for routers.
+    pub shards: fstore_snapshot::ShardSet,
 }
 
 impl EdgeState {
@@ -48,6 +50,7 @@ impl EdgeState {
             auth: config.auth_public_key.is_some(),
             gate: ArcSwapOption::empty(),
             audit: crate::audit::AuditQueue::default(),
+            shards: config.shards.clone(),
         }
     }
 }
@@ -259,8 +262,13 @@ async fn readyz(State(s): State<Arc<EdgeState>>) -> Response {
                 .iter()
                 .map(|v| (v.name.clone(), serde_json::json!(v.version)))
                 .collect();
-            let mut body =
-                serde_json::json!({"status": "ready", "manifest": c.seq, "views": views});
+            // Routers read `shards` to know which keys this edge can answer.
+            let mut body = serde_json::json!({
+                "status": "ready",
+                "manifest": c.seq,
+                "views": views,
+                "shards": s.shards,
+            });
             // Ready all the same: everything else is served, and these features answer
             // TRANSFORM_ERROR with the reason.
             let unavailable: serde_json::Map<String, serde_json::Value> = c
@@ -334,6 +342,7 @@ pub async fn serve(
     let state = Arc::new(EdgeState::new(&config));
     let loader = Loader::new(store, config.cache_dir.clone(), state.clone())
         .with_host_config(config.wasm.clone())
+        .with_shards(config.shards.clone())
         .with_access_key(config.auth_public_key.clone());
     let poller = tokio::spawn(loader.run(config.poll_interval));
     let address = match &config.advertise_addr {

@@ -15,7 +15,7 @@ mod metrics;
 mod ondemand;
 
 pub use audit::{AuditEvent, AuditQueue};
-pub use catalog::{Catalog, LoadedView, ResolvedFeature};
+pub use catalog::{Catalog, HeldShards, LoadedView, ResolvedFeature};
 pub use config::EdgeConfig;
 pub use error::{ApiError, EdgeError};
 /// The WebAssembly host on-demand views run in (its configuration is part of [`EdgeConfig`]).

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use fstore_snapshot::{Snapshot, TransformStep};
+use fstore_snapshot::{ShardSet, Snapshot, TransformStep};
 use fstore_storage::{Manifest, ManifestView, PointerRead, StorageError, Store, sha256_hex};
 use fstore_wasm_host::{Host, HostConfig, Limits, LoadError, Transform};
 
@@ -138,6 +138,8 @@ pub struct Loader {
     /// The control plane's public key: set, the access document is polled and verified.
     access_key: Option<String>,
     access_etag: Option<String>,
+    /// The shards of sharded views to load.
+    shards: ShardSet,
 }
 
 impl std::fmt::Debug for Loader {
@@ -158,7 +160,14 @@ impl Loader {
             components: Components::new(HostConfig::default()),
             access_key: None,
             access_etag: None,
+            shards: ShardSet::all(),
         }
+    }
+
+    /// Loads only these shards of sharded views (by default all of every view).
+    pub fn with_shards(mut self, shards: ShardSet) -> Self {
+        self.shards = shards;
+        self
     }
 
     /// The engine settings the host is created with when first needed.
@@ -198,6 +207,7 @@ impl Loader {
             current.as_deref(),
             &mut self.components,
             &self.state.metrics,
+            &self.shards,
         )
         .await?;
         let previous = self.state.catalog.swap(Some(Arc::new(catalog)));
@@ -232,7 +242,7 @@ impl Loader {
         .flatten()
         {
             for v in c.views() {
-                keep.extend(v.path.iter().chain(&v.delta_paths).cloned());
+                keep.extend(v.files().cloned());
             }
         }
         let Ok(entries) = std::fs::read_dir(&self.cache_dir) else {
@@ -345,6 +355,10 @@ impl Loader {
 /// The edge's loader and one-shot readers (`fstore get --version`) both build catalogs here,
 /// so both answer a request the same way. Fails if any snapshot cannot be loaded; an on-demand
 /// view whose component cannot be loaded only makes that view unavailable.
+///
+/// Of a sharded view (a slot whose manifest entry lists shards), only the shards overlapping
+/// `shards` are downloaded and mapped, each with its own deltas; holding every shard, the
+/// full snapshot is loaded instead (one file, one index).
 pub async fn build_catalog(
     store: &Store,
     manifest: &Manifest,
@@ -352,6 +366,7 @@ pub async fn build_catalog(
     current: Option<&Catalog>,
     components: &mut Components,
     metrics: &Metrics,
+    shards: &ShardSet,
 ) -> Result<Catalog, EdgeError> {
     tokio::fs::create_dir_all(cache_dir)
         .await
@@ -361,10 +376,14 @@ pub async fn build_catalog(
         })?;
     let mut views = Vec::with_capacity(manifest.views.len());
     for (name, mv) in &manifest.views {
-        if let Some(v) = current
-            .and_then(|c| c.view(name))
-            .filter(|v| same_layers(v, mv, cache_dir))
-        {
+        let held = current.and_then(|c| c.view(name));
+        if let Some(parts) = shard_chains(mv, shards) {
+            views.push(Arc::new(
+                load_shards(store, cache_dir, name, mv, parts, held).await?,
+            ));
+            continue;
+        }
+        if let Some(v) = held.filter(|v| v.shards.is_none() && same_layers(v, mv, cache_dir)) {
             views.push(v.clone());
             continue;
         }
@@ -410,6 +429,114 @@ fn same_layers(v: &LoadedView, mv: &ManifestView, cache_dir: &Path) -> bool {
                 *path == cache_file(cache_dir, &md.key)
                     && format!("{:016x}", d.checksum()) == md.checksum
             })
+}
+
+/// For a sharded slot of which `shards` holds only part: each shard to load as a chain of its
+/// own (the base's shard and the deltas' shards of the same index, oldest first), by index.
+/// None when the whole slot is to be loaded: it is not sharded, every shard is held, or its
+/// entry is not a complete split (a delta without shards: loading it whole is always right).
+fn shard_chains(mv: &ManifestView, shards: &ShardSet) -> Option<Vec<(u32, ManifestView)>> {
+    let count = mv.shards.first()?.count;
+    let complete = mv.shards.len() as u64 == u64::from(count)
+        && mv
+            .shards
+            .iter()
+            .enumerate()
+            .all(|(i, s)| s.index as usize == i && s.count == count)
+        && mv
+            .deltas
+            .iter()
+            .all(|d| !d.shards.is_empty() && d.shards.iter().all(|s| s.count == count));
+    if !complete || shards.is_all() {
+        return None;
+    }
+    let wanted: Vec<u32> = (0..count).filter(|&i| shards.overlaps(i, count)).collect();
+    if wanted.len() as u64 == u64::from(count) {
+        return None;
+    }
+    Some(
+        wanted
+            .into_iter()
+            .map(|i| {
+                let base = &mv.shards[i as usize];
+                let deltas = mv
+                    .deltas
+                    .iter()
+                    .filter_map(|d| {
+                        let s = d.shards.iter().find(|s| s.index == i)?;
+                        Some(fstore_storage::ManifestDelta {
+                            version: d.version,
+                            key: s.key.clone(),
+                            size_bytes: s.size_bytes,
+                            rows: s.rows,
+                            checksum: s.checksum.clone(),
+                            shards: Vec::new(),
+                        })
+                    })
+                    .collect();
+                let chain = ManifestView {
+                    version: mv.version,
+                    key: base.key.clone(),
+                    size_bytes: base.size_bytes,
+                    rows: base.rows,
+                    checksum: base.checksum.clone(),
+                    deltas,
+                    shards: Vec::new(),
+                };
+                (i, chain)
+            })
+            .collect(),
+    )
+}
+
+/// Loads the held shards of a sharded slot, each shard's chain reused from `held` when it
+/// is unchanged (so a delta touching one shard re-verifies that shard alone).
+async fn load_shards(
+    store: &Store,
+    cache_dir: &Path,
+    name: &str,
+    mv: &ManifestView,
+    chains: Vec<(u32, ManifestView)>,
+    held: Option<&Arc<LoadedView>>,
+) -> Result<LoadedView, EdgeError> {
+    let count = mv.shards.first().map_or(1, |s| s.count);
+    let mut parts = Vec::with_capacity(chains.len());
+    for (index, chain) in chains {
+        let reuse = held
+            .and_then(|v| v.shards.as_ref())
+            .filter(|h| h.count == count)
+            .and_then(|h| h.parts.iter().find(|(i, _)| *i == index))
+            .map(|(_, p)| p)
+            .filter(|p| same_layers(p, &chain, cache_dir));
+        let part = match reuse {
+            Some(p) => p.clone(),
+            None => {
+                let part = load_view(store, cache_dir, name, &chain).await?;
+                let got = part.snapshot.schema().shard;
+                if got != Some(fstore_snapshot::ShardOf { index, count }) {
+                    return Err(EdgeError::ManifestMismatch {
+                        key: chain.key.clone(),
+                        reason: format!(
+                            "it is {got:?}, the manifest says shard {index} of {count}"
+                        ),
+                    });
+                }
+                Arc::new(part)
+            }
+        };
+        parts.push((index, part));
+    }
+    LoadedView::sharded(
+        name.to_string(),
+        mv.served_version(),
+        mv.checksum.clone(),
+        count,
+        parts,
+    )
+    .map_err(|source| EdgeError::Snapshot {
+        key: mv.key.clone(),
+        source,
+    })
 }
 
 /// Downloads (unless cached), maps and verifies one slot's base and deltas.

@@ -14,7 +14,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::metrics::view_latency_bucket;
 use crate::ondemand::{self, OnDemandView, RequestInput, RequestSource};
-use crate::{ApiError, Catalog, Metrics, ResolvedFeature};
+use crate::{ApiError, Catalog, LoadedView, Metrics, ResolvedFeature};
 
 /// A value of `entities` or `request_context` as the caller sent it: a join key (integer or
 /// string) or request data for on-demand views (any JSON value but an object).
@@ -449,6 +449,9 @@ fn execute_inner(
             let row = lv.get(kb.as_bytes());
             if row.is_some() {
                 stats.found += 1;
+            } else if !lv.holds(kb.as_bytes()) {
+                // Answering NOT_FOUND for a key another edge holds would be a wrong answer.
+                return Err(not_held(lv, r));
             } else {
                 stats.not_found += 1;
             }
@@ -1171,4 +1174,19 @@ fn render_feast(ctx: &Ctx<'_, '_>, req: &LookupRequest<'_>, out: &mut Vec<u8>) {
         out.extend_from_slice(b"]}");
     }
     out.extend_from_slice(b"]}");
+}
+
+/// 421: entity `r` of a sharded view lives in a shard this edge does not hold.
+#[cold]
+fn not_held(lv: &LoadedView, r: usize) -> ApiError {
+    let count = lv.shards.as_ref().map_or(1, |h| h.count);
+    ApiError::new(
+        axum::http::StatusCode::MISDIRECTED_REQUEST,
+        "shard_not_held",
+        format!(
+            "entity {r} of `{}` lives in a shard this edge does not hold (the view is split \
+             into {count}); send the request through the router (`fstore serve router`)",
+            lv.name
+        ),
+    )
 }

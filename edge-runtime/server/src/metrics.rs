@@ -567,7 +567,7 @@ impl Metrics {
                     s,
                     "fstore_edge_snapshot_deltas{{view=\"{}\"}} {}",
                     v.name,
-                    v.deltas.len()
+                    v.delta_count()
                 );
             }
             let _ = writeln!(

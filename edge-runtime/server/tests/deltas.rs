@@ -44,6 +44,7 @@ fn schema(version: u64, base_version: Option<u64>) -> SnapshotSchema {
         ttl_seconds: 86_400,
         created_at_micros: NOW - 10 * HOUR + version as i64,
         base_version,
+        shard: None,
     }
 }
 
@@ -325,6 +326,7 @@ fn delta(
         size_bytes,
         rows,
         checksum,
+        shards: Vec::new(),
     }
 }
 
@@ -339,6 +341,7 @@ async fn the_loader_serves_deltas_and_refuses_a_bad_one() {
         rows,
         checksum,
         deltas: Vec::new(),
+        shards: Vec::new(),
     };
     edge.publish(1, base.clone()).await;
     assert!(edge.loader.poll_once().await.expect("poll"));
@@ -422,6 +425,7 @@ async fn the_loader_serves_deltas_and_refuses_a_bad_one() {
         rows,
         checksum,
         deltas: Vec::new(),
+        shards: Vec::new(),
     };
     edge.publish(6, compacted.clone()).await;
     assert!(edge.loader.poll_once().await.expect("poll"));

@@ -41,6 +41,7 @@ fn catalog() -> Catalog {
         ttl_seconds: 86_400,
         created_at_micros: NOW,
         base_version: None,
+        shard: None,
     };
     let mut w = SnapshotWriter::new(schema).expect("schema");
     let mut k = KeyBuf::new();

@@ -325,6 +325,7 @@ fn customers_schema() -> SnapshotSchema {
         ttl_seconds: 0,
         created_at_micros: NOW,
         base_version: None,
+        shard: None,
     }
 }
 
@@ -1025,6 +1026,7 @@ impl Published {
             rows: snap.len(),
             checksum: format!("{:016x}", snap.checksum()),
             deltas: Vec::new(),
+            shards: Vec::new(),
         };
         store.put_new(&key, bytes.into()).await.expect("put");
         Self { dir, store, view }

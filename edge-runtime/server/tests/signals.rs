@@ -33,6 +33,7 @@ fn bytes(view: &str) -> Vec<u8> {
         ttl_seconds: 86_400,
         created_at_micros: NOW,
         base_version: None,
+        shard: None,
     };
     let mut w = SnapshotWriter::new(schema).expect("schema");
     let mut kb = KeyBuf::new();
@@ -239,6 +240,7 @@ async fn heartbeats_carry_the_serving_figures_of_their_interval() {
         rows: snap.len(),
         checksum: format!("{:016x}", snap.checksum()),
         deltas: Vec::new(),
+        shards: Vec::new(),
     };
     store.put_new(&key, b.into()).await.expect("put");
     store

@@ -163,6 +163,7 @@ mod tests {
             ttl_seconds: 3_600,
             created_at_micros: 100 + version as i64,
             base_version,
+            shard: None,
         }
     }
 

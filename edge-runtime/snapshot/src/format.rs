@@ -5,7 +5,7 @@
 //!      0    8  magic  b"FSTSNAP\0"
 //!      8    2  format version (1)
 //!     10    2  header length (128)
-//!     12    4  flags (bit 0: FLAG_DELTA; other bits reserved for shards, must be zero)
+//!     12    4  flags (bit 0: FLAG_DELTA, bit 1: FLAG_SHARD; other bits must be zero)
 //!     16    8  row count
 //!     24    8  schema offset          (JSON, see SnapshotSchema)
 //!     32    8  schema length
@@ -46,9 +46,13 @@ pub const ROW_FIXED: usize = 24;
 /// as well as the schema so a tool that reads only headers can tell a partial snapshot from a
 /// full one without parsing JSON; a reader refuses a file whose flag and schema disagree.
 pub const FLAG_DELTA: u32 = 1;
-/// Every flag this build understands. A bit outside it means a format feature (shards) this
-/// build cannot serve correctly, so the file is refused rather than misread.
-pub const KNOWN_FLAGS: u32 = FLAG_DELTA;
+/// Header flag: the snapshot is one shard of its view (its schema's `shard` is set). A shard
+/// served as the whole view would answer NOT_FOUND for every other shard's entities, so the
+/// flag and the schema must agree, like the delta flag.
+pub const FLAG_SHARD: u32 = 2;
+/// Every flag this build understands. A bit outside it means a format feature this build
+/// cannot serve correctly, so the file is refused rather than misread.
+pub const KNOWN_FLAGS: u32 = FLAG_DELTA | FLAG_SHARD;
 
 pub(crate) const OFF_VERSION: usize = 8;
 pub(crate) const OFF_HEADER_LEN: usize = 10;
@@ -92,6 +96,15 @@ pub(crate) fn read_u16(b: &[u8], off: usize) -> u16 {
 #[inline]
 pub fn key_hash(key: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(key)
+}
+
+/// The shard of `count` an entity key with index hash `hash` belongs to. Taken from the hash's
+/// high 32 bits (multiply-shift, so each shard is one contiguous range of them): the index
+/// probes with the low bits, and shards cut by the low bits would leave three quarters of
+/// every shard's index slots unreachable for their keys (all sharing the same low bits).
+#[inline]
+pub fn shard_of(hash: u64, count: u32) -> u32 {
+    (((hash >> 32) * u64::from(count)) >> 32) as u32
 }
 
 /// Layout offsets of the parts of a row for a schema with `n_features` features.

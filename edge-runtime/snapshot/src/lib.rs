@@ -8,7 +8,8 @@
 //!
 //! A delta snapshot holds only the entities that changed and names its chain's full base
 //! snapshot; readers layer deltas over the base ([`layered_get`]) and the control plane folds a
-//! chain into a new full snapshot ([`compact`]).
+//! chain into a new full snapshot ([`compact`]). A view too large for one edge is split into
+//! shards by the hash of the entity key ([`split`], [`shard_of`]).
 
 mod delta;
 pub mod format;
@@ -16,6 +17,7 @@ pub mod json;
 mod key;
 mod reader;
 mod schema;
+mod shard;
 mod step;
 #[doc(hidden)]
 pub mod testkit;
@@ -24,9 +26,14 @@ mod value;
 mod writer;
 
 pub use delta::{check_delta, compact, layered_get};
+pub use format::shard_of;
 pub use key::{KeyBuf, KeyError, KeyPart, decode_key};
 pub use reader::{Row, Snapshot};
-pub use schema::{FeatureRef, FeatureType, Field, KeyType, SnapshotSchema, base_view, view_pin};
+pub use schema::{
+    FeatureRef, FeatureType, Field, KeyType, MAX_SHARDS, ShardOf, SnapshotSchema, base_view,
+    view_pin,
+};
+pub use shard::{ShardSet, split};
 pub use step::{DEFAULT_FUEL, DEFAULT_TIMEOUT_MS, SQL_STEP, TransformStep};
 pub use time::{civil_from_days, format_rfc3339_micros};
 pub use value::{F64List, Value};

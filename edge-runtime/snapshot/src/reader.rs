@@ -141,6 +141,15 @@ impl Snapshot {
                 }
             }));
         }
+        if (flags & format::FLAG_SHARD != 0) != schema.shard.is_some() {
+            return Err(SnapshotError::Flags(match schema.shard {
+                Some(sh) => format!(
+                    "the schema says shard {} of {} but the header's shard flag is clear",
+                    sh.index, sh.count
+                ),
+                None => "the header's shard flag is set but the schema names no shard".into(),
+            }));
+        }
         // Every indexed row must lie inside the rows section; checked once here so lookups can
         // slice without further bounds errors.
         let mut seen = 0u64;

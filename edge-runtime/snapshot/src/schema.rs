@@ -96,7 +96,23 @@ pub struct SnapshotSchema {
     /// JSON, so their bytes (and checksums) are what they were before deltas existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_version: Option<u64>,
+    /// `Some` marks one shard of a view split by the hash of the entity key: it holds exactly
+    /// the entities whose key hashes to `index` of `count` ([`crate::shard_of`]). Absent from
+    /// unsharded snapshots' JSON, so their bytes are what they were before shards existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardOf>,
 }
+
+/// Which shard of how many a snapshot is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ShardOf {
+    pub index: u32,
+    pub count: u32,
+}
+
+/// The most shards a view may be split into: far more than any fleet needs, small enough that
+/// a per-shard table stays trivial.
+pub const MAX_SHARDS: u32 = 1024;
 
 impl SnapshotSchema {
     pub fn validate(&self) -> Result<(), SnapshotError> {
@@ -126,6 +142,14 @@ impl SnapshotSchema {
             return Err(SnapshotError::Schema(format!(
                 "delta version {} must be newer than its base version {base}",
                 self.version
+            )));
+        }
+        if let Some(sh) = self.shard
+            && (sh.count < 2 || sh.count > MAX_SHARDS || sh.index >= sh.count)
+        {
+            return Err(SnapshotError::Schema(format!(
+                "shard {} of {} is not a shard (2 to {MAX_SHARDS} shards, index below the count)",
+                sh.index, sh.count
             )));
         }
         Ok(())

@@ -68,6 +68,7 @@ pub fn customer_rfm_schema() -> SnapshotSchema {
         ttl_seconds: 45 * 86_400,
         created_at_micros: AS_OF,
         base_version: None,
+        shard: None,
     }
 }
 

@@ -204,11 +204,13 @@ impl SnapshotWriter {
             .copy_from_slice(&format::FORMAT_VERSION.to_le_bytes());
         h[format::OFF_HEADER_LEN..format::OFF_HEADER_LEN + 2]
             .copy_from_slice(&(HEADER_LEN as u16).to_le_bytes());
-        let flags = if self.schema.base_version.is_some() {
-            format::FLAG_DELTA
-        } else {
-            0
-        };
+        let mut flags = 0;
+        if self.schema.base_version.is_some() {
+            flags |= format::FLAG_DELTA;
+        }
+        if self.schema.shard.is_some() {
+            flags |= format::FLAG_SHARD;
+        }
         h[format::OFF_FLAGS..format::OFF_FLAGS + 4].copy_from_slice(&flags.to_le_bytes());
         let words: [(usize, u64); 10] = [
             (format::OFF_ROWS, n as u64),

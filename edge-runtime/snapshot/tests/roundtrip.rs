@@ -26,6 +26,7 @@ fn schema(n_features: usize) -> SnapshotSchema {
         ttl_seconds: 86_400,
         created_at_micros: 1,
         base_version: None,
+        shard: None,
     }
 }
 

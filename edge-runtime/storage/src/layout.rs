@@ -29,3 +29,10 @@ pub fn transform_key(sha256: &str) -> String {
 pub fn precompiled_key(sha256: &str, compat: &str) -> String {
     format!("transforms/{sha256}/{compat}.cwasm")
 }
+
+/// Where shard `index` of `count` of the snapshot stored at `snapshot` lives: beside it, so
+/// retention and listings treat a snapshot and its shards as one version.
+pub fn shard_key(snapshot: &str, index: u32, count: u32) -> String {
+    let stem = snapshot.strip_suffix(".fss").unwrap_or(snapshot);
+    format!("{stem}.shard-{index:04}-of-{count:04}.fss")
+}

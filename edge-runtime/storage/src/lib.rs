@@ -18,13 +18,13 @@ mod versions;
 
 pub use fstore_snapshot::FeatureRef;
 pub use layout::{
-    POINTER_KEY, manifest_key, precompiled_key, sha256_hex, snapshot_key, transform_key,
+    POINTER_KEY, manifest_key, precompiled_key, sha256_hex, shard_key, snapshot_key, transform_key,
 };
 pub use manifest::{
-    MANIFEST_FORMAT, Manifest, ManifestDelta, ManifestOnDemand, ManifestTransform, ManifestView,
-    Pointer, Precompiled,
+    MANIFEST_FORMAT, Manifest, ManifestDelta, ManifestOnDemand, ManifestShard, ManifestTransform,
+    ManifestView, Pointer, Precompiled,
 };
-pub use store::{ObjectInfo, PointerRead, Store};
+pub use store::{DOWNLOAD_ATTEMPTS, ObjectInfo, PointerRead, Store};
 pub use versions::{PruneReport, PublishedVersion, Versions, parse_snapshot_key};
 
 /// Errors talking to object storage, with the location that failed.

@@ -22,6 +22,11 @@ pub struct ManifestView {
     /// before.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deltas: Vec<ManifestDelta>,
+    /// The base split by entity-key hash, one entry per shard in shard order, for edges that
+    /// hold only some shards; empty for a view that is not sharded. The full snapshot (`key`)
+    /// stays the source of truth: the control plane and edges holding every shard read it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ManifestShard>,
 }
 
 impl ManifestView {
@@ -41,6 +46,25 @@ pub struct ManifestDelta {
     /// Rows the delta holds (changed or new entities), not the entities served.
     pub rows: u64,
     /// xxh3-64 body checksum, as written in the snapshot header (hex).
+    pub checksum: String,
+    /// The delta split like its base's shards, but only the shards it changes: an edge
+    /// downloads a delta shard only when it holds that shard and the delta touched it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ManifestShard>,
+}
+
+/// One shard file of a sharded snapshot (a base or a delta).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestShard {
+    /// Which shard: the entities whose key hash gives `fstore_snapshot::shard_of(hash,
+    /// count) == index`.
+    pub index: u32,
+    pub count: u32,
+    /// Object key of the shard file, relative to the store root.
+    pub key: String,
+    pub size_bytes: u64,
+    pub rows: u64,
+    /// xxh3-64 body checksum, as written in the shard's header (hex).
     pub checksum: String,
 }
 

@@ -4,11 +4,26 @@ use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{
-    GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    UpdateVersion,
 };
 use tokio::io::AsyncWriteExt;
 
 use crate::{MANIFEST_FORMAT, Manifest, POINTER_KEY, Pointer, StorageError, manifest_key};
+
+/// How many times [`Store::download`] tries (the first included) before giving up; each
+/// retry resumes from the bytes already written.
+pub const DOWNLOAD_ATTEMPTS: u32 = 6;
+
+/// How one download attempt ended.
+enum Fetched {
+    Done,
+    /// The transfer broke after it started; `tag` is the object's ETag, for the resumption.
+    Broken {
+        tag: Option<String>,
+        error: StorageError,
+    },
+}
 
 /// What a listing knows of an object, without reading it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -228,18 +243,25 @@ impl Store {
         r.bytes().await.map_err(store_err(key))
     }
 
-    /// Fetches an object to the local file `dest` without holding it in memory: written to a
-    /// temporary file beside `dest`, then renamed, so `dest` is either absent or complete.
+    /// Fetches an object to the local file `dest` without holding it in memory: written to
+    /// `<dest>.part` beside it, then renamed, so `dest` is either absent or complete.
     /// From a local store the file is hard-linked (objects are immutable, so sharing the inode
     /// is safe) or copied. No fsync: callers verify content (snapshot checksums) before use, so
     /// a file torn by a crash is detected and fetched again rather than trusted.
+    ///
+    /// From a remote store a broken transfer resumes where it stopped: the next attempt asks
+    /// for the rest (`Range: bytes=N-`, `If-Match` the ETag of the first response) and
+    /// appends, up to [`DOWNLOAD_ATTEMPTS`] tries with doubling pauses. A `.part` left by
+    /// an earlier process (an edge restarted mid-download) is resumed the same way; objects
+    /// are written once, and the checksum check on load catches anything else. One process
+    /// per cache directory: two would append to the same `.part`.
     pub async fn download(&self, key: &str, dest: &std::path::Path) -> Result<u64, StorageError> {
         let io = |source| StorageError::Io {
             path: dest.display().to_string(),
             source,
         };
-        let tmp = dest.with_extension(format!("part-{}", std::process::id()));
         if let Some(root) = &self.local_root {
+            let tmp = dest.with_extension(format!("part-{}", std::process::id()));
             let src = key
                 .split('/')
                 .filter(|p| !p.is_empty())
@@ -261,25 +283,102 @@ impl Store {
             tokio::fs::rename(&tmp, dest).await.map_err(io)?;
             return Ok(n);
         }
+        let part = dest.with_extension("part");
+        let path = self.path(key);
+        let mut have = tokio::fs::metadata(&part).await.map_or(0, |m| m.len());
+        let mut e_tag: Option<String> = None;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let failed = match self.fetch_from(&path, &part, have, e_tag.as_deref()).await {
+                Ok(Fetched::Done) => break,
+                Ok(Fetched::Broken { tag, error }) => {
+                    e_tag = e_tag.or(tag);
+                    error
+                }
+                Err(e @ StorageError::NotFound(_)) => return Err(e),
+                Err(e) => {
+                    // A stale `.part` (say, of a longer object under a reused name in a test
+                    // store) makes the ranged request itself fail: start over from zero.
+                    if have > 0 {
+                        let _ = tokio::fs::remove_file(&part).await;
+                        e_tag = None;
+                    }
+                    e
+                }
+            };
+            have = tokio::fs::metadata(&part).await.map_or(0, |m| m.len());
+            if attempt >= DOWNLOAD_ATTEMPTS {
+                return Err(failed);
+            }
+            tracing::warn!(
+                key,
+                bytes = have,
+                attempt,
+                error = %failed,
+                "download broken; resuming"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+        }
+        let n = tokio::fs::metadata(&part).await.map_err(io)?.len();
+        tokio::fs::rename(&part, dest).await.map_err(io)?;
+        Ok(n)
+    }
+
+    /// One attempt of [`Store::download`]: appends the object from byte `have` on to `part`.
+    /// A transfer that breaks after it started is `Broken` (what arrived stays in `part`);
+    /// a request that fails outright is an error.
+    async fn fetch_from(
+        &self,
+        path: &Path,
+        part: &std::path::Path,
+        have: u64,
+        e_tag: Option<&str>,
+    ) -> Result<Fetched, StorageError> {
+        let key = path.as_ref();
+        let io = |source| StorageError::Io {
+            path: part.display().to_string(),
+            source,
+        };
+        let opts = GetOptions {
+            range: (have > 0).then_some(GetRange::Offset(have)),
+            if_match: e_tag.map(str::to_string),
+            ..Default::default()
+        };
         let r = self
             .inner
-            .get(&self.path(key))
+            .get_opts(path, opts)
             .await
             .map_err(store_err(key))?;
-        let file = tokio::fs::File::create(&tmp).await.map_err(io)?;
+        let tag = r.meta.e_tag.clone();
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(part)
+            .await
+            .map_err(io)?;
+        if have > 0 && file.metadata().await.map_err(io)?.len() != have {
+            return Err(io(std::io::Error::other("partial file changed underneath")));
+        }
         // Large buffer: each tokio file write is a blocking-pool round trip.
         let mut file = tokio::io::BufWriter::with_capacity(8 << 20, file);
         let mut stream = r.into_stream();
-        let mut n = 0u64;
+        let mut broken = None;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(store_err(key))?;
-            n += chunk.len() as u64;
-            file.write_all(&chunk).await.map_err(io)?;
+            match chunk {
+                Ok(chunk) => file.write_all(&chunk).await.map_err(io)?,
+                Err(e) => {
+                    broken = Some(store_err(key)(e));
+                    break;
+                }
+            }
         }
+        // What arrived is kept either way: the next attempt asks only for the rest.
         file.flush().await.map_err(io)?;
-        drop(file);
-        tokio::fs::rename(&tmp, dest).await.map_err(io)?;
-        Ok(n)
+        Ok(match broken {
+            None => Fetched::Done,
+            Some(error) => Fetched::Broken { tag, error },
+        })
     }
 
     /// Keys (relative to the root) under `prefix`.

@@ -67,6 +67,16 @@ pub fn parse_snapshot_key(key: &str) -> Option<(&str, u64)> {
     (snapshot_key(view, version) == key).then_some((view, version))
 }
 
+/// The snapshot a shard file (`<version>.shard-IIII-of-NNNN.fss`) was split from, for a shard
+/// file's key; `None` for any other key.
+fn shard_base_key(key: &str) -> Option<String> {
+    let (stem, rest) = key.rsplit_once(".shard-")?;
+    let (index, count) = rest.strip_suffix(".fss")?.split_once("-of-")?;
+    let (index, count) = (index.parse::<u32>().ok()?, count.parse::<u32>().ok()?);
+    let whole = format!("{stem}.fss");
+    (crate::shard_key(&whole, index, count) == key).then_some(whole)
+}
+
 /// Renders kept sequence numbers for messages: `2, 3, 5` or `2–40 (39 versions)`.
 fn describe_kept(seqs: &[u64]) -> String {
     match seqs {
@@ -274,7 +284,11 @@ impl Store {
             .iter()
             .flat_map(|m| m.views.values())
             .flat_map(|v| {
-                std::iter::once(v.key.as_str()).chain(v.deltas.iter().map(|d| d.key.as_str()))
+                let shards = v.shards.iter().map(|s| s.key.as_str());
+                let deltas = v.deltas.iter().flat_map(|d| {
+                    std::iter::once(d.key.as_str()).chain(d.shards.iter().map(|s| s.key.as_str()))
+                });
+                std::iter::once(v.key.as_str()).chain(shards).chain(deltas)
             })
             .collect();
         // Newest version of each view any manifest names, its deltas' included: snapshots
@@ -301,7 +315,9 @@ impl Store {
             report.manifests.push(seq);
         }
         for key in self.list("snapshots/").await? {
-            let Some((view, version)) = parse_snapshot_key(&key) else {
+            // A shard file is pruned with its snapshot's version, by the same rules.
+            let whole = shard_base_key(&key);
+            let Some((view, version)) = parse_snapshot_key(whole.as_deref().unwrap_or(&key)) else {
                 continue;
             };
             let settled = newest.get(view).is_some_and(|&n| version <= n);
@@ -376,6 +392,7 @@ mod tests {
                     size_bytes: 8,
                     rows: 1,
                     checksum: "0".into(),
+                    shards: Vec::new(),
                 });
             }
             mv.insert(
@@ -387,6 +404,7 @@ mod tests {
                     rows: 1,
                     checksum: "0".into(),
                     deltas,
+                    shards: Vec::new(),
                 },
             );
         }
@@ -647,6 +665,58 @@ mod tests {
         );
         for v in [4, 5] {
             assert!(exists(&s, &snapshot_key("a", v)).await, "a/{v} was deleted");
+        }
+    }
+
+    #[tokio::test]
+    async fn prune_treats_shard_files_as_their_snapshot() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = store(&dir);
+        // Version 1 of `a` split in two, with a delta 2 that only touched shard 1.
+        let mut m1 = chained(&s, 1, "2026-05-01T00:00:00.000Z", &[("a", 1, &[2])]).await;
+        let shard = |key: &str, index: u32| crate::ManifestShard {
+            index,
+            count: 2,
+            key: crate::shard_key(key, index, 2),
+            size_bytes: 8,
+            rows: 1,
+            checksum: "0".into(),
+        };
+        let v = m1.views.get_mut("a").expect("a");
+        v.shards = vec![shard(&v.key, 0), shard(&v.key, 1)];
+        v.deltas[0].shards = vec![shard(&v.deltas[0].key, 1)];
+        let named: Vec<String> = v
+            .shards
+            .iter()
+            .chain(&v.deltas[0].shards)
+            .map(|s| s.key.clone())
+            .collect();
+        for k in &named {
+            put_snapshot(&s, k).await;
+        }
+        s.publish(&m1).await.expect("publish");
+        // A stray shard of the delta (never named) and a shard of a version in flight.
+        let stray = crate::shard_key(&snapshot_key("a", 2), 0, 2);
+        let flying = crate::shard_key(&snapshot_key("a", 3), 0, 2);
+        put_snapshot(&s, &stray).await;
+        put_snapshot(&s, &flying).await;
+        assert_eq!(
+            shard_base_key(&flying).as_deref(),
+            Some(snapshot_key("a", 3).as_str())
+        );
+        assert_eq!(shard_base_key(&snapshot_key("a", 3)), None);
+
+        let r = s.prune(1).await.expect("prune");
+        assert_eq!(r.snapshots, [stray]);
+        for k in named.iter().chain([&flying]) {
+            assert!(exists(&s, k).await, "{k} was deleted");
+        }
+        // Once a full snapshot replaces the chain, its shards go with it.
+        let m2 = chained(&s, 2, "2026-05-01T00:00:01.000Z", &[("a", 4, &[])]).await;
+        s.publish(&m2).await.expect("publish");
+        let r = s.prune(1).await.expect("prune");
+        for k in &named {
+            assert!(r.snapshots.contains(k), "{k} kept: {:?}", r.snapshots);
         }
     }
 
