@@ -2,6 +2,7 @@
 //! a real S3 API server (moto), fresh PostgreSQL databases, and seeded data sets.
 
 pub mod browser;
+pub mod proxy;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
