@@ -92,42 +92,52 @@ fn publish(rt: &tokio::runtime::Runtime, root: &std::path::Path) -> (Store, Mani
     (store, manifest)
 }
 
+/// Loads the shards `held` into a fresh cache directory `iters` times; returns the time spent
+/// building catalogs (removing the cache between rounds is not counted).
+fn time_loads(
+    rt: &tokio::runtime::Runtime,
+    store: &Store,
+    manifest: &Manifest,
+    held: &ShardSet,
+    scratch: &std::path::Path,
+    iters: u64,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for round in 0..iters {
+        let cache = scratch.join(format!("cache-{round}"));
+        let mut components = Components::new(Default::default());
+        let metrics = Metrics::default();
+        let started = Instant::now();
+        let catalog = rt
+            .block_on(build_catalog(
+                store,
+                manifest,
+                &cache,
+                None,
+                &mut components,
+                &metrics,
+                held,
+            ))
+            .expect("catalog");
+        total += started.elapsed();
+        assert!(catalog.view("customer_rfm").expect("view").entities > 0);
+        drop(catalog);
+        let _ = std::fs::remove_dir_all(&cache);
+    }
+    total
+}
+
 fn load(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tmp");
     let (store, manifest) = publish(&rt, &dir.path().join("objects"));
+    let scratch = dir.path().join("caches");
     let mut g = c.benchmark_group("edge_load_10m_x16_4_shards");
     g.sample_size(10).measurement_time(Duration::from_secs(20));
-    let mut round = 0u32;
     for index in 0..SHARDS {
         let held: ShardSet = format!("{index}/{SHARDS}").parse().expect("shards");
         g.bench_function(BenchmarkId::new("one_shard", index), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    round += 1;
-                    let cache = dir.path().join(format!("cache-{round}"));
-                    let mut components = Components::new(Default::default());
-                    let metrics = Metrics::default();
-                    let started = Instant::now();
-                    let catalog = rt
-                        .block_on(build_catalog(
-                            &store,
-                            &manifest,
-                            &cache,
-                            None,
-                            &mut components,
-                            &metrics,
-                            &held,
-                        ))
-                        .expect("catalog");
-                    total += started.elapsed();
-                    assert!(catalog.view("customer_rfm").expect("view").entities > 0);
-                    drop(catalog);
-                    let _ = std::fs::remove_dir_all(&cache);
-                }
-                total
-            })
+            b.iter_custom(|iters| time_loads(&rt, &store, &manifest, &held, &scratch, iters))
         });
     }
     g.finish();
@@ -160,31 +170,7 @@ fn load(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(30));
     let held: ShardSet = format!("0/{SHARDS}").parse().expect("shards");
     g.bench_function("one_shard_downloaded", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                round += 1;
-                let cache = dir.path().join(format!("cache-{round}"));
-                let mut components = Components::new(Default::default());
-                let metrics = Metrics::default();
-                let started = Instant::now();
-                let catalog = rt
-                    .block_on(build_catalog(
-                        &s3,
-                        &manifest,
-                        &cache,
-                        None,
-                        &mut components,
-                        &metrics,
-                        &held,
-                    ))
-                    .expect("catalog");
-                total += started.elapsed();
-                drop(catalog);
-                let _ = std::fs::remove_dir_all(&cache);
-            }
-            total
-        })
+        b.iter_custom(|iters| time_loads(&rt, &s3, &manifest, &held, &scratch, iters))
     });
     g.finish();
 }
