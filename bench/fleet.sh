@@ -28,17 +28,21 @@ trap cleanup EXIT
 "$fstore" quickstart --dir "$tmp/qs" --customers "$CUSTOMERS" --exit \
   --edge-addr 127.0.0.1:0 --control-addr 127.0.0.1:0 >"$tmp/quickstart.log" 2>&1 \
   || { cat "$tmp/quickstart.log"; exit 1; }
-edge() {  # edge N ADDR
-  "$fstore" --store "$tmp/qs/objects" serve edge --addr "$2" --auth off --edge-id "edge-$1" \
-    --cache-dir "$tmp/cache-$1" --poll-interval 1s 2>>"$tmp/edge-$1.log" &
-  echo $!
-}
 declare -A edge_pid
+edge() {  # edge N ADDR: starts it in this shell (not a subshell) so its pid is ours to kill
+  "$fstore" --store "$tmp/qs/objects" serve edge --addr "$2" --auth off --edge-id "edge-$1" \
+    --cache-dir "$tmp/cache-$1" --poll-interval 1s >>"$tmp/edge-$1.log" 2>&1 &
+  edge_pid[$1]=$!
+  pids+=($!)
+}
 for n in 1 2 3; do
-  addr_var="E$n"; edge_pid[$n]=$(edge "$n" "${!addr_var}"); pids+=("${edge_pid[$n]}")
+  addr_var="E$n"; edge "$n" "${!addr_var}"
 done
 for a in "$E1" "$E2" "$E3"; do
   for _ in $(seq 600); do curl -sf "http://$a/readyz" >/dev/null && break; sleep 0.1; done
+done
+for n in 1 2 3; do  # an edge that could not bind its port must not pass for one that did
+  kill -0 "${edge_pid[$n]}" 2>/dev/null || { cat "$tmp/edge-$n.log"; exit 1; }
 done
 
 mkdir -p "$tmp/nginx"
@@ -80,7 +84,7 @@ echo "== restart under load: wrk through nginx for 20 s; edge-2 killed at 5 s, r
 wrk -t1 -c8 -d20s --latency -s bench/lookup.lua "http://$LB" -- /v1/features 1 >"$tmp/restart.txt" &
 wrk_pid=$!
 sleep 5; kill -9 "${edge_pid[2]}"; sleep 5
-edge_pid[2]=$(edge 2 "$E2"); pids+=("${edge_pid[2]}")
+edge 2 "$E2"
 wait "$wrk_pid"
 cat "$tmp/restart.txt"
 grep -q "Non-2xx" "$tmp/restart.txt" && echo "FAILED REQUESTS DURING THE RESTART" || echo "no failed request during the restart"

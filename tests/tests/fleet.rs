@@ -285,8 +285,31 @@ fn nginx() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
+/// A running nginx. Dropping it stops the master with SIGTERM, which takes its workers with
+/// it; SIGKILL (what `Proc` sends) would leave the workers serving the port, orphaned.
+struct Nginx {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..50 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs deploy/nginx/nginx.conf with the edges at `ports` and listening on `listen`.
-fn start_nginx(bin: &Path, dir: &Path, ports: &[u16], listen: u16) -> Proc {
+fn start_nginx(bin: &Path, dir: &Path, ports: &[u16], listen: u16) -> Nginx {
     let deployed = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nginx/nginx.conf"),
     )
@@ -325,7 +348,7 @@ fn start_nginx(bin: &Path, dir: &Path, ports: &[u16], listen: u16) -> Proc {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start nginx");
-    Proc {
+    Nginx {
         child,
         url: format!("http://127.0.0.1:{listen}"),
     }
