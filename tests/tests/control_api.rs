@@ -34,6 +34,30 @@ async fn bad_input_is_a_4xx_with_a_json_error() {
         "{v}"
     );
 
+    // Definitions sent as JSON are held to the same rules as features.yaml (here a shard
+    // count a snapshot cannot be split into).
+    let mut defs = fstore_spec::parse_features_yaml(&fstore_tests::test_features_yaml(), None)
+        .expect("valid definitions");
+    let view = defs
+        .feature_views
+        .iter_mut()
+        .find(|v| v.name == "customer_rfm")
+        .expect("customer_rfm");
+    view.shards = Some(0);
+    let r = c
+        .post(u("/v1/apply"))
+        .json(&serde_json::json!({ "definitions": defs }))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "invalid_definitions", "{v}");
+    assert_eq!(
+        v["error"]["details"][0]["key"], "feature_views.customer_rfm.shards",
+        "{v}"
+    );
+
     let r = c
         .post(u("/v1/apply"))
         .body("entities: [{name: x, join_keys: [], colour: red}]")

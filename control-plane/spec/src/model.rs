@@ -701,6 +701,19 @@ impl Definitions {
                         .key(k("features")),
                 );
             }
+            if let Some(n) = v.shards
+                && !(2..=fstore_snapshot::MAX_SHARDS).contains(&n)
+            {
+                errs.push(
+                    SpecError::new(format!(
+                        "feature view `{}`: shards {n}: a view is split into 2 to {} shards \
+                         (leave it out for none)",
+                        v.name,
+                        fstore_snapshot::MAX_SHARDS
+                    ))
+                    .key(k("shards")),
+                );
+            }
             let keys: Vec<String> = self.view_keys(v).into_iter().map(|f| f.name).collect();
             self.check_features(
                 "feature_views",

@@ -450,21 +450,10 @@ pub fn parse_features_yaml(
                 })
                 .ok()
         });
-        let shards = v.shards.as_ref().and_then(|n| {
-            let count = **n;
-            if (2..=fstore_snapshot::MAX_SHARDS).contains(&count) {
-                return Some(count);
-            }
-            errs.push(with_pos(
-                SpecError::new(format!(
-                    "feature view `{name}`: shards {count}: a view is split into 2 to {} \
-                     shards (leave it out for none)",
-                    fstore_snapshot::MAX_SHARDS
-                ))
-                .key(format!("feature_views.{name}.shards")),
-                pos(n),
-            ));
-            None
+        // The count's range is checked by `Definitions::validate`, for REST as well as YAML.
+        let shards = v.shards.as_ref().map(|n| {
+            spans.insert(format!("feature_views.{name}.shards"), pos(n));
+            **n
         });
         let mut checks = Vec::new();
         for c in &v.checks {
@@ -761,6 +750,17 @@ feature_services:
                 .shards,
             None
         );
+        // Definitions that did not come from YAML (the REST API) are held to the same range.
+        let mut defs = d.clone();
+        for n in [0, 1, 1025] {
+            defs.feature_views[0].shards = Some(n);
+            let errs = defs.validate().expect_err("out of range");
+            assert!(
+                errs.iter()
+                    .any(|e| e.key.as_deref() == Some("feature_views.customer_rfm.shards")),
+                "{n}: {errs:?}"
+            );
+        }
         for bad in ["shards: 1", "shards: 5000", "shards: many"] {
             let e = first_err(&text.replace("shards: 4", bad));
             assert!(e.location.is_some(), "{bad}: {e}");
