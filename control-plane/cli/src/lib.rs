@@ -734,17 +734,17 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
                 cfg.timeout = timeout;
                 cfg.attempts = attempts;
                 cfg.max_body_bytes = max_body_bytes;
-                // Checked before binding, so a bad flag fails without taking the port.
-                fstore_router::RouterState::new(cfg.clone())?;
+                // Built before binding, so a bad flag fails without taking the port.
+                let state = std::sync::Arc::new(fstore_router::RouterState::new(cfg)?);
                 let listener = tokio::net::TcpListener::bind(&addr)
                     .await
                     .with_context(|| format!("binding {addr}"))?;
                 eprintln!(
                     "router listening on http://{} ({} edges)",
                     listener.local_addr()?,
-                    cfg.edges.len()
+                    state.edges().len()
                 );
-                fstore_router::serve(cfg, listener, shutdown_signal()).await?;
+                fstore_router::serve(state, listener, shutdown_signal()).await?;
             }
         },
         Command::Historical {

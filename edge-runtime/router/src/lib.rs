@@ -535,15 +535,15 @@ pub fn router(state: Arc<RouterState>) -> Router {
         .with_state(state)
 }
 
-/// Runs a router on `listener` until `shutdown`: checks the edges at once and then every
-/// `check_interval`, and serves.
+/// Runs a router over `state` (built, and so checked, before the caller binds its port) on
+/// `listener` until `shutdown`: checks the edges at once and then every `check_interval`, and
+/// serves.
 pub async fn serve(
-    config: RouterConfig,
+    state: Arc<RouterState>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RouterError> {
-    let interval = config.check_interval;
-    let state = Arc::new(RouterState::new(config)?);
+    let interval = state.config.check_interval;
     state.check().await;
     let checker = {
         let state = state.clone();

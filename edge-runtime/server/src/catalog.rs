@@ -50,6 +50,18 @@ pub struct HeldShards {
     pub parts: Vec<(u32, Arc<LoadedView>)>,
 }
 
+impl HeldShards {
+    /// The held shard `key` falls in; None when its shard is not held.
+    #[inline]
+    fn part(&self, key: &[u8]) -> Option<&LoadedView> {
+        let i = fstore_snapshot::shard_of(fstore_snapshot::format::key_hash(key), self.count);
+        self.parts
+            .iter()
+            .find(|(p, _)| *p == i)
+            .map(|(_, v)| v.as_ref())
+    }
+}
+
 impl LoadedView {
     pub fn new(snapshot: Snapshot, checksum: String, path: Option<PathBuf>) -> Self {
         let name = snapshot.schema().view.clone();
@@ -119,13 +131,7 @@ impl LoadedView {
     /// Whether this edge holds the entity `key`: always, unless only some shards are loaded.
     #[inline]
     pub fn holds(&self, key: &[u8]) -> bool {
-        match &self.shards {
-            None => true,
-            Some(h) => {
-                let i = fstore_snapshot::shard_of(fstore_snapshot::format::key_hash(key), h.count);
-                h.parts.iter().any(|(p, _)| *p == i)
-            }
-        }
+        self.shards.as_ref().is_none_or(|h| h.part(key).is_some())
     }
 
     /// Deltas layered on the base; for a view held by shard, the most any held shard has.
@@ -203,11 +209,7 @@ impl LoadedView {
     pub fn get(&self, key: &[u8]) -> Option<Row<'_>> {
         match &self.shards {
             None => fstore_snapshot::layered_get(&self.snapshot, &self.deltas, key),
-            Some(h) => {
-                let i = fstore_snapshot::shard_of(fstore_snapshot::format::key_hash(key), h.count);
-                let (_, part) = h.parts.iter().find(|(p, _)| *p == i)?;
-                part.get(key)
-            }
+            Some(h) => h.part(key)?.get(key),
         }
     }
 
