@@ -54,25 +54,23 @@ fn relay(
     let (Ok(mut c_in), Ok(mut s_out)) = (client.try_clone(), server.try_clone()) else {
         return;
     };
-    let reqs_log = Arc::new(Mutex::new(String::new()));
-    let log = reqs_log.clone();
-    // Client → server, remembering what each request said.
+    // Client → server, returning what the requests said (their first 64 KiB).
     let up = std::thread::spawn(move || {
+        let mut log = String::new();
         let mut buf = [0u8; 16 * 1024];
         while let Ok(n) = c_in.read(&mut buf) {
             if n == 0 {
                 break;
             }
-            if let Ok(mut l) = log.lock()
-                && l.len() < 64 * 1024
-            {
-                l.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if log.len() < 64 * 1024 {
+                log.push_str(&String::from_utf8_lossy(&buf[..n]));
             }
             if s_out.write_all(&buf[..n]).is_err() {
                 break;
             }
         }
         let _ = s_out.shutdown(Shutdown::Write);
+        log
     });
     let (mut s_in, mut c_out) = (server, client);
     let mut sent = 0u64;
@@ -101,8 +99,7 @@ fn relay(
         down.fetch_add(n as u64, Ordering::SeqCst);
     }
     let _ = c_out.shutdown(Shutdown::Both);
-    let _ = up.join();
-    if let (Ok(mut all), Ok(l)) = (reqs.lock(), reqs_log.lock()) {
-        all.push(l.clone());
+    if let (Ok(log), Ok(mut all)) = (up.join(), reqs.lock()) {
+        all.push(log);
     }
 }
